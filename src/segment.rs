@@ -1,0 +1,500 @@
+//! Where memory comes from: named POSIX shared memory (the only OS code in the
+//! crate) or the heap (for in-process channels, loom, miri and proptest).
+//!
+//! A [`Region`] is what the algorithms see: the identity header, the kind's control
+//! block and the data region, with a validated [`Geometry`]. It does not say whether
+//! the memory came from `shm_open` or from `Box`, so tests run the very same code as
+//! production.
+
+use std::any::Any;
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use rustix::fs::Mode;
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::shm;
+
+use crate::error::{Error, Kind, Result};
+use crate::layout::{Geometry, Identity, TypeInfo, CONTROL_OFFSET, IDENTITY_SIZE, LINE};
+use crate::sync::Shadow;
+
+/// Longest segment name we accept, in bytes, without the leading `/`.
+/// (Linux limits a name in `/dev/shm` to 255 bytes; we keep a margin for tools.)
+pub const MAX_NAME_LEN: usize = 250;
+
+/// How long `open` waits for a creator that is still writing the header.
+const OPEN_WAIT: Duration = Duration::from_secs(2);
+
+/// A validated segment name: `"prices"` and `"/prices"` are the same name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Name {
+    /// With the leading `/`, as `shm_open` wants it.
+    os: CString,
+}
+
+impl Name {
+    pub(crate) fn new(name: &str) -> Result<Name> {
+        let bad = |reason| {
+            Err(Error::InvalidName {
+                name: name.to_owned(),
+                reason,
+            })
+        };
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if bare.is_empty() {
+            return bad("the name is empty");
+        }
+        if bare.len() > MAX_NAME_LEN {
+            return bad("the name is longer than 250 bytes");
+        }
+        if bare.contains('/') {
+            return bad("the name contains '/' after its first character");
+        }
+        if bare.contains('\0') {
+            return bad("the name contains a NUL byte");
+        }
+        if bare == "." || bare == ".." {
+            return bad("'.' and '..' are not segment names");
+        }
+        let os = CString::new(format!("/{bare}")).expect("NUL rejected above");
+        Ok(Name { os })
+    }
+
+    /// The name without the leading `/`.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.os.to_str().expect("built from a str")[1..]
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+fn io_error(op: &'static str, name: &Name, e: Errno) -> Error {
+    match e {
+        Errno::NOENT => Error::NotFound {
+            name: name.as_str().to_owned(),
+        },
+        Errno::EXIST => Error::AlreadyExists {
+            name: name.as_str().to_owned(),
+        },
+        e => Error::Io {
+            op,
+            name: name.as_str().to_owned(),
+            source: e.into(),
+        },
+    }
+}
+
+/// Delete the segment `name`. Processes that have it open keep their mapping; the
+/// name is free for a new segment at once.
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], or [`Error::Io`].
+pub fn remove(name: &str) -> Result<()> {
+    let name = Name::new(name)?;
+    shm::unlink(name.os.as_c_str()).map_err(|e| io_error("shm_unlink", &name, e))
+}
+
+/// Whether process `pid` exists and is not a zombie.
+///
+/// This is a liveness *hint*: pids are reused, and a process in another pid
+/// namespace is invisible. It costs a system call, so the queues call it only on
+/// their slow paths.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    if pid == std::process::id() {
+        return true;
+    }
+    #[cfg(any(miri, loom))]
+    {
+        true
+    }
+    #[cfg(not(any(miri, loom)))]
+    {
+        let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+            return false;
+        };
+        match rustix::process::test_kill_process(p) {
+            Ok(()) | Err(Errno::PERM) => {
+                // Alive, or a zombie that nobody has reaped yet: a zombie is dead.
+                match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                    Ok(stat) => !stat
+                        .rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+                    Err(_) => true,
+                }
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A mapping of a whole shared-memory object. Unmapped on drop; the name is
+/// unlinked on drop when `owner` is set.
+struct Segment {
+    name: Name,
+    ptr: NonNull<u8>,
+    len: usize,
+    owner: AtomicBool,
+}
+
+// SAFETY: the mapping is plain shared memory that stays valid until `drop`; all
+// access to it goes through atomics or through the queues' ownership protocol.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `owner` is an atomic.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    fn map(fd: impl AsFd, len: usize, name: &Name) -> Result<NonNull<u8>> {
+        // SAFETY: a fresh mapping at an address the kernel picks: no existing memory
+        // is affected. The result is checked below.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }
+        .map_err(|e| io_error("mmap", name, e))?;
+        Ok(NonNull::new(ptr.cast::<u8>()).expect("mmap never returns null on success"))
+    }
+
+    fn create(name: &Name, len: usize) -> Result<Segment> {
+        let fd = shm::open(
+            name.os.as_c_str(),
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io_error("shm_open", name, e))?;
+        let unlink_on_err = |e: Error| {
+            let _ = shm::unlink(name.os.as_c_str());
+            e
+        };
+        rustix::fs::ftruncate(&fd, len as u64)
+            .map_err(|e| unlink_on_err(io_error("ftruncate", name, e)))?;
+        // Reserve the pages now, so that a full /dev/shm is an error here and not a
+        // SIGBUS on first touch. Filesystems without fallocate just skip it.
+        match rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, len as u64) {
+            Ok(()) | Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => {}
+            Err(e) => return Err(unlink_on_err(io_error("fallocate", name, e))),
+        }
+        let ptr = Self::map(&fd, len, name).map_err(unlink_on_err)?;
+        Ok(Segment {
+            name: name.clone(),
+            ptr,
+            len,
+            owner: AtomicBool::new(true),
+        })
+    }
+
+    fn open_fd(name: &Name) -> Result<OwnedFd> {
+        shm::open(name.os.as_c_str(), shm::OFlags::RDWR, Mode::empty())
+            .map_err(|e| io_error("shm_open", name, e))
+    }
+
+    /// Open an existing segment, waiting up to [`OPEN_WAIT`] for its creator to
+    /// publish the header.
+    fn open(name: &Name) -> Result<Segment> {
+        let fd = Self::open_fd(name)?;
+        let start = Instant::now();
+        let not_ready = || Error::NotReady {
+            name: name.as_str().to_owned(),
+            waited_ms: OPEN_WAIT.as_millis() as u64,
+        };
+        // Phase 1: wait until the header exists and is published. Map only the
+        // identity block for this, so that a hostile size cannot make us map much.
+        loop {
+            let size = rustix::fs::fstat(&fd)
+                .map_err(|e| io_error("fstat", name, e))?
+                .st_size;
+            if size as u64 >= IDENTITY_SIZE as u64 {
+                let probe = Self::map(&fd, IDENTITY_SIZE, name)?;
+                // SAFETY: the mapping is IDENTITY_SIZE bytes, page aligned, and an
+                // Identity is IDENTITY_SIZE bytes of atomics, valid for any bits.
+                let ready = unsafe { probe.cast::<Identity>().as_ref() }.is_ready();
+                // SAFETY: unmapping the probe mapping made just above; no reference
+                // into it outlives this statement.
+                let _ = unsafe { rustix::mm::munmap(probe.as_ptr().cast(), IDENTITY_SIZE) };
+                if ready? {
+                    break;
+                }
+            }
+            if start.elapsed() > OPEN_WAIT {
+                return Err(not_ready());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Phase 2: map the whole object. The header is validated by the caller
+        // against this length before anything past the identity block is touched.
+        let size = rustix::fs::fstat(&fd)
+            .map_err(|e| io_error("fstat", name, e))?
+            .st_size;
+        let len = usize::try_from(size)
+            .ok()
+            .filter(|&l| l <= crate::layout::MAX_SEGMENT_LEN)
+            .ok_or_else(|| Error::corrupted(format!("segment size {size} is out of range")))?;
+        let ptr = Self::map(&fd, len, name)?;
+        Ok(Segment {
+            name: name.clone(),
+            ptr,
+            len,
+            owner: AtomicBool::new(false),
+        })
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `map` with this length and every Region
+        // holding pointers into it has been dropped (the Region owns the Segment).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        if self.owner.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = shm::unlink(self.name.os.as_c_str());
+        }
+    }
+}
+
+/// The control block of one kind of segment, placed at [`CONTROL_OFFSET`].
+///
+/// # Safety
+/// The all-zero bit pattern must be a valid `Self` (the creator's `ftruncate` zero
+/// fills a new segment), and `Self` must consist of atomics only, so that a hostile
+/// peer writing any bits never makes it invalid.
+pub(crate) unsafe trait Control: Default + Send + Sync + 'static {
+    /// The kind this control block belongs to.
+    const KIND: Kind;
+}
+
+enum Backing {
+    Shm(Segment),
+    Heap {
+        identity: *mut Identity,
+        control: *mut (dyn Any + Send + Sync),
+        data: *mut u8,
+        data_layout: std::alloc::Layout,
+    },
+}
+
+/// Memory a queue or array lives in: header, control block and data region.
+pub(crate) struct Region {
+    identity: NonNull<Identity>,
+    control: NonNull<u8>,
+    data: NonNull<u8>,
+    geometry: Geometry,
+    shadow: Shadow,
+    backing: Backing,
+}
+
+// SAFETY: the region's memory is owned by `backing` and lives as long as the Region;
+// the header and control block are atomics only and the data region is accessed
+// under each algorithm's ownership protocol, so sharing across threads is sound.
+unsafe impl Send for Region {}
+// SAFETY: as above.
+unsafe impl Sync for Region {}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("name", &self.name())
+            .field("geometry", &self.geometry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Region {
+    /// Create a named segment with geometry `g`, let `init` set up the control block
+    /// and data region, then publish the header.
+    pub(crate) fn create_shm<C: Control>(
+        name: &str,
+        g: Geometry,
+        ty: &TypeInfo,
+        init: impl FnOnce(&Region),
+    ) -> Result<Region> {
+        debug_assert!(CONTROL_OFFSET + std::mem::size_of::<C>() <= g.data_offset);
+        let name = Name::new(name)?;
+        let seg = Segment::create(&name, g.segment_len)?;
+        let base = seg.ptr;
+        // SAFETY: offsets were computed by Geometry::new and lie within segment_len,
+        // which is the mapping's length.
+        let region = unsafe { Region::from_base(base, g, Backing::Shm(seg)) };
+        init(&region);
+        region.identity().publish(&g, ty);
+        Ok(region)
+    }
+
+    /// Open the named segment and validate it as a `C::KIND` segment of element `ty`.
+    /// `check` validates the kind-specific geometry.
+    pub(crate) fn open_shm<C: Control>(
+        name: &str,
+        ty: &TypeInfo,
+        check: impl FnOnce(&Geometry) -> Result<()>,
+    ) -> Result<Region> {
+        let name = Name::new(name)?;
+        let seg = Segment::open(&name)?;
+        // SAFETY: Segment::open mapped at least IDENTITY_SIZE bytes (it waited for
+        // the object to be that long before mapping); the mapping is page aligned.
+        let identity = unsafe { seg.ptr.cast::<Identity>().as_ref() };
+        let g = identity.validate(seg.len, Some((C::KIND, ty)), |_| std::mem::size_of::<C>())?;
+        check(&g)?;
+        let base = seg.ptr;
+        // SAFETY: validate() checked data_offset >= CONTROL_OFFSET + size_of::<C>(),
+        // data_offset + data_len <= segment_len <= mapped length.
+        Ok(unsafe { Region::from_base(base, g, Backing::Shm(seg)) })
+    }
+
+    /// A region on the heap with the same layout, for in-process use and tests.
+    pub(crate) fn heap<C: Control>(
+        g: Geometry,
+        ty: &TypeInfo,
+        init: impl FnOnce(&Region),
+    ) -> Region {
+        let identity = Box::into_raw(Box::<Identity>::default());
+        let control: *mut (dyn Any + Send + Sync) = Box::into_raw(Box::new(C::default()));
+        let data_layout = std::alloc::Layout::from_size_align(g.data_len.max(1), LINE)
+            .expect("data_len is bounded by MAX_SEGMENT_LEN");
+        // SAFETY: the layout has a non-zero size.
+        let data = unsafe { std::alloc::alloc_zeroed(data_layout) };
+        if data.is_null() {
+            std::alloc::handle_alloc_error(data_layout);
+        }
+        let region = Region {
+            // SAFETY: pointers from Box::into_raw and a checked allocation are non-null.
+            identity: unsafe { NonNull::new_unchecked(identity) },
+            control: unsafe { NonNull::new_unchecked(control.cast::<u8>()) },
+            data: unsafe { NonNull::new_unchecked(data) },
+            geometry: g,
+            shadow: Shadow::new(g.data_len),
+            backing: Backing::Heap {
+                identity,
+                control,
+                data,
+                data_layout,
+            },
+        };
+        init(&region);
+        region.identity().publish(&g, ty);
+        region
+    }
+
+    /// # Safety
+    /// `base` must point to a mapping of at least `g.segment_len` bytes, aligned to a
+    /// page, owned by `backing`, and `g` must satisfy the checks of
+    /// `Identity::validate`.
+    unsafe fn from_base(base: NonNull<u8>, g: Geometry, backing: Backing) -> Region {
+        Region {
+            identity: base.cast(),
+            // SAFETY: CONTROL_OFFSET < data_offset <= segment_len (caller).
+            control: unsafe { base.add(CONTROL_OFFSET) },
+            // SAFETY: data_offset + data_len <= segment_len (caller).
+            data: unsafe { base.add(g.data_offset) },
+            geometry: g,
+            shadow: Shadow::new(g.data_len),
+            backing,
+        }
+    }
+
+    pub(crate) fn identity(&self) -> &Identity {
+        // SAFETY: the identity block is valid for the region's life (construction)
+        // and consists of atomics only.
+        unsafe { self.identity.as_ref() }
+    }
+
+    /// The control block. `C` must be the control type the region was made with.
+    pub(crate) fn control<C: Control>(&self) -> &C {
+        assert_eq!(self.geometry.kind, C::KIND, "control block of another kind");
+        if let Backing::Heap { control, .. } = &self.backing {
+            // SAFETY: the heap control block lives until drop.
+            debug_assert!(unsafe { &**control }.is::<C>());
+        }
+        // SAFETY: the region was created or validated as a C::KIND segment (checked
+        // above), so a C lies at `control`, aligned (CONTROL_OFFSET is a multiple of
+        // LINE, or a Box<C>), and C is atomics only (Control's contract), valid for
+        // any bits a peer may have written.
+        unsafe { self.control.cast::<C>().as_ref() }
+    }
+
+    /// Start of the data region (aligned to [`LINE`]), `geometry().data_len` bytes.
+    pub(crate) fn data(&self) -> NonNull<u8> {
+        self.data
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// Loom's view of the data region (no-op outside loom).
+    pub(crate) fn shadow(&self) -> &Shadow {
+        &self.shadow
+    }
+
+    /// The segment name, or `None` for a heap region.
+    pub(crate) fn name(&self) -> Option<&str> {
+        match &self.backing {
+            Backing::Shm(seg) => Some(seg.name.as_str()),
+            Backing::Heap { .. } => None,
+        }
+    }
+
+    /// Keep the named segment when this handle (its creator) drops.
+    pub(crate) fn persist(&self) {
+        if let Backing::Shm(seg) = &self.backing {
+            seg.owner.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Backing::Heap {
+            identity,
+            control,
+            data,
+            data_layout,
+        } = self.backing
+        {
+            // SAFETY: these came from Box::into_raw / alloc_zeroed with this layout in
+            // `heap`, and nothing uses them after the Region is dropped.
+            unsafe {
+                drop(Box::from_raw(identity));
+                drop(Box::from_raw(control));
+                std::alloc::dealloc(data, data_layout);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_and_validated() {
+        assert_eq!(Name::new("prices").unwrap(), Name::new("/prices").unwrap());
+        for bad in ["", "/", "a/b", "//a", "a\0b", ".", "..", &"x".repeat(251)] {
+            assert!(
+                matches!(Name::new(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(Name::new(&"x".repeat(250)).is_ok());
+    }
+
+    #[test]
+    fn own_pid_is_alive_and_zero_is_not() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0));
+    }
+}

@@ -1,0 +1,1147 @@
+//! Single-producer single-consumer queue of variable-length batches.
+//!
+//! One [`Sender`] and one [`Receiver`], usually in two processes, share a ring of
+//! bytes in a named segment. Every batch is stored contiguously — a length word,
+//! then the elements — so the receiver gets it as one `&[T]` (or `&mut [T]`) in place.
+//!
+//! # Behaviour
+//! - **Full**: [`Sender::send`] and [`Sender::reserve`] wait (spin, yield, then
+//!   sleep on a futex in the segment); [`Sender::try_send`] returns
+//!   [`TrySendError::Full`]; `send_timeout` gives up after its timeout.
+//! - **Empty**: [`Receiver::recv`] waits the same way; [`Receiver::try_recv`]
+//!   returns [`TryRecvError::Empty`].
+//! - **Batch length**: from 0 to [`Sender::max_batch`] elements, at least half the
+//!   capacity asked for at creation; longer batches are refused with `TooLarge`.
+//! - **Peer gone**: when the sender drops (or its process dies), the receiver first
+//!   drains every committed batch and then gets `Disconnected`. When the receiver
+//!   drops or dies, sends return `Disconnected`. Before the peer has attached for the
+//!   first time, a side just waits: `Disconnected` means the peer came and left. A
+//!   new peer may attach after the old one left, and the queue resumes.
+//! - **One of each**: a second sender (or receiver) opening the segment while a live
+//!   one is attached gets [`Error::AlreadyAttached`]. If the holder died, the new
+//!   handle takes its place: a batch that a dead receiver was reading is delivered
+//!   again, a batch that a dead sender had not committed is gone.
+//!
+//! # Example
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shmbatch::spsc::{Receiver, Sender};
+//! # let name = format!("doc-spsc-{}", std::process::id());
+//! let mut tx = Sender::<f64>::create(&name, 4096)?; // creator: unlinks on drop
+//! let mut rx = Receiver::<f64>::open(&name)?;       // usually in another process
+//!
+//! tx.send(&[1.0, 2.0, 3.0])?;                        // copying path
+//! let mut slot = tx.reserve(2)?;                     // zero-copy path
+//! slot.copy_from_slice(&[4.0, 5.0]);
+//! slot.commit();
+//!
+//! let mut batch = rx.recv()?;                        // a guard over the ring
+//! batch[0] += 10.0;                                  // may be modified in place
+//! assert_eq!(&*batch, &[11.0, 2.0, 3.0]);
+//! drop(batch);                                       // frees the space
+//! let mut v = Vec::new();
+//! rx.recv_into(&mut v)?;
+//! assert_eq!(v, [4.0, 5.0]);
+//!
+//! drop(tx);
+//! assert!(rx.recv().is_err()); // Disconnected: drained, and the sender is gone
+//! # Ok(()) }
+//! ```
+//!
+//! # The ring
+//! Positions `head` and `tail` count bytes since creation (they never wrap: 2^64
+//! bytes). A record is a `u64` length word padded to the unit
+//! `U = max(8, align_of::<T>())`, then the elements padded to `U`. If a record does
+//! not fit before the end of the ring, the producer writes the marker `u64::MAX` and
+//! starts the record at offset 0; the skipped bytes count as used. A record is at
+//! most half the ring, which guarantees that an empty ring accepts any allowed batch
+//! wherever its write offset stands.
+//!
+//! Sync points (both ends are labelled in the code):
+//! - "publish batch": the producer writes a record, then stores `tail` (Release, as
+//!   part of a `SeqCst` swap); the consumer loads `tail` with Acquire before reading.
+//! - "free space": the consumer stores `head` after it is done with a batch; the
+//!   producer loads `head` with Acquire before reusing that space.
+//! - "detach": a leaving side stores its owner word with Release after its last
+//!   index store; the peer loads it with Acquire and then reloads the index.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::error::{
+    Error, Kind, RecvError, RecvTimeoutError, Result, Role, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
+use crate::segment::{pid_alive, Control, Region};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{self, Deadline};
+
+/// Length word of a wrap marker.
+const WRAP: u64 = u64::MAX;
+
+/// States of an owner word: `pid << 32 | state`.
+// 0 = never attached (the zeroed initial state).
+const ATTACHED: u64 = 1;
+const LEFT: u64 = 2;
+
+const fn owner(pid: u32, state: u64) -> u64 {
+    (pid as u64) << 32 | state
+}
+const fn owner_state(word: u64) -> u64 {
+    word & 0xffff_ffff
+}
+const fn owner_pid(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
+/// How many failed polls between two liveness checks of the peer's process.
+const LIVENESS_EVERY: u32 = 1024;
+
+/// The SPSC control block at `CONTROL_OFFSET`.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct SpscControl {
+    /// Bytes ever published. Written by the producer only (`SeqCst` swap), read by
+    /// the consumer (Acquire / `SeqCst`). `tail - head` is in `0..=ring`.
+    tail: Padded<AtomicU64>,
+    /// Bytes ever released. Written by the consumer only (`SeqCst` swap), read by
+    /// the producer (Acquire / `SeqCst`).
+    head: Padded<AtomicU64>,
+    /// Owner words and futex words: written rarely (attach, detach, going to
+    /// sleep), read on every operation, so they share a line that stays cached.
+    peers: Padded<Peers>,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Peers {
+    /// Producer's owner word: `pid << 32 | {NEVER, ATTACHED, LEFT}`. Written by the
+    /// attaching/leaving producer (CAS / `SeqCst` store), and by a consumer that
+    /// found the producer's process dead (CAS ATTACHED -> LEFT).
+    producer: AtomicU64,
+    /// Consumer's owner word, likewise.
+    consumer: AtomicU64,
+    /// Futex: 1 while the consumer may sleep waiting for data.
+    data_ready: AtomicU32,
+    /// Futex: 1 while the producer may sleep waiting for space.
+    space_ready: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<SpscControl>() == 3 * crate::layout::LINE);
+
+// SAFETY: all-zero is the valid initial state (positions 0, owners NEVER, nobody
+// asleep), and the block holds atomics only.
+unsafe impl Control for SpscControl {
+    const KIND: Kind = Kind::Spsc;
+}
+
+/// Sizes of the ring, fixed at creation and validated on open.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    /// Ring length in bytes: a multiple of `2 * unit`.
+    ring: usize,
+    /// Record alignment unit: `max(8, align_of::<T>())`.
+    unit: usize,
+    /// `size_of::<T>()`.
+    elem: usize,
+    /// Largest batch in elements; `record(max_batch) <= ring / 2`.
+    max_batch: usize,
+}
+
+impl Dims {
+    fn for_capacity(ty: &TypeInfo, capacity: usize) -> Result<Dims> {
+        let too_large = || Error::InvalidSize {
+            what: "capacity",
+            value: capacity,
+            reason: format!("the ring would exceed {MAX_SEGMENT_LEN} bytes"),
+        };
+        if capacity == 0 {
+            return Err(Error::InvalidSize {
+                what: "capacity",
+                value: 0,
+                reason: "must be at least 1 element".into(),
+            });
+        }
+        let unit = ty.align.max(8);
+        let half_payload = capacity
+            .div_ceil(2)
+            .checked_mul(ty.size)
+            .filter(|&b| b <= MAX_SEGMENT_LEN / 2)
+            .ok_or_else(too_large)?
+            .next_multiple_of(unit);
+        let ring = 2 * (unit + half_payload);
+        if ring > MAX_SEGMENT_LEN - 4096 {
+            return Err(too_large());
+        }
+        Ok(Dims {
+            ring,
+            unit,
+            elem: ty.size,
+            max_batch: half_payload / ty.size,
+        })
+    }
+
+    fn from_geometry(g: &Geometry) -> Result<Dims> {
+        let ring = usize::try_from(g.capacity).unwrap_or(usize::MAX);
+        let unit = g.elem_align.max(8);
+        let max_batch = usize::try_from(g.max_batch).unwrap_or(usize::MAX);
+        if ring != g.data_len || ring < 2 * unit || ring % (2 * unit) != 0 {
+            return Err(Error::corrupted("spsc ring length is inconsistent"));
+        }
+        let dims = Dims {
+            ring,
+            unit,
+            elem: g.elem_size,
+            max_batch,
+        };
+        match max_batch.checked_mul(g.elem_size) {
+            Some(b) if unit + b.next_multiple_of(unit) <= ring / 2 => Ok(dims),
+            _ => Err(Error::corrupted(
+                "spsc maximum batch does not fit half the ring",
+            )),
+        }
+    }
+
+    /// Bytes a record of `len` elements occupies; `len <= max_batch`.
+    #[inline]
+    fn record(&self, len: usize) -> usize {
+        self.unit + (len * self.elem).next_multiple_of(self.unit)
+    }
+}
+
+/// Plumbing shared by both ends: the region, its control block and who we are.
+struct Link {
+    region: Arc<Region>,
+    ctl: NonNull<SpscControl>,
+    data: NonNull<u8>,
+    dims: Dims,
+    role: Role,
+    pid: u32,
+    /// Failed polls since the last liveness check of the peer.
+    idle: u32,
+}
+
+// SAFETY: the pointers point into `region`, which the Link keeps alive and which is
+// Send + Sync; the Link itself has no thread affinity.
+unsafe impl Send for Link {}
+
+impl Link {
+    fn new(region: Arc<Region>, role: Role) -> Result<Link> {
+        let dims = Dims::from_geometry(region.geometry())?;
+        let ctl = NonNull::from(region.control::<SpscControl>());
+        let data = region.data();
+        let link = Link {
+            region,
+            ctl,
+            data,
+            dims,
+            role,
+            pid: std::process::id(),
+            idle: 0,
+        };
+        link.attach()?;
+        Ok(link)
+    }
+
+    #[inline]
+    fn ctl(&self) -> &SpscControl {
+        // SAFETY: points into `self.region`'s control block, alive as long as self.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    fn words(&self) -> (&AtomicU64, &AtomicU64) {
+        let p = &self.ctl().peers;
+        match self.role {
+            Role::Sender => (&p.producer, &p.consumer),
+            Role::Receiver => (&p.consumer, &p.producer),
+        }
+    }
+
+    fn attach(&self) -> Result<()> {
+        let (mine, _) = self.words();
+        // Acquire pairs with the previous holder's "detach" Release store, so we
+        // start from its final index.
+        let mut cur = mine.load(Ordering::Acquire);
+        loop {
+            if owner_state(cur) == ATTACHED && pid_alive(owner_pid(cur)) {
+                return Err(Error::AlreadyAttached {
+                    name: self.region.name().unwrap_or("<heap>").to_owned(),
+                    role: self.role,
+                    pid: owner_pid(cur),
+                });
+            }
+            match mine.compare_exchange(
+                cur,
+                owner(self.pid, ATTACHED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn detach(&self) {
+        let (mine, _) = self.words();
+        // Sync point "detach": SeqCst (a Release store) after our last index store;
+        // pairs with the peer's Acquire load in `peer_gone`, and is K1 of the wake
+        // protocol for a peer about to sleep (wait.rs).
+        mine.store(owner(self.pid, LEFT), Ordering::SeqCst);
+        let p = &self.ctl().peers;
+        wait::wake_always(match self.role {
+            Role::Sender => &p.data_ready,
+            Role::Receiver => &p.space_ready,
+        });
+    }
+
+    /// Whether the peer attached once and is gone. With `check_pid`, a peer whose
+    /// process died is marked as gone too (one system call).
+    fn peer_gone(&self, check_pid: bool) -> bool {
+        let (_, peer) = self.words();
+        // Pairs with the peer's "detach" store: after seeing LEFT, a reload of the
+        // peer's index sees its final value.
+        let w = peer.load(Ordering::Acquire);
+        match owner_state(w) {
+            LEFT => true,
+            ATTACHED if check_pid && !pid_alive(owner_pid(w)) => {
+                // Record the death for everyone; losing the race to a new peer's
+                // attach is fine (then it is not gone).
+                peer.compare_exchange(
+                    w,
+                    owner(owner_pid(w), LEFT),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Count a failed poll; every `LIVENESS_EVERY` polls, say a pid check is due.
+    #[inline]
+    fn liveness_due(&mut self) -> bool {
+        self.idle = self.idle.wrapping_add(1);
+        self.idle % LIVENESS_EVERY == 0
+    }
+
+    /// Whether the peer's owner word still says attached (`SeqCst`: W2 of the wake
+    /// protocol, paired with the `SeqCst` detach store).
+    fn peer_attached_seqcst(&self) -> bool {
+        let (_, peer) = self.words();
+        owner_state(peer.load(Ordering::SeqCst)) != LEFT
+    }
+
+    #[inline]
+    fn word_ptr(&self, off: usize) -> *mut u64 {
+        debug_assert!(off + 8 <= self.dims.ring && off % 8 == 0);
+        // SAFETY: off + 8 <= ring = data_len (callers keep offsets unit-aligned and
+        // below ring); the data region is LINE-aligned so the word is aligned.
+        unsafe { self.data.as_ptr().add(off).cast::<u64>() }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("name", &self.region.name())
+            .field("role", &self.role)
+            .field("dims", &self.dims)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Create a queue of `capacity` elements on the heap, for two threads of one process.
+///
+/// This runs exactly the algorithm of the shared-memory queue; it is what the loom
+/// models, miri and the thread benchmarks use.
+///
+/// # Errors
+/// [`Error::InvalidSize`] for a zero or absurd capacity, [`Error::UnsupportedType`]
+/// for a zero-sized or over-aligned `T`.
+pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>)> {
+    let ty = TypeInfo::of::<T>()?;
+    let (g, _) = geometry(&ty, capacity)?;
+    let region = Arc::new(Region::heap::<SpscControl>(g, &ty, |_| {}));
+    let tx = Sender::from_region(Arc::clone(&region))?;
+    let rx = Receiver::from_region(region)?;
+    Ok((tx, rx))
+}
+
+fn geometry(ty: &TypeInfo, capacity: usize) -> Result<(Geometry, Dims)> {
+    let dims = Dims::for_capacity(ty, capacity)?;
+    let g = Geometry::new(
+        Kind::Spsc,
+        ty,
+        std::mem::size_of::<SpscControl>(),
+        dims.ring,
+        dims.ring as u64,
+        dims.max_batch as u64,
+        0,
+    )?;
+    Ok((g, dims))
+}
+
+fn create_region(name: &str, capacity: usize, ty: &TypeInfo) -> Result<Arc<Region>> {
+    let (g, _) = geometry(ty, capacity)?;
+    Ok(Arc::new(Region::create_shm::<SpscControl>(
+        name,
+        g,
+        ty,
+        |_| {},
+    )?))
+}
+
+fn open_region(name: &str, ty: &TypeInfo) -> Result<Arc<Region>> {
+    Ok(Arc::new(Region::open_shm::<SpscControl>(name, ty, |g| {
+        Dims::from_geometry(g).map(drop)
+    })?))
+}
+
+/// Where a claimed record goes.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    /// Offset of the record's length word.
+    off: usize,
+    /// Offset of a wrap marker to write first, if the record wraps.
+    wrap_at: Option<usize>,
+}
+
+/// The producing end of an SPSC queue.
+///
+/// `Send` but not `Sync`: move it to the thread that sends. See the
+/// [module docs](self) for the behaviour when full or disconnected.
+pub struct Sender<T: Pod = f64> {
+    link: Link,
+    /// Bytes published (our copy of `tail`).
+    tail: u64,
+    /// `tail % ring`: where the next record starts.
+    off: usize,
+    /// Last `head` we loaded; `tail - head_cache` bounds the used bytes.
+    head_cache: u64,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Pod> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("link", &self.link)
+            .field("tail", &self.tail)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Sender<T> {
+    /// Create the segment `name` with room for at least `capacity` elements, and
+    /// attach to it as the sender. The segment is removed when this handle drops,
+    /// unless [`persist`](Self::persist) is called.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidSize`] (zero or absurd capacity),
+    /// [`Error::UnsupportedType`], [`Error::AlreadyExists`], [`Error::Io`].
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        let ty = TypeInfo::of::<T>()?;
+        Self::from_region(create_region(name, capacity, &ty)?)
+    }
+
+    /// Open the existing segment `name` as its sender.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::TypeMismatch`],
+    /// [`Error::VersionMismatch`], [`Error::Corrupted`], [`Error::NotReady`],
+    /// [`Error::AlreadyAttached`] if a live sender holds it, [`Error::Io`].
+    pub fn open(name: &str) -> Result<Self> {
+        let ty = TypeInfo::of::<T>()?;
+        Self::from_region(open_region(name, &ty)?)
+    }
+
+    fn from_region(region: Arc<Region>) -> Result<Self> {
+        let link = Link::new(region, Role::Sender)?;
+        let ctl = link.ctl();
+        // Acquire pairs with the consumer's "free space" store.
+        let head = ctl.head.load(Ordering::Acquire);
+        let tail = ctl.tail.load(Ordering::Acquire);
+        let d = link.dims;
+        if tail.wrapping_sub(head) > d.ring as u64 || tail % d.unit as u64 != 0 {
+            return Err(Error::corrupted("spsc positions are inconsistent"));
+        }
+        Ok(Sender {
+            off: (tail % d.ring as u64) as usize,
+            tail,
+            head_cache: head,
+            link,
+            _t: PhantomData,
+        })
+    }
+
+    /// Longest batch this queue accepts, in elements.
+    pub fn max_batch(&self) -> usize {
+        self.link.dims.max_batch
+    }
+
+    /// Length of the ring in elements. Each batch also takes a header of
+    /// `max(8, align_of::<T>())` bytes and is padded to that size.
+    pub fn capacity(&self) -> usize {
+        self.link.dims.ring / self.link.dims.elem
+    }
+
+    /// The segment name (`None` for a [`channel`]).
+    pub fn name(&self) -> Option<&str> {
+        self.link.region.name()
+    }
+
+    /// Keep the segment when the creating handle drops (no effect on an opener).
+    pub fn persist(&self) {
+        self.link.region.persist();
+    }
+
+    /// Whether the receiver attached once and is gone (checks that its process is
+    /// alive: one system call).
+    pub fn is_disconnected(&self) -> bool {
+        self.link.peer_gone(true)
+    }
+
+    /// Find room for a record of `len` elements, without waiting.
+    #[inline]
+    fn claim(&mut self, len: usize) -> Result<Claim, TrySendError> {
+        let d = self.link.dims;
+        if len > d.max_batch {
+            return Err(TrySendError::TooLarge {
+                len,
+                max: d.max_batch,
+            });
+        }
+        if self.link.peer_gone(false) {
+            return Err(TrySendError::Disconnected);
+        }
+        let rec = d.record(len);
+        let (off, wrap_at, need) = if self.off + rec <= d.ring {
+            (self.off, None, rec)
+        } else {
+            (0, Some(self.off), d.ring - self.off + rec)
+        };
+        if self.tail - self.head_cache + need as u64 > d.ring as u64 {
+            // Sync point "free space": Acquire pairs with the consumer's SeqCst swap
+            // of head in `Receiver::release`; the space it frees is ours after this.
+            let head = self.link.ctl().head.load(Ordering::Acquire);
+            if self.tail.wrapping_sub(head) > d.ring as u64 {
+                return Err(TrySendError::Corrupted {
+                    reason: "consumer position is ahead of the producer or too far behind",
+                });
+            }
+            self.head_cache = head;
+            if self.tail - head + need as u64 > d.ring as u64 {
+                let check = self.link.liveness_due();
+                if check && self.link.peer_gone(true) {
+                    return Err(TrySendError::Disconnected);
+                }
+                return Err(TrySendError::Full);
+            }
+        }
+        let shadow = self.link.region.shadow();
+        if let Some(w) = wrap_at {
+            shadow.write(w, d.unit);
+        }
+        shadow.write(off, rec);
+        Ok(Claim { off, wrap_at })
+    }
+
+    /// Wait for room for `len` elements until `deadline`.
+    fn claim_until(&mut self, len: usize, deadline: Deadline) -> Result<Claim, SendTimeoutError> {
+        let r = wait::block(
+            self,
+            deadline,
+            |s| match s.claim(len) {
+                Ok(c) => Ok(Some(c)),
+                Err(TrySendError::Full) => Ok(None),
+                Err(e) => Err(e.into_blocking().expect("not Full")),
+            },
+            |s, slice| {
+                if s.link.peer_gone(true) {
+                    return;
+                }
+                let ctl = s.link.ctl();
+                let seen = s.head_cache;
+                wait::sleep(
+                    &ctl.peers.space_ready,
+                    || ctl.head.load(Ordering::SeqCst) != seen || !s.link.peer_attached_seqcst(),
+                    slice,
+                );
+            },
+        );
+        match r {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(SendTimeoutError::Timeout),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[inline]
+    fn payload(&self, claim: &Claim, len: usize) -> *mut T {
+        let _ = len;
+        debug_assert!(claim.off + self.link.dims.record(len) <= self.link.dims.ring);
+        // SAFETY: claim.off + record(len) <= ring (claim), and the payload starts
+        // `unit` bytes into the record; unit >= align_of::<T>() and offsets are
+        // unit-aligned, so the pointer is aligned for T.
+        unsafe {
+            self.link
+                .data
+                .as_ptr()
+                .add(claim.off + self.link.dims.unit)
+                .cast::<T>()
+        }
+    }
+
+    /// Write the record's length word (and wrap marker) and publish it.
+    #[inline]
+    fn publish(&mut self, claim: Claim, len: usize) {
+        let d = self.link.dims;
+        let mut advance = 0;
+        if let Some(w) = claim.wrap_at {
+            // SAFETY: w < ring and unit-aligned (it was our write offset), so the
+            // word is in bounds and aligned; the space is ours (claim).
+            unsafe { self.link.word_ptr(w).write(WRAP) };
+            advance += d.ring - w;
+        }
+        // SAFETY: claim.off + unit <= ring; the space is ours (claim).
+        unsafe { self.link.word_ptr(claim.off).write(len as u64) };
+        let rec = d.record(len);
+        advance += rec;
+        self.off = if claim.off + rec == d.ring {
+            0
+        } else {
+            claim.off + rec
+        };
+        self.tail += advance as u64;
+        let ctl = self.link.ctl();
+        // Sync point "publish batch": the swap's Release half pairs with the
+        // consumer's Acquire load of tail in `Receiver::peek`; SeqCst makes it K1 of
+        // the wake protocol (wait.rs).
+        ctl.tail.swap(self.tail, Ordering::SeqCst);
+        wait::wake(&ctl.peers.data_ready);
+    }
+
+    fn copy_in(&mut self, batch: &[T], claim: Claim) {
+        // SAFETY: the claim gives us record(len) bytes at claim.off that the consumer
+        // does not touch until we publish; they do not overlap `batch`, which is
+        // caller memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                batch.as_ptr(),
+                self.payload(&claim, batch.len()),
+                batch.len(),
+            )
+        };
+        self.publish(claim, batch.len());
+    }
+
+    /// Send a copy of `batch`, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`] if `batch.len() > max_batch()`,
+    /// [`SendError::Disconnected`] once the receiver is gone,
+    /// [`SendError::Corrupted`] if the shared state was damaged.
+    pub fn send(&mut self, batch: &[T]) -> Result<(), SendError> {
+        let claim = self
+            .claim_until(batch.len(), Deadline::never())
+            .map_err(|e| match e {
+                SendTimeoutError::Disconnected => SendError::Disconnected,
+                SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
+                SendTimeoutError::Corrupted { reason } => SendError::Corrupted { reason },
+                SendTimeoutError::Timeout => unreachable!("no deadline"),
+            })?;
+        self.copy_in(batch, claim);
+        Ok(())
+    }
+
+    /// Send a copy of `batch` if there is room now.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] when there is no room now, otherwise as [`send`](Self::send).
+    pub fn try_send(&mut self, batch: &[T]) -> Result<(), TrySendError> {
+        let claim = self.claim(batch.len())?;
+        self.copy_in(batch, claim);
+        Ok(())
+    }
+
+    /// Send a copy of `batch`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`], otherwise as [`send`](Self::send).
+    pub fn send_timeout(&mut self, batch: &[T], timeout: Duration) -> Result<(), SendTimeoutError> {
+        let claim = self.claim_until(batch.len(), Deadline::after(timeout))?;
+        self.copy_in(batch, claim);
+        Ok(())
+    }
+
+    /// Reserve room for a batch of `len` elements inside the ring, waiting while
+    /// the queue is full. Fill it through the returned guard and
+    /// [`commit`](Reservation::commit) it; dropping the guard publishes nothing.
+    ///
+    /// The reserved elements hold whatever bytes were there before.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, SendError> {
+        match self.reserve_inner(len, Deadline::never()) {
+            Ok(r) => Ok(r),
+            Err(SendTimeoutError::Disconnected) => Err(SendError::Disconnected),
+            Err(SendTimeoutError::TooLarge { len, max }) => Err(SendError::TooLarge { len, max }),
+            Err(SendTimeoutError::Corrupted { reason }) => Err(SendError::Corrupted { reason }),
+            Err(SendTimeoutError::Timeout) => unreachable!("no deadline"),
+        }
+    }
+
+    /// Reserve room for `len` elements if there is room now.
+    ///
+    /// # Errors
+    /// As [`try_send`](Self::try_send).
+    pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, TrySendError> {
+        let claim = self.claim(len)?;
+        Ok(Reservation {
+            tx: self,
+            claim,
+            len,
+        })
+    }
+
+    /// Reserve room for `len` elements, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Self::send_timeout).
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Reservation<'_, T>, SendTimeoutError> {
+        self.reserve_inner(len, Deadline::after(timeout))
+    }
+
+    fn reserve_inner(
+        &mut self,
+        len: usize,
+        deadline: Deadline,
+    ) -> Result<Reservation<'_, T>, SendTimeoutError> {
+        let claim = self.claim_until(len, deadline)?;
+        Ok(Reservation {
+            tx: self,
+            claim,
+            len,
+        })
+    }
+}
+
+/// Room for one batch inside the ring, from [`Sender::reserve`].
+///
+/// Derefs to `&mut [T]`. [`commit`](Self::commit) publishes the batch; dropping the
+/// reservation without committing publishes nothing and frees the room.
+pub struct Reservation<'a, T: Pod = f64> {
+    tx: &'a mut Sender<T>,
+    claim: Claim,
+    len: usize,
+}
+
+impl<T: Pod> Reservation<'_, T> {
+    /// Shorten the batch to `len` elements (no effect if `len` is not smaller):
+    /// reserve for the longest case, fill some, commit that many.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Publish the batch to the receiver.
+    pub fn commit(self) {
+        self.tx.publish(self.claim, self.len);
+    }
+}
+
+impl<T: Pod> Deref for Reservation<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the claim covers record(len) bytes that only we access until
+        // publish; the pointer is aligned (see `payload`) and T is Pod, so any bytes
+        // are a valid T.
+        unsafe { std::slice::from_raw_parts(self.tx.payload(&self.claim, self.len), self.len) }
+    }
+}
+
+impl<T: Pod> DerefMut for Reservation<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique in-process.
+        unsafe { std::slice::from_raw_parts_mut(self.tx.payload(&self.claim, self.len), self.len) }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Reservation<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A received batch in the ring.
+#[derive(Debug, Clone, Copy)]
+struct Peeked {
+    /// Offset of the first element.
+    payload: usize,
+    len: usize,
+    /// Bytes to release (record plus any wrap gap).
+    advance: usize,
+    /// Read offset after release.
+    next_off: usize,
+}
+
+/// The consuming end of an SPSC queue.
+///
+/// `Send` but not `Sync`: move it to the thread that receives. See the
+/// [module docs](self) for the behaviour when empty or disconnected.
+pub struct Receiver<T: Pod = f64> {
+    link: Link,
+    /// Bytes released (our copy of `head`).
+    head: u64,
+    /// `head % ring`: where the next record starts.
+    off: usize,
+    /// Last `tail` we loaded.
+    tail_cache: u64,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("link", &self.link)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    /// Create the segment `name` with room for at least `capacity` elements, and
+    /// attach to it as the receiver. The segment is removed when this handle drops,
+    /// unless [`persist`](Self::persist) is called.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        let ty = TypeInfo::of::<T>()?;
+        Self::from_region(create_region(name, capacity, &ty)?)
+    }
+
+    /// Open the existing segment `name` as its receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        let ty = TypeInfo::of::<T>()?;
+        Self::from_region(open_region(name, &ty)?)
+    }
+
+    fn from_region(region: Arc<Region>) -> Result<Self> {
+        let link = Link::new(region, Role::Receiver)?;
+        let ctl = link.ctl();
+        // Acquire pairs with the producer's "publish batch" store.
+        let tail = ctl.tail.load(Ordering::Acquire);
+        let head = ctl.head.load(Ordering::Acquire);
+        let d = link.dims;
+        if tail.wrapping_sub(head) > d.ring as u64 || head % d.unit as u64 != 0 {
+            return Err(Error::corrupted("spsc positions are inconsistent"));
+        }
+        Ok(Receiver {
+            off: (head % d.ring as u64) as usize,
+            head,
+            tail_cache: head,
+            link,
+            _t: PhantomData,
+        })
+    }
+
+    /// Longest batch the queue carries, in elements.
+    pub fn max_batch(&self) -> usize {
+        self.link.dims.max_batch
+    }
+
+    /// Length of the ring in elements (see [`Sender::capacity`]).
+    pub fn capacity(&self) -> usize {
+        self.link.dims.ring / self.link.dims.elem
+    }
+
+    /// The segment name (`None` for a [`channel`]).
+    pub fn name(&self) -> Option<&str> {
+        self.link.region.name()
+    }
+
+    /// Keep the segment when the creating handle drops (no effect on an opener).
+    pub fn persist(&self) {
+        self.link.region.persist();
+    }
+
+    /// Whether the sender attached once and is gone (checks that its process is
+    /// alive: one system call). Batches it committed may still be waiting.
+    pub fn is_disconnected(&self) -> bool {
+        self.link.peer_gone(true)
+    }
+
+    /// Whether no batch is waiting right now.
+    pub fn is_empty(&self) -> bool {
+        self.link.ctl().tail.load(Ordering::Acquire) == self.head
+    }
+
+    /// Find the next batch, without waiting.
+    #[inline]
+    fn peek(&mut self) -> Result<Peeked, TryRecvError> {
+        let d = self.link.dims;
+        if self.head == self.tail_cache {
+            self.load_tail()?;
+            if self.head == self.tail_cache {
+                let check = self.link.liveness_due();
+                if self.link.peer_gone(check) {
+                    // Everything the sender published happens-before its detach,
+                    // which we just observed: one more look at tail is final.
+                    self.load_tail()?;
+                    if self.head == self.tail_cache {
+                        return Err(TryRecvError::Disconnected);
+                    }
+                } else {
+                    return Err(TryRecvError::Empty);
+                }
+            }
+        }
+        let corrupted = |reason| Err(TryRecvError::Corrupted { reason });
+        let avail = (self.tail_cache - self.head) as usize;
+        let shadow = self.link.region.shadow();
+        let mut off = self.off;
+        let mut skip = 0;
+        // SAFETY: off < ring and unit-aligned (our own invariant); read once,
+        // volatile, so the value we check is the value we use.
+        let mut word = unsafe { self.link.word_ptr(off).read_volatile() };
+        shadow.read(off, 8);
+        if word == WRAP {
+            skip = d.ring - off;
+            if skip + d.unit > avail {
+                return corrupted("wrap marker without a batch after it");
+            }
+            off = 0;
+            // SAFETY: offset 0 is in bounds and aligned.
+            word = unsafe { self.link.word_ptr(0).read_volatile() };
+        }
+        if word > d.max_batch as u64 {
+            return corrupted("batch length exceeds the maximum");
+        }
+        let len = word as usize;
+        let rec = d.record(len);
+        if off + rec > d.ring || skip + rec > avail {
+            return corrupted("batch extends past the published data");
+        }
+        shadow.write(off, rec);
+        Ok(Peeked {
+            payload: off + d.unit,
+            len,
+            advance: skip + rec,
+            next_off: if off + rec == d.ring { 0 } else { off + rec },
+        })
+    }
+
+    /// Reload `tail` and check it against `head`.
+    #[inline]
+    fn load_tail(&mut self) -> Result<(), TryRecvError> {
+        // Sync point "publish batch": Acquire pairs with the producer's SeqCst swap
+        // of tail in `Sender::publish`; the records up to it are visible after this.
+        let tail = self.link.ctl().tail.load(Ordering::Acquire);
+        if tail.wrapping_sub(self.head) > self.link.dims.ring as u64 {
+            return Err(TryRecvError::Corrupted {
+                reason: "producer position is behind the consumer or too far ahead",
+            });
+        }
+        self.tail_cache = tail;
+        Ok(())
+    }
+
+    /// Give the space of a received batch back to the producer.
+    #[inline]
+    fn release(&mut self, p: &Peeked) {
+        let d = self.link.dims;
+        self.link
+            .region
+            .shadow()
+            .write(p.payload - d.unit, d.record(p.len));
+        self.head += p.advance as u64;
+        self.off = p.next_off;
+        let ctl = self.link.ctl();
+        // Sync point "free space": the swap's Release half pairs with the producer's
+        // Acquire load of head in `Sender::claim` (our reads and in-place writes of
+        // the batch happen before it reuses the space); SeqCst makes it K1 of the
+        // wake protocol.
+        ctl.head.swap(self.head, Ordering::SeqCst);
+        wait::wake(&ctl.peers.space_ready);
+    }
+
+    fn peek_until(&mut self, deadline: Deadline) -> Result<Peeked, RecvTimeoutError> {
+        let r = wait::block(
+            self,
+            deadline,
+            |s| match s.peek() {
+                Ok(p) => Ok(Some(p)),
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(e) => Err(e.into_blocking().expect("not Empty")),
+            },
+            |s, slice| {
+                if s.link.peer_gone(true) {
+                    return;
+                }
+                let ctl = s.link.ctl();
+                let seen = s.head;
+                wait::sleep(
+                    &ctl.peers.data_ready,
+                    || ctl.tail.load(Ordering::SeqCst) != seen || !s.link.peer_attached_seqcst(),
+                    slice,
+                );
+            },
+        );
+        match r {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(RecvTimeoutError::Timeout),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn guard(&mut self, p: Peeked) -> Batch<'_, T> {
+        // SAFETY: peek() checked payload + len * size_of::<T>() <= ring; the payload
+        // offset is unit-aligned plus unit, so aligned for T.
+        let ptr = unsafe { self.link.data.as_ptr().add(p.payload).cast::<T>() };
+        Batch {
+            // SAFETY: derived from the non-null data pointer.
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            peeked: p,
+            rx: self,
+        }
+    }
+
+    /// Receive the next batch, waiting while the queue is empty. The guard derefs to
+    /// the batch in the ring; dropping it frees the space.
+    ///
+    /// # Errors
+    /// [`RecvError::Disconnected`] once the sender is gone and everything it sent has
+    /// been received; [`RecvError::Corrupted`] if the shared state was damaged.
+    pub fn recv(&mut self) -> Result<Batch<'_, T>, RecvError> {
+        let p = self.peek_until(Deadline::never()).map_err(|e| match e {
+            RecvTimeoutError::Disconnected => RecvError::Disconnected,
+            RecvTimeoutError::Corrupted { reason } => RecvError::Corrupted { reason },
+            RecvTimeoutError::Timeout => unreachable!("no deadline"),
+        })?;
+        Ok(self.guard(p))
+    }
+
+    /// Receive the next batch if one is waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when nothing is waiting, otherwise as [`recv`](Self::recv).
+    pub fn try_recv(&mut self) -> Result<Batch<'_, T>, TryRecvError> {
+        let p = self.peek()?;
+        Ok(self.guard(p))
+    }
+
+    /// Receive the next batch, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], otherwise as [`recv`](Self::recv).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Batch<'_, T>, RecvTimeoutError> {
+        let p = self.peek_until(Deadline::after(timeout))?;
+        Ok(self.guard(p))
+    }
+
+    /// Receive the next batch into `out` (replacing its contents), waiting while the
+    /// queue is empty. Returns the batch length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn recv_into(&mut self, out: &mut Vec<T>) -> Result<usize, RecvError> {
+        let b = self.recv()?;
+        Ok(b.copy_to(out))
+    }
+
+    /// Receive the next batch into `out` if one is waiting.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_into(&mut self, out: &mut Vec<T>) -> Result<usize, TryRecvError> {
+        let b = self.try_recv()?;
+        Ok(b.copy_to(out))
+    }
+
+    /// Receive the next batch into `out`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_into_timeout(
+        &mut self,
+        out: &mut Vec<T>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        let b = self.recv_timeout(timeout)?;
+        Ok(b.copy_to(out))
+    }
+}
+
+/// A received batch, in place in the ring. Derefs to `&[T]` and `&mut [T]`;
+/// dropping it gives the space back to the sender.
+pub struct Batch<'a, T: Pod = f64> {
+    rx: &'a mut Receiver<T>,
+    ptr: NonNull<T>,
+    peeked: Peeked,
+}
+
+impl<T: Pod> Batch<'_, T> {
+    fn copy_to(self, out: &mut Vec<T>) -> usize {
+        out.clear();
+        out.extend_from_slice(&self);
+        out.len()
+    }
+}
+
+impl<T: Pod> Deref for Batch<'_, T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: the record lies inside the ring (peek checked it) and belongs to
+        // the consumer until `release`; aligned (see `guard`); T is Pod.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.peeked.len) }
+    }
+}
+
+impl<T: Pod> DerefMut for Batch<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique in-process, and
+        // the producer does not touch the record before `release`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.peeked.len) }
+    }
+}
+
+impl<T: Pod> Drop for Batch<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let p = self.peeked;
+        self.rx.release(&p);
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Batch<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
