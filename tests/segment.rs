@@ -1,0 +1,372 @@
+//! Named segments in real shared memory: naming, ownership, attachment rules, and
+//! segments that are damaged or hostile. Every test uses a unique name and leaves
+//! nothing in /dev/shm.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use shmbatch::spsc::{Receiver, Sender};
+use shmbatch::{Error, Kind, Role, TryRecvError, TrySendError};
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "shmbatch-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn path(name: &str) -> PathBuf {
+    PathBuf::from("/dev/shm").join(name)
+}
+
+/// Removes the segment when dropped, even if the test fails.
+struct Cleanup(String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = shmbatch::remove(&self.0);
+    }
+}
+
+fn poke(name: &str, offset: u64, bytes: &[u8]) {
+    let f = OpenOptions::new().write(true).open(path(name)).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+}
+
+/// A persisted segment with no attached handles, to be damaged by the test.
+fn persisted(tag: &str) -> (String, Cleanup) {
+    let name = unique(tag);
+    let tx = Sender::<f64>::create(&name, 1024).unwrap();
+    tx.persist();
+    drop(tx);
+    (name.clone(), Cleanup(name))
+}
+
+// Offsets of the documented wire format (src/layout.rs).
+const VERSION: u64 = 8;
+const KIND: u64 = 12;
+const INIT: u64 = 16;
+const ELEM_SIZE: u64 = 24;
+const CAPACITY: u64 = 40;
+const MAX_BATCH: u64 = 48;
+const DATA_OFFSET: u64 = 64;
+const DATA_LEN: u64 = 72;
+const SEGMENT_LEN: u64 = 80;
+const TAIL: u64 = 256;
+const SPSC_DATA: u64 = 640;
+
+#[test]
+fn create_then_open_by_name_both_ways() {
+    let name = unique("both");
+    let mut tx = Sender::<f64>::create(&name, 256).unwrap();
+    let mut rx = Receiver::<f64>::open(&format!("/{name}")).unwrap();
+    assert_eq!(tx.name(), Some(name.as_str()));
+    assert_eq!(rx.name(), Some(name.as_str()));
+    tx.send(&[1.0, 2.0]).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), &[1.0, 2.0]);
+    drop((tx, rx));
+    assert!(!path(&name).exists(), "creator unlinks on drop");
+
+    let name = unique("both");
+    let mut rx = Receiver::<f64>::create(&name, 256).unwrap();
+    let mut tx = Sender::<f64>::open(&name).unwrap();
+    tx.send(&[3.0]).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), &[3.0]);
+    drop(rx);
+    assert!(!path(&name).exists());
+    assert_eq!(tx.try_send(&[1.0]).unwrap_err(), TrySendError::Disconnected);
+}
+
+#[test]
+fn bad_names_are_rejected() {
+    for bad in ["", "/", "a/b", "with\0nul", ".", ".."] {
+        assert!(
+            matches!(
+                Sender::<f64>::create(bad, 8),
+                Err(Error::InvalidName { .. })
+            ),
+            "{bad:?}"
+        );
+        assert!(matches!(
+            Receiver::<f64>::open(bad),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+    let long = "x".repeat(shmbatch::MAX_NAME_LEN + 1);
+    let e = Sender::<f64>::create(&long, 8).unwrap_err();
+    assert!(e.to_string().contains("longer than"), "{e}");
+}
+
+#[test]
+fn zero_and_absurd_capacity_are_rejected_without_creating() {
+    let name = unique("cap");
+    assert!(matches!(
+        Sender::<f64>::create(&name, 0),
+        Err(Error::InvalidSize {
+            what: "capacity",
+            value: 0,
+            ..
+        })
+    ));
+    assert!(matches!(
+        Sender::<f64>::create(&name, usize::MAX / 2),
+        Err(Error::InvalidSize { .. })
+    ));
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn opening_a_missing_segment_is_not_found() {
+    let name = unique("missing");
+    match Receiver::<f64>::open(&name) {
+        Err(Error::NotFound { name: n }) => assert_eq!(n, name),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        shmbatch::remove(&name),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn creating_an_existing_name_is_already_exists() {
+    let name = unique("exists");
+    let _tx = Sender::<f64>::create(&name, 8).unwrap();
+    assert!(matches!(
+        Receiver::<f64>::create(&name, 8),
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn opener_sees_type_mismatch() {
+    let name = unique("type");
+    let _tx = Sender::<f64>::create(&name, 64).unwrap();
+    match Receiver::<u64>::open(&name) {
+        Err(Error::TypeMismatch {
+            found, expected, ..
+        }) => {
+            assert_eq!(found, "f64");
+            assert_eq!(expected, "u64");
+        }
+        other => panic!("{other:?}"),
+    }
+    match Receiver::<f32>::open(&name) {
+        Err(e @ Error::TypeMismatch { .. }) => {
+            assert!(
+                e.to_string().contains("f64") && e.to_string().contains("f32"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn second_sender_or_receiver_is_refused() {
+    let name = unique("attach");
+    let tx = Sender::<f64>::create(&name, 64).unwrap();
+    match Sender::<f64>::open(&name) {
+        Err(Error::AlreadyAttached {
+            role: Role::Sender,
+            pid,
+            ..
+        }) => {
+            assert_eq!(pid, std::process::id())
+        }
+        other => panic!("{other:?}"),
+    }
+    let rx = Receiver::<f64>::open(&name).unwrap();
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::AlreadyAttached {
+            role: Role::Receiver,
+            ..
+        })
+    ));
+    // After the receiver leaves, a new one may attach and the queue resumes.
+    drop(rx);
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    let mut tx = tx;
+    tx.send(&[5.0]).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), &[5.0]);
+}
+
+#[test]
+fn waiting_before_the_peer_ever_attached_is_not_disconnected() {
+    let name = unique("never");
+    let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(30)),
+        Err(shmbatch::RecvTimeoutError::Timeout)
+    ));
+    assert!(!rx.is_disconnected());
+}
+
+#[test]
+fn persist_keeps_the_segment_and_remove_deletes_it() {
+    let name = unique("persist");
+    let mut tx = Sender::<f64>::create(&name, 64).unwrap();
+    tx.send(&[42.0]).unwrap();
+    tx.persist();
+    drop(tx);
+    assert!(path(&name).exists());
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), &[42.0]);
+    shmbatch::remove(&name).unwrap();
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn version_mismatch_is_reported() {
+    let (name, _c) = persisted("version");
+    poke(&name, VERSION, &7u32.to_le_bytes());
+    match Receiver::<f64>::open(&name) {
+        Err(Error::VersionMismatch { found: 7, expected }) => assert_eq!(expected, 1),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn other_kind_is_reported() {
+    let (name, _c) = persisted("kind");
+    poke(&name, KIND, &3u32.to_le_bytes());
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::KindMismatch {
+            found: Kind::Array,
+            expected: Kind::Spsc
+        })
+    ));
+    poke(&name, KIND, &99u32.to_le_bytes());
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::Corrupted(_))
+    ));
+}
+
+#[test]
+fn garbage_headers_are_corrupted() {
+    let cases: &[(u64, &[u8], &str)] = &[
+        (0, b"NOTSHMBT", "magic"),
+        (INIT, &0xdead_beefu32.to_le_bytes(), "init"),
+        (CAPACITY, &u64::MAX.to_le_bytes(), "ring length"),
+        (CAPACITY, &24u64.to_le_bytes(), "ring length"),
+        (MAX_BATCH, &u64::MAX.to_le_bytes(), "maximum batch"),
+        (DATA_OFFSET, &8u64.to_le_bytes(), "data offset"),
+        (DATA_OFFSET, &(1u64 << 50).to_le_bytes(), "data offset"),
+        (DATA_LEN, &(1u64 << 39).to_le_bytes(), "data region"),
+        (SEGMENT_LEN, &(1u64 << 39).to_le_bytes(), "segment has only"),
+    ];
+    for &(off, bytes, what) in cases {
+        let (name, _c) = persisted("garbage");
+        poke(&name, off, bytes);
+        match Receiver::<f64>::open(&name) {
+            Err(Error::Corrupted(reason)) => assert!(reason.contains(what), "{what}: {reason}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(matches!(
+            Sender::<f64>::open(&name),
+            Err(Error::Corrupted(_))
+        ));
+    }
+    // Element size changed: a type mismatch, whatever the opener asks for.
+    let (name, _c) = persisted("garbage");
+    poke(&name, ELEM_SIZE, &0u32.to_le_bytes());
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::TypeMismatch { .. })
+    ));
+}
+
+#[test]
+fn truncated_or_foreign_files_are_errors_not_crashes() {
+    // A file too short to hold a header: the creator never finished.
+    let name = unique("short");
+    let _c = Cleanup(name.clone());
+    std::fs::write(path(&name), [0u8; 100]).unwrap();
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::NotReady { .. })
+    ));
+    // A foreign file full of bytes.
+    std::fs::write(path(&name), vec![0xA5u8; 8192]).unwrap();
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::Corrupted(_))
+    ));
+    // A header that declares more than the file holds.
+    let (name, _c2) = persisted("shrunk");
+    let f = OpenOptions::new().write(true).open(path(&name)).unwrap();
+    f.set_len(SPSC_DATA + 64).unwrap();
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::Corrupted(_))
+    ));
+}
+
+#[test]
+fn hostile_positions_and_lengths_while_running_are_corrupted() {
+    // A tail far ahead of head.
+    let name = unique("hostile");
+    let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
+    poke(&name, TAIL, &(1u64 << 40).to_le_bytes());
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted { .. })));
+    drop(rx);
+
+    // A published record whose length word is absurd.
+    let name = unique("hostile");
+    let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
+    poke(&name, SPSC_DATA, &1_000_000u64.to_le_bytes());
+    poke(&name, TAIL, &16u64.to_le_bytes());
+    match rx.try_recv() {
+        Err(TryRecvError::Corrupted { reason }) => assert!(reason.contains("length"), "{reason}"),
+        other => panic!("{:?}", other.map(|b| b.len())),
+    }
+    drop(rx);
+
+    // A record longer than what was published.
+    let name = unique("hostile");
+    let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
+    poke(&name, SPSC_DATA, &20u64.to_le_bytes());
+    poke(&name, TAIL, &16u64.to_le_bytes());
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted { .. })));
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(10)),
+        Err(shmbatch::RecvTimeoutError::Corrupted { .. })
+    ));
+    drop(rx);
+
+    // A head that runs past the tail, seen by the sender when the ring is full.
+    let name = unique("hostile");
+    let mut tx = Sender::<f64>::create(&name, 16).unwrap();
+    while tx.try_send(&[1.0]).is_ok() {}
+    poke(&name, TAIL + 128, &(1u64 << 41).to_le_bytes());
+    assert!(matches!(
+        tx.try_send(&[1.0]),
+        Err(TrySendError::Corrupted { .. })
+    ));
+}
+
+#[test]
+fn a_dead_peer_is_detected() {
+    // Fake a receiver that attached from a process that no longer exists.
+    let name = unique("dead");
+    let mut tx = Sender::<f64>::create(&name, 16).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let word = (u64::from(dead_pid) << 32) | 1;
+    poke(&name, TAIL + 2 * 128 + 8, &word.to_le_bytes());
+    assert!(tx.is_disconnected());
+    assert_eq!(tx.try_send(&[1.0]).unwrap_err(), TrySendError::Disconnected);
+    // Its place can be taken.
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    tx.send(&[2.0]).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), &[2.0]);
+}
