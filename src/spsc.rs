@@ -227,6 +227,8 @@ struct Link {
     pid: u32,
     /// Failed polls since the last liveness check of the peer.
     idle: u32,
+    /// Whether we hold our end (a failed attach must not detach the live holder).
+    attached: bool,
 }
 
 // SAFETY: the pointers point into `region`, which the Link keeps alive and which is
@@ -238,7 +240,7 @@ impl Link {
         let dims = Dims::from_geometry(region.geometry())?;
         let ctl = NonNull::from(region.control::<SpscControl>());
         let data = region.data();
-        let link = Link {
+        let mut link = Link {
             region,
             ctl,
             data,
@@ -246,8 +248,10 @@ impl Link {
             role,
             pid: std::process::id(),
             idle: 0,
+            attached: false,
         };
         link.attach()?;
+        link.attached = true;
         Ok(link)
     }
 
@@ -352,7 +356,9 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        self.detach();
+        if self.attached {
+            self.detach();
+        }
     }
 }
 
