@@ -305,3 +305,32 @@ impl From<RecvError> for RecvTimeoutError {
         }
     }
 }
+
+/// An element index past the end of a [`SharedArray`](crate::SharedArray), from its
+/// element operations (`load`, `store`, `fetch_add`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("index {index} is out of bounds for an array of {len} elements")]
+pub struct IndexOutOfBounds {
+    /// The index given.
+    pub index: usize,
+    /// The array's length.
+    pub len: usize,
+}
+
+/// Error of [`SharedArray::try_write`](crate::SharedArray::try_write): another
+/// writer holds the array's lock now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("the array is locked by process {pid}")]
+pub struct LockBusy {
+    /// The process id recorded in the lock word (a hint: pids are reused).
+    pub pid: u32,
+}
+
+/// Error of the `_timeout` operations of a [`SharedArray`](crate::SharedArray): the
+/// lock did not come free in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("timed out waiting for the array lock, held by process {pid}")]
+pub struct LockTimeout {
+    /// The process id last seen in the lock word (0 if the lock looked free).
+    pub pid: u32,
+}

@@ -39,6 +39,18 @@ pub const MAX_SEGMENT_LEN: usize = 1 << 40;
 /// How many bytes of the element type's name the header keeps.
 pub const TYPE_NAME_MAX: usize = 64;
 
+/// Array segments: offset of the lock word (a `u32` futex: the holder's pid, bit 31
+/// set while someone may sleep on it; 0 when free). See [`crate::SharedArray`].
+pub const ARRAY_LOCK_OFFSET: usize = CONTROL_OFFSET;
+/// Array segments: offset of the sequence counter (a `u64`, odd while a write is
+/// being published, on its own line).
+pub const ARRAY_SEQ_OFFSET: usize = CONTROL_OFFSET + LINE;
+/// Array segments: offset of the first element, whatever the element type. Stable
+/// within [`LAYOUT_VERSION`]; element `i` lies at `ARRAY_DATA_OFFSET + i *
+/// size_of::<T>()`, in native byte order. A Python process can map it with
+/// `numpy.ndarray((len,), dtype, buffer=shm.buf, offset=ARRAY_DATA_OFFSET)`.
+pub const ARRAY_DATA_OFFSET: usize = CONTROL_OFFSET + 2 * LINE;
+
 /// Value of `init` once the creator has written the whole header.
 pub(crate) const INIT_READY: u32 = u32::from_le_bytes(*b"REDY");
 

@@ -9,6 +9,11 @@
 //!   arrives whole, in order, as one contiguous slice, which the consumer may read
 //!   and modify where it lies in the ring. The producer may write in place too
 //!   ([`spsc::Sender::reserve`]).
+//! - [`SharedArray`]: a fixed-length array of `T` that many processes open by name
+//!   and update in place: exclusive `write`s under a cross-process lock that
+//!   survives a holder's death, reads that never see half a write, lock-free
+//!   element operations (`fetch_add` on `f64`, ...), and a stable data offset that
+//!   Python's `SharedMemory` plus `numpy` can map directly.
 //!
 //! Segments are named: a creator makes one (`create`), other processes open it by
 //! name (`open`). `"prices"` and `"/prices"` are the same name. The creator removes
@@ -50,6 +55,7 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod array;
 mod error;
 pub mod layout;
 mod segment;
@@ -61,4 +67,6 @@ pub use error::{
     Error, Kind, RecvError, RecvTimeoutError, Result, Role, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
+pub use array::{AtomicElement, Recovered, SharedArray, WriteOutcome};
+pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
 pub use segment::{remove, MAX_NAME_LEN};

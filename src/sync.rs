@@ -9,9 +9,24 @@
 //! [loom]: https://docs.rs/loom
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// View the 8-byte word at `ptr`, in plain (shared or heap) memory, as an atomic.
+///
+/// Loom atomics cannot be laid over raw memory, so this exists outside loom only;
+/// under loom the array keeps its data words in loom atomics of its own.
+///
+/// # Safety
+/// `ptr` must be non-null, 8-byte aligned and valid for reads and writes for `'a`,
+/// and for `'a` this process must access the word only through atomics.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) unsafe fn atomic_u64_at<'a>(ptr: *mut u64) -> &'a AtomicU64 {
+    // SAFETY: forwarded to the caller (see `# Safety`).
+    unsafe { AtomicU64::from_ptr(ptr) }
+}
 
 /// Hint to the CPU (or to loom's scheduler) that we are busy-waiting.
 #[inline]

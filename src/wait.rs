@@ -117,8 +117,10 @@ pub(crate) fn wake_always(flag: &AtomicU32) {
     futex_wake(flag);
 }
 
+/// Sleep while `flag` holds `expected`, at most `max` (shared futex; returns early on
+/// a wake, a signal or a changed value).
 #[cfg(not(any(loom, miri)))]
-fn futex_wait(flag: &AtomicU32, expected: u32, max: Duration) {
+pub(crate) fn futex_wait(flag: &AtomicU32, expected: u32, max: Duration) {
     use rustix::thread::futex;
     let ts = futex::Timespec {
         tv_sec: max.as_secs() as _,
@@ -129,8 +131,9 @@ fn futex_wait(flag: &AtomicU32, expected: u32, max: Duration) {
     let _ = futex::wait(flag, futex::Flags::empty(), expected, Some(&ts));
 }
 
+/// Wake everyone asleep on `flag` (shared futex).
 #[cfg(not(any(loom, miri)))]
-fn futex_wake(flag: &AtomicU32) {
+pub(crate) fn futex_wake(flag: &AtomicU32) {
     use rustix::thread::futex;
     let _ = futex::wake(flag, futex::Flags::empty(), i32::MAX as u32);
 }
@@ -138,12 +141,12 @@ fn futex_wake(flag: &AtomicU32) {
 // Loom cannot see system calls and miri does not emulate shared futexes: there the
 // sleep is a yield (bounded waits still terminate through their callers' loops).
 #[cfg(any(loom, miri))]
-fn futex_wait(_flag: &AtomicU32, _expected: u32, _max: Duration) {
+pub(crate) fn futex_wait(_flag: &AtomicU32, _expected: u32, _max: Duration) {
     sync::yield_now();
 }
 
 #[cfg(any(loom, miri))]
-fn futex_wake(_flag: &AtomicU32) {}
+pub(crate) fn futex_wake(_flag: &AtomicU32) {}
 
 /// Retry `attempt` until it yields a value, fails, or `deadline` passes (`Ok(None)`),
 /// backing off between tries and calling `sleep` with the next sleep length once
