@@ -160,6 +160,15 @@ pub enum Error {
         /// The process holding it.
         pid: u32,
     },
+    /// A many-to-many segment already tracks as many attached handles as it can
+    /// (handles cloned within a process share one attachment).
+    #[error("segment {name:?} already has {max} attached handles, the most it can track")]
+    TooManyAttached {
+        /// The segment name (`"<heap>"` for an in-process channel).
+        name: String,
+        /// The size of the segment's attachment table.
+        max: usize,
+    },
     /// The creator has not finished initialising the header in time.
     #[error("segment {name:?} was not initialised by its creator within {waited_ms} ms")]
     NotReady {

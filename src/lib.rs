@@ -58,6 +58,8 @@
 pub mod array;
 mod error;
 pub mod layout;
+pub mod mpmc;
+mod peers;
 mod segment;
 pub mod spsc;
 mod sync;

@@ -1,0 +1,1369 @@
+//! Multi-producer multi-consumer queue of batches in fixed-size slots.
+//!
+//! Any number of [`Sender`]s and [`Receiver`]s, in any number of processes, share a
+//! bounded queue of `slots` slots in a named segment. Each slot holds one batch of
+//! up to `max_batch` elements, contiguous, so a receiver gets it as one `&[T]` (or
+//! `&mut [T]`) where it lies in the segment, and a sender may write it in place
+//! ([`Sender::reserve`]).
+//!
+//! # Behaviour
+//! - **Delivery**: each batch goes to exactly one receiver, whole. Batches are
+//!   claimed by receivers in the order their senders claimed slots, so the batches
+//!   of one sender are claimed in the order it sent them (two receivers may of
+//!   course finish them in another order).
+//! - **Full**: [`Sender::send`] and [`Sender::reserve`] wait (spin, yield, then
+//!   sleep on a futex in the segment); [`Sender::try_send`] returns
+//!   [`TrySendError::Full`]; `send_timeout` gives up after its timeout. A slot stays
+//!   taken while a receiver holds its [`Batch`] guard.
+//! - **Empty**: [`Receiver::recv`] waits the same way; [`Receiver::try_recv`]
+//!   returns [`TryRecvError::Empty`]. A batch becomes visible when it is committed;
+//!   a slot reserved but not yet committed holds up the receivers behind it (this
+//!   is the price of delivering in claim order without locks).
+//! - **Batch length**: 0 to [`Sender::max_batch`] elements; longer batches are
+//!   refused with `TooLarge`.
+//! - **Handles**: `Send`, and [`Clone`] within a process (clones share one
+//!   attachment). A segment tracks up to 64 attachments (`create`/`open` calls).
+//! - **Disconnect**: when every sender is gone, receivers drain what was committed
+//!   and then get `Disconnected`; when every receiver is gone, senders get
+//!   `Disconnected`. Before the first sender (receiver) attaches, the other side
+//!   waits: `Disconnected` means they came and all left. A new handle may attach
+//!   later and the queue resumes.
+//! - **A process dies**: it never detaches, but the segment records the pid of every
+//!   attachment and a waiting side checks them on its slow path (at most every
+//!   20 ms, one system call per entry), so the survivors see `Disconnected` as if it
+//!   had detached. Batches it committed are still delivered. A batch it had
+//!   *reserved and not committed* stays claimed: receivers wait at that slot (their
+//!   timeouts still work) until a later version skips it; each claimed slot records
+//!   its claimer's pid for that purpose. A batch a dead receiver was holding keeps
+//!   its slot taken likewise.
+//! - **Untrusted peers**: every position, stamp and length read from the segment is
+//!   checked before use; damage gives `Corrupted`, never a panic, an out-of-bounds
+//!   access or an endless loop.
+//!
+//! # Example
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shmbatch::mpmc::{Receiver, Sender};
+//! # let name = format!("doc-mpmc-{}", std::process::id());
+//! let mut tx = Sender::<f64>::create(&name, 64, 1024)?; // 64 slots of <= 1024 f64
+//! let mut tx2 = Sender::<f64>::open(&name)?;            // usually other processes
+//! let mut rx = Receiver::<f64>::open(&name)?;
+//!
+//! tx.send(&[1.0, 2.0, 3.0])?;                            // copying path
+//! let mut slot = tx2.reserve(2)?;                        // zero-copy path
+//! slot.copy_from_slice(&[4.0, 5.0]);
+//! slot.commit();
+//!
+//! let mut batch = rx.recv()?;                            // a guard over the slot
+//! batch[0] += 10.0;                                      // may be modified in place
+//! assert_eq!(&*batch, &[11.0, 2.0, 3.0]);
+//! drop(batch);                                           // frees the slot
+//! let mut v = Vec::new();
+//! rx.recv_into(&mut v)?;
+//! assert_eq!(v, [4.0, 5.0]);
+//!
+//! drop((tx, tx2));
+//! assert!(rx.recv().is_err()); // Disconnected: drained, and every sender is gone
+//! # Ok(()) }
+//! ```
+//!
+//! # The algorithm
+//! Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>),
+//! in the lap encoding of crossbeam's `ArrayQueue`. Positions `tail` (enqueue) and
+//! `head` (dequeue) are `lap | index` with `one_lap = (slots + 1).next_power_of_two()`.
+//! Each slot carries a stamp; for the slot at position `p`:
+//!
+//! ```text
+//! stamp == p                 free for lap(p): a sender may claim p (CAS tail p -> next)
+//! stamp == p + 1             committed: a receiver may claim p (CAS head p -> next)
+//! stamp == p + one_lap       released by the receiver: free for the next lap
+//! ```
+//!
+//! A sender at `tail = t` that sees `stamp == t - one_lap` (previous lap claimed,
+//! not committed) or `t - one_lap + 1` (previous lap committed or being read) finds
+//! the queue full; a receiver at `head = h` that sees `h` (free, or claimed and not
+//! committed) or `h + 1 - one_lap` (previous lap still being read) finds it empty.
+//! Because `tail` and `head` only move by read-modify-writes, an `Acquire` load of
+//! one synchronises with every earlier claimer, so no older stamp can be seen; and a
+//! stamp from a later lap is only ever seen after the position moved past. So any
+//! other stamp, with a position that has not moved, is corruption. Every position is
+//! checked to index a real slot (`index < slots`) and every length against
+//! `max_batch` before use, and each `try_` operation gives up after a bounded
+//! number of contended retries.
+//!
+//! A reservation dropped without commit publishes its slot with the length word
+//! `u64::MAX` ("skipped"), which receivers release and step over, so the queue
+//! never wedges on a cancelled send.
+//!
+//! Sync points (both ends are labelled in the code):
+//! - "publish batch": the sender writes the payload and the length, then swaps the
+//!   stamp to `p + 1` (Release, as part of a `SeqCst` swap); the receiver loads the
+//!   stamp with Acquire before reading the length and the payload.
+//! - "free slot": the receiver is done with the payload, then swaps the stamp to
+//!   `p + one_lap` (`SeqCst`); the next sender loads it with Acquire before writing.
+//! - "detach": a leaving handle decrements its role's count with a `SeqCst` RMW
+//!   after its last publish or release; the other side loads the count with
+//!   Acquire and then looks at the queue once more (see `peers.rs`).
+//!
+//! # Wire format
+//! ```text
+//! control block (at CONTROL_OFFSET, 1024 bytes)
+//!   line 0   tail: enqueue position                (senders)
+//!   line 1   head: dequeue position                (receivers)
+//!   line 2   futex words not_empty, not_full       (sleepers and their wakers)
+//!   line 3   peer counts; lines 4..8 the attachment table (peers.rs)
+//! data region: `slots` slots of `stride` bytes (a multiple of 128)
+//!   +0   stamp  u64    sequence stamp (above)
+//!   +8   len    u64    batch length in elements, or u64::MAX for a skipped slot
+//!   +16  claim  u64    pid << 32 | low 32 bits of the position, of the last claimer
+//!   +24  reserved u64
+//!   +max(32, align_of::<T>())   payload: max_batch elements
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::{
+    Error, Kind, RecvError, RecvTimeoutError, Result, Role, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+use crate::layout::{Geometry, Padded, TypeInfo, LINE, MAX_SEGMENT_LEN};
+use crate::peers::{Left, Peers, TABLE_LEN};
+use crate::segment::{Control, Region};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{self, Deadline, SLICE};
+
+/// Most slots a queue may have.
+pub const MAX_SLOTS: usize = 1 << 30;
+
+/// Length word of a slot whose reservation was dropped: receivers skip it.
+const SKIPPED: u64 = u64::MAX;
+
+/// Bytes of a slot header; the payload starts at `max(SLOT_HEADER, align_of::<T>())`.
+const SLOT_HEADER: usize = 32;
+
+/// Contended attempts (lost CAS, moved position, skipped slot) one `try_` call makes
+/// before it reports `Full`/`Empty`. Each one means another handle made progress.
+const RETRY_LIMIT: u32 = 1024;
+
+/// Failed polls between two looks at the peers' liveness (which are also at least
+/// [`SLICE`] apart).
+const LIVENESS_EVERY: u32 = 1024;
+
+/// The header of one slot, at the start of the slot in the data region.
+///
+/// Under loom, atomics cannot live in raw memory, so the headers live in a vector in
+/// [`Queue`] instead and only the payloads are in the region.
+#[repr(C)]
+#[derive(Default)]
+struct SlotHeader {
+    /// Sequence stamp (module docs). Written by the claiming sender (`SeqCst` swap
+    /// to `p + 1` on commit) and the claiming receiver (`SeqCst` swap to
+    /// `p + one_lap` on release); read by both sides with Acquire before claiming.
+    /// The creator stores `index` (lap 0) before publishing the header.
+    stamp: AtomicU64,
+    /// Batch length in elements, or [`SKIPPED`]. Written by the claiming sender
+    /// (Relaxed) before its stamp swap; read by the claiming receiver (Relaxed)
+    /// after its Acquire load of the stamp. Checked against `max_batch`.
+    len: AtomicU64,
+    /// `pid << 32 | (position as u32)` of the last handle that claimed the slot
+    /// (sender or receiver), stored Relaxed right after its claim. Read by nobody
+    /// yet: it is there so that a dead claimer can be found and its slot skipped.
+    claim: AtomicU64,
+    /// Reserved, 0.
+    reserved: AtomicU64,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
+
+/// The MPMC control block at `CONTROL_OFFSET`.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct MpmcControl {
+    /// Enqueue position, `lap | index`. Moved by senders only, with an AcqRel CAS
+    /// from the value they loaded (Acquire) to the next position; `index < slots`.
+    tail: Padded<AtomicU64>,
+    /// Dequeue position, likewise, moved by receivers only.
+    head: Padded<AtomicU64>,
+    /// Futex words: written only when a handle goes to sleep or wakes sleepers.
+    futex: Padded<Futexes>,
+    /// Attachment counts and table.
+    peers: Peers,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Futexes {
+    /// 1 while a receiver may sleep waiting for a batch (wait.rs protocol).
+    not_empty: AtomicU32,
+    /// 1 while a sender may sleep waiting for a free slot.
+    not_full: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<MpmcControl>() == 8 * LINE);
+    assert!(offset_of!(MpmcControl, head) == LINE);
+    assert!(offset_of!(MpmcControl, futex) == 2 * LINE);
+    assert!(offset_of!(MpmcControl, peers) == 3 * LINE);
+};
+
+// SAFETY: all-zero is the valid initial state (positions 0, nobody asleep, nobody
+// attached), and the block holds atomics only.
+unsafe impl Control for MpmcControl {
+    const KIND: Kind = Kind::Mpmc;
+}
+
+/// Sizes of the queue, fixed at creation and validated on open.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    /// Number of slots, in `1..=MAX_SLOTS`.
+    slots: usize,
+    /// `(slots + 1).next_power_of_two()`: the position increment of one lap.
+    one_lap: u64,
+    /// Largest batch in elements, at least 1.
+    max_batch: usize,
+    /// `size_of::<T>()`.
+    elem: usize,
+    /// Offset of the payload in a slot: `max(SLOT_HEADER, align_of::<T>())`.
+    payload: usize,
+    /// Bytes per slot: a multiple of [`LINE`], at least `payload + max_batch * elem`.
+    stride: usize,
+}
+
+impl Dims {
+    /// The dimensions for these arguments, or `(what, value, reason)`.
+    fn compute(
+        elem: usize,
+        align: usize,
+        slots: usize,
+        max_batch: usize,
+    ) -> std::result::Result<Dims, (&'static str, usize, String)> {
+        if slots == 0 {
+            return Err(("slots", 0, "must be at least 1".into()));
+        }
+        if slots > MAX_SLOTS {
+            return Err(("slots", slots, format!("must be at most {MAX_SLOTS}")));
+        }
+        if max_batch == 0 {
+            return Err(("max_batch", 0, "must be at least 1 element".into()));
+        }
+        let payload = SLOT_HEADER.max(align);
+        let stride = max_batch
+            .checked_mul(elem)
+            .and_then(|b| b.checked_add(payload))
+            .filter(|&b| b <= MAX_SEGMENT_LEN)
+            .ok_or_else(|| {
+                (
+                    "max_batch",
+                    max_batch,
+                    format!("a slot would exceed {MAX_SEGMENT_LEN} bytes"),
+                )
+            })?
+            .next_multiple_of(LINE);
+        if stride
+            .checked_mul(slots)
+            .map_or(true, |b| b > MAX_SEGMENT_LEN)
+        {
+            return Err((
+                "slots",
+                slots,
+                format!("slots * slot size would exceed {MAX_SEGMENT_LEN} bytes"),
+            ));
+        }
+        Ok(Dims {
+            slots,
+            one_lap: (slots as u64 + 1).next_power_of_two(),
+            max_batch,
+            elem,
+            payload,
+            stride,
+        })
+    }
+
+    fn new(ty: &TypeInfo, slots: usize, max_batch: usize) -> Result<Dims> {
+        Self::compute(ty.size, ty.align, slots, max_batch).map_err(|(what, value, reason)| {
+            Error::InvalidSize {
+                what,
+                value,
+                reason,
+            }
+        })
+    }
+
+    fn from_geometry(g: &Geometry) -> Result<Dims> {
+        let slots = usize::try_from(g.capacity).unwrap_or(usize::MAX);
+        let max_batch = usize::try_from(g.max_batch).unwrap_or(usize::MAX);
+        let d = Self::compute(g.elem_size, g.elem_align, slots, max_batch)
+            .map_err(|(what, _, reason)| Error::corrupted(format!("mpmc {what} {reason}")))?;
+        if g.stride != d.stride as u64 || g.data_len != d.stride * d.slots {
+            return Err(Error::corrupted(
+                "mpmc slot size or data length is inconsistent",
+            ));
+        }
+        Ok(d)
+    }
+
+    /// Byte offset of slot `index`'s payload in the data region.
+    #[inline]
+    fn payload_off(&self, index: usize) -> usize {
+        index * self.stride + self.payload
+    }
+}
+
+/// A slot header in the data region.
+///
+/// # Safety
+/// `data` must be the data region of a region with dimensions `d` (so
+/// `d.slots * d.stride` bytes, aligned to [`LINE`]), alive for `'a`, and
+/// `index < d.slots`.
+#[cfg(not(loom))]
+unsafe fn slot_header<'a>(data: NonNull<u8>, d: &Dims, index: usize) -> &'a SlotHeader {
+    debug_assert!(index < d.slots);
+    // SAFETY: index * stride + SLOT_HEADER <= slots * stride = data_len (caller), so
+    // the header is in bounds; data is LINE-aligned and stride a multiple of LINE,
+    // so it is aligned; SlotHeader is atomics only, valid for any bits a peer wrote.
+    unsafe { data.add(index * d.stride).cast::<SlotHeader>().as_ref() }
+}
+
+/// Store the lap-0 stamps: run by the creator before the header is published.
+fn init_slots(_region: &Region, _d: &Dims) {
+    #[cfg(not(loom))]
+    for i in 0.._d.slots {
+        // SAFETY: the region was made with dimensions `d`; i < slots.
+        unsafe { slot_header(_region.data(), _d, i) }
+            .stamp
+            .store(i as u64, Ordering::Relaxed);
+    }
+}
+
+/// A queue mapped into this process: the region and its validated dimensions.
+struct Queue {
+    region: Region,
+    ctl: NonNull<MpmcControl>,
+    data: NonNull<u8>,
+    dims: Dims,
+    /// Under loom: the slot headers (see [`SlotHeader`]).
+    #[cfg(loom)]
+    headers: Box<[SlotHeader]>,
+}
+
+// SAFETY: the pointers point into `region`, which the Queue owns and which is
+// Send + Sync; shared state is accessed through atomics, and payloads under the
+// stamp protocol (a slot's payload belongs to exactly one claimer at a time).
+unsafe impl Send for Queue {}
+// SAFETY: as above.
+unsafe impl Sync for Queue {}
+
+impl Queue {
+    fn new(region: Region) -> Result<Queue> {
+        let dims = Dims::from_geometry(region.geometry())?;
+        Ok(Queue {
+            ctl: NonNull::from(region.control::<MpmcControl>()),
+            data: region.data(),
+            dims,
+            #[cfg(loom)]
+            headers: (0..dims.slots)
+                .map(|i| SlotHeader {
+                    stamp: AtomicU64::new(i as u64),
+                    ..SlotHeader::default()
+                })
+                .collect(),
+            region,
+        })
+    }
+
+    #[inline]
+    fn ctl(&self) -> &MpmcControl {
+        // SAFETY: points into `self.region`'s control block, alive as long as self.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    /// The slot index of a position read from shared memory, if it is a real one.
+    #[inline]
+    fn index(&self, pos: u64) -> Option<usize> {
+        let i = (pos & (self.dims.one_lap - 1)) as usize;
+        (i < self.dims.slots).then_some(i)
+    }
+
+    /// The position after `pos` (whose index is valid).
+    #[inline]
+    fn next(&self, pos: u64, index: usize) -> u64 {
+        if index + 1 < self.dims.slots {
+            pos + 1 // index + 1 < one_lap: no carry out of the index bits
+        } else {
+            (pos & !(self.dims.one_lap - 1)).wrapping_add(self.dims.one_lap)
+        }
+    }
+
+    #[inline]
+    fn header(&self, index: usize) -> &SlotHeader {
+        #[cfg(loom)]
+        {
+            &self.headers[index]
+        }
+        #[cfg(not(loom))]
+        // SAFETY: `data` is this region's data region with dimensions `dims`;
+        // callers pass indices from `index()`, which are below `slots`.
+        unsafe {
+            slot_header(self.data, &self.dims, index)
+        }
+    }
+
+    /// Pointer to slot `index`'s payload.
+    #[inline]
+    fn payload<T>(&self, index: usize) -> *mut T {
+        debug_assert!(index < self.dims.slots);
+        // SAFETY: index < slots, so payload_off(index) + max_batch * elem <= stride *
+        // (index + 1) <= data_len; the payload offset is a multiple of
+        // max(32, align_of::<T>()) within a LINE-aligned slot, so aligned for T.
+        unsafe {
+            self.data
+                .as_ptr()
+                .add(self.dims.payload_off(index))
+                .cast::<T>()
+        }
+    }
+
+    /// The futex that sleepers waiting for `role` to act sleep on: receivers wait
+    /// for senders (not empty), senders for receivers (not full).
+    fn flag_waiting_for(&self, role: Role) -> &AtomicU32 {
+        match role {
+            Role::Sender => &self.ctl().futex.not_empty,
+            Role::Receiver => &self.ctl().futex.not_full,
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.region.name().unwrap_or("<heap>")
+    }
+}
+
+/// One entry in the attachment table, shared by a handle and its clones; detaches
+/// when the last of them drops.
+struct Attachment {
+    queue: Arc<Queue>,
+    role: Role,
+    pid: u32,
+    entry: usize,
+}
+
+impl Attachment {
+    fn new(queue: Arc<Queue>, role: Role) -> Result<Arc<Attachment>> {
+        let pid = std::process::id();
+        let entry = queue
+            .ctl()
+            .peers
+            .attach(role, pid)
+            .map_err(|_| Error::TooManyAttached {
+                name: queue.name().to_owned(),
+                max: TABLE_LEN,
+            })?;
+        Ok(Arc::new(Attachment {
+            queue,
+            role,
+            pid,
+            entry,
+        }))
+    }
+
+    fn peer(&self) -> Role {
+        match self.role {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        }
+    }
+
+    /// Whether the other side attached once and is gone. With `check_pids`, its
+    /// dead processes are reaped first (system calls).
+    fn peer_gone(&self, check_pids: bool) -> bool {
+        let q = &self.queue;
+        let peers = &q.ctl().peers;
+        if check_pids && peers.reap(self.peer()) == Left::Last {
+            // Our side's sleepers wait for the peer: let them see it is gone.
+            wait::wake_always(q.flag_waiting_for(self.peer()));
+        }
+        // Sync point "detach": Acquire pairs with the peers' SeqCst decrements.
+        peers.gone(self.peer(), Ordering::Acquire)
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        let q = &self.queue;
+        if q.ctl().peers.detach(self.role, self.pid, self.entry) == Left::Last {
+            // The peer's sleepers wait for us: the detach RMW was K1, this is K2.
+            wait::wake_always(q.flag_waiting_for(self.role));
+        }
+    }
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("name", &self.queue.region.name())
+            .field("role", &self.role)
+            .field("dims", &self.queue.dims)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a handle last saw at its position, for the sleep condition.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    pos: u64,
+    /// A valid slot index (0 until a position was seen).
+    index: usize,
+    stamp: u64,
+}
+
+/// A handle's process-local state: the attachment and its waiting bookkeeping.
+#[derive(Debug)]
+struct End {
+    att: Arc<Attachment>,
+    seen: Seen,
+    /// Failed polls since creation (wrapping).
+    idle: u32,
+    last_check: Instant,
+}
+
+impl End {
+    fn new(att: Arc<Attachment>) -> End {
+        End {
+            att,
+            seen: Seen::default(),
+            idle: 0,
+            last_check: Instant::now(),
+        }
+    }
+
+    fn clone_end(&self) -> End {
+        End::new(Arc::clone(&self.att))
+    }
+
+    /// Count a failed poll and say whether to check the peers' pids now: at most
+    /// every [`SLICE`], and outside sleep only every [`LIVENESS_EVERY`] polls (so
+    /// that a spinning `try_` loop rarely reads the clock).
+    #[inline]
+    fn liveness_due(&mut self, sleeping: bool) -> bool {
+        self.idle = self.idle.wrapping_add(1);
+        if !sleeping && self.idle % LIVENESS_EVERY != 0 {
+            return false;
+        }
+        let now = Instant::now();
+        if now.saturating_duration_since(self.last_check) < SLICE {
+            return false;
+        }
+        self.last_check = now;
+        true
+    }
+
+    /// Sleep until the peer acts, unless the slot or position we last saw changed
+    /// or the peer left.
+    fn sleep(&mut self, slice: Duration) {
+        let check = self.liveness_due(true);
+        if self.att.peer_gone(check) {
+            return; // the next attempt reports it
+        }
+        let q = &*self.att.queue;
+        let seen = self.seen;
+        let peer = self.att.peer();
+        let pos = match self.att.role {
+            Role::Sender => &q.ctl().tail,
+            Role::Receiver => &q.ctl().head,
+        };
+        wait::sleep(
+            q.flag_waiting_for(peer),
+            // W2: SeqCst loads of what K1 (a stamp swap or a detach) writes.
+            || {
+                pos.load(Ordering::SeqCst) != seen.pos
+                    || q.header(seen.index).stamp.load(Ordering::SeqCst) != seen.stamp
+                    || q.ctl().peers.gone(peer, Ordering::SeqCst)
+            },
+            slice,
+        );
+    }
+}
+
+/// Create a queue of `slots` slots of up to `max_batch` elements on the heap, for
+/// threads of one process.
+///
+/// This runs exactly the algorithm of the shared-memory queue; it is what the loom
+/// models, miri and the thread benchmarks use. Clone the handles for more threads.
+///
+/// # Errors
+/// [`Error::InvalidSize`] for zero or absurd `slots` or `max_batch`,
+/// [`Error::UnsupportedType`] for a zero-sized or over-aligned `T`.
+pub fn channel<T: Pod>(slots: usize, max_batch: usize) -> Result<(Sender<T>, Receiver<T>)> {
+    let ty = TypeInfo::of::<T>()?;
+    let (g, dims) = geometry(&ty, slots, max_batch)?;
+    let region = Region::heap::<MpmcControl>(g, &ty, |r| init_slots(r, &dims));
+    let q = Arc::new(Queue::new(region)?);
+    Ok((Sender::attach(Arc::clone(&q))?, Receiver::attach(q)?))
+}
+
+fn geometry(ty: &TypeInfo, slots: usize, max_batch: usize) -> Result<(Geometry, Dims)> {
+    let d = Dims::new(ty, slots, max_batch)?;
+    let g = Geometry::new(
+        Kind::Mpmc,
+        ty,
+        std::mem::size_of::<MpmcControl>(),
+        d.stride * d.slots,
+        d.slots as u64,
+        d.max_batch as u64,
+        d.stride as u64,
+    )?;
+    Ok((g, d))
+}
+
+fn create_queue(name: &str, slots: usize, max_batch: usize, ty: &TypeInfo) -> Result<Arc<Queue>> {
+    let (g, dims) = geometry(ty, slots, max_batch)?;
+    let region = Region::create_shm::<MpmcControl>(name, g, ty, |r| init_slots(r, &dims))?;
+    Ok(Arc::new(Queue::new(region)?))
+}
+
+fn open_queue(name: &str, ty: &TypeInfo) -> Result<Arc<Queue>> {
+    let region = Region::open_shm::<MpmcControl>(name, ty, |g| Dims::from_geometry(g).map(drop))?;
+    Ok(Arc::new(Queue::new(region)?))
+}
+
+/// A claimed slot.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    pos: u64,
+    index: usize,
+}
+
+const fn claim_word(pid: u32, pos: u64) -> u64 {
+    (pid as u64) << 32 | (pos & 0xffff_ffff)
+}
+
+/// The producing end of an MPMC queue.
+///
+/// `Send`; clone it for more threads. See the [module docs](self) for the behaviour
+/// when full or disconnected.
+pub struct Sender<T: Pod = f64> {
+    end: End,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Pod> Clone for Sender<T> {
+    /// Another sender on the same attachment (no new table entry).
+    fn clone(&self) -> Self {
+        Sender {
+            end: self.end.clone_end(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("attachment", &self.end.att)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Sender<T> {
+    /// Create the segment `name` with `slots` slots of up to `max_batch` elements
+    /// each, and attach to it as a sender. The segment is removed when this handle
+    /// (and its clones) drop, unless [`persist`](Self::persist) is called.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidSize`] (zero or absurd `slots` or
+    /// `max_batch`), [`Error::UnsupportedType`], [`Error::AlreadyExists`],
+    /// [`Error::Io`].
+    pub fn create(name: &str, slots: usize, max_batch: usize) -> Result<Self> {
+        let ty = TypeInfo::of::<T>()?;
+        Self::attach(create_queue(name, slots, max_batch, &ty)?)
+    }
+
+    /// Open the existing segment `name` as one more sender.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::TypeMismatch`],
+    /// [`Error::VersionMismatch`], [`Error::Corrupted`], [`Error::NotReady`],
+    /// [`Error::TooManyAttached`], [`Error::Io`].
+    pub fn open(name: &str) -> Result<Self> {
+        let ty = TypeInfo::of::<T>()?;
+        Self::attach(open_queue(name, &ty)?)
+    }
+
+    fn attach(q: Arc<Queue>) -> Result<Self> {
+        Ok(Sender {
+            end: End::new(Attachment::new(q, Role::Sender)?),
+            _t: PhantomData,
+        })
+    }
+
+    fn queue(&self) -> &Queue {
+        &self.end.att.queue
+    }
+
+    /// Longest batch this queue accepts, in elements.
+    pub fn max_batch(&self) -> usize {
+        self.queue().dims.max_batch
+    }
+
+    /// Number of slots: how many batches the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.queue().dims.slots
+    }
+
+    /// The segment name (`None` for a [`channel`]).
+    pub fn name(&self) -> Option<&str> {
+        self.queue().region.name()
+    }
+
+    /// Keep the segment when the creating handle drops (no effect on an opener).
+    pub fn persist(&self) {
+        self.queue().region.persist();
+    }
+
+    /// Whether receivers attached once and all are gone (checks that their
+    /// processes are alive: one system call per attached receiver).
+    pub fn is_disconnected(&self) -> bool {
+        self.end.att.peer_gone(true)
+    }
+
+    /// Claim a free slot for a batch of `len` elements, without waiting.
+    #[inline]
+    fn claim(&mut self, len: usize) -> Result<Claim, TrySendError> {
+        let End { att, seen, .. } = &mut self.end;
+        let q = &*att.queue;
+        let d = &q.dims;
+        if len > d.max_batch {
+            return Err(TrySendError::TooLarge {
+                len,
+                max: d.max_batch,
+            });
+        }
+        let ctl = q.ctl();
+        if ctl.peers.gone(Role::Receiver, Ordering::Acquire) {
+            return Err(TrySendError::Disconnected);
+        }
+        let corrupted = |reason| Err(TrySendError::Corrupted { reason });
+        // Acquire: synchronises with every earlier claimer through the release
+        // sequence of tail's CASes, so the stamp below is not older than lap - 1.
+        let mut tail = ctl.tail.load(Ordering::Acquire);
+        for _ in 0..RETRY_LIMIT {
+            let Some(index) = q.index(tail) else {
+                return corrupted("enqueue position names no slot");
+            };
+            let slot = q.header(index);
+            // Sync point "free slot": Acquire pairs with the SeqCst swap in
+            // `Receiver::release` of the previous lap's receiver: its reads and
+            // writes of the payload happen before ours.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                match ctl.tail.compare_exchange_weak(
+                    tail,
+                    q.next(tail, index),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        slot.claim
+                            .store(claim_word(att.pid, tail), Ordering::Relaxed);
+                        q.region.shadow().write(d.payload_off(index), len * d.elem);
+                        return Ok(Claim { pos: tail, index });
+                    }
+                    Err(t) => tail = t,
+                }
+            } else if stamp == tail.wrapping_sub(d.one_lap)
+                || stamp == tail.wrapping_sub(d.one_lap).wrapping_add(1)
+            {
+                // The slot still holds the previous lap's batch: full.
+                *seen = Seen {
+                    pos: tail,
+                    index,
+                    stamp,
+                };
+                let check = self.end.liveness_due(false);
+                if check && self.end.att.peer_gone(true) {
+                    return Err(TrySendError::Disconnected);
+                }
+                return Err(TrySendError::Full);
+            } else {
+                // Our tail is stale (the stamp is from a later claim, which
+                // happens after tail moved), or the slot is damaged.
+                let t = ctl.tail.load(Ordering::Acquire);
+                if t == tail {
+                    return corrupted("slot stamp is inconsistent with the enqueue position");
+                }
+                tail = t;
+            }
+        }
+        // Heavy contention: let a sleeper's condition fire at once.
+        seen.pos = tail.wrapping_add(1);
+        Err(TrySendError::Full)
+    }
+
+    /// Wait for a free slot until `deadline`.
+    fn claim_until(&mut self, len: usize, deadline: Deadline) -> Result<Claim, SendTimeoutError> {
+        let r = wait::block(
+            self,
+            deadline,
+            |s| match s.claim(len) {
+                Ok(c) => Ok(Some(c)),
+                Err(TrySendError::Full) => Ok(None),
+                Err(e) => Err(e.into_blocking().expect("not Full")),
+            },
+            |s, slice| s.end.sleep(slice),
+        );
+        match r {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(SendTimeoutError::Timeout),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Write the slot's length and publish it (`len == SKIPPED` cancels).
+    #[inline]
+    fn publish(&self, claim: Claim, len: u64) {
+        let q = self.queue();
+        let slot = q.header(claim.index);
+        slot.len.store(len, Ordering::Relaxed);
+        // Sync point "publish batch": the swap's Release half pairs with the
+        // receiver's Acquire load of the stamp in `Receiver::take`; SeqCst makes it
+        // K1 of the wake protocol (wait.rs).
+        slot.stamp.swap(claim.pos.wrapping_add(1), Ordering::SeqCst);
+        wait::wake(&q.ctl().futex.not_empty);
+    }
+
+    fn copy_in(&mut self, batch: &[T], claim: Claim) {
+        // SAFETY: the claim gives us the slot's payload, max_batch >= batch.len()
+        // elements (checked in `claim`), which no receiver touches until we publish;
+        // it does not overlap `batch`, which is caller memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                batch.as_ptr(),
+                self.queue().payload::<T>(claim.index),
+                batch.len(),
+            )
+        };
+        self.publish(claim, batch.len() as u64);
+    }
+
+    /// Send a copy of `batch`, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`] if `batch.len() > max_batch()`,
+    /// [`SendError::Disconnected`] once every receiver is gone,
+    /// [`SendError::Corrupted`] if the shared state was damaged.
+    pub fn send(&mut self, batch: &[T]) -> Result<(), SendError> {
+        let claim = self
+            .claim_until(batch.len(), Deadline::never())
+            .map_err(blocking_send_error)?;
+        self.copy_in(batch, claim);
+        Ok(())
+    }
+
+    /// Send a copy of `batch` if a slot is free now.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] when no slot is free now (or, rarely, when other
+    /// handles kept winning the race for it), otherwise as [`send`](Self::send).
+    pub fn try_send(&mut self, batch: &[T]) -> Result<(), TrySendError> {
+        let claim = self.claim(batch.len())?;
+        self.copy_in(batch, claim);
+        Ok(())
+    }
+
+    /// Send a copy of `batch`, waiting at most `timeout` for a free slot.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`], otherwise as [`send`](Self::send).
+    pub fn send_timeout(&mut self, batch: &[T], timeout: Duration) -> Result<(), SendTimeoutError> {
+        let claim = self.claim_until(batch.len(), Deadline::after(timeout))?;
+        self.copy_in(batch, claim);
+        Ok(())
+    }
+
+    /// Reserve a slot for a batch of `len` elements, waiting while the queue is
+    /// full. Fill it through the returned guard and [`commit`](Reservation::commit)
+    /// it; dropping the guard cancels (receivers skip the slot).
+    ///
+    /// The reserved elements hold whatever bytes were there before. Receivers wait
+    /// at this slot until it is committed or dropped, so do not hold it long.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, SendError> {
+        let claim = self
+            .claim_until(len, Deadline::never())
+            .map_err(blocking_send_error)?;
+        Ok(self.reservation(claim, len))
+    }
+
+    /// Reserve a slot for `len` elements if one is free now.
+    ///
+    /// # Errors
+    /// As [`try_send`](Self::try_send).
+    pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, TrySendError> {
+        let claim = self.claim(len)?;
+        Ok(self.reservation(claim, len))
+    }
+
+    /// Reserve a slot for `len` elements, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Self::send_timeout).
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Reservation<'_, T>, SendTimeoutError> {
+        let claim = self.claim_until(len, Deadline::after(timeout))?;
+        Ok(self.reservation(claim, len))
+    }
+
+    fn reservation(&mut self, claim: Claim, len: usize) -> Reservation<'_, T> {
+        Reservation {
+            tx: self,
+            claim,
+            len,
+            committed: false,
+        }
+    }
+}
+
+fn blocking_send_error(e: SendTimeoutError) -> SendError {
+    match e {
+        SendTimeoutError::Disconnected => SendError::Disconnected,
+        SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
+        SendTimeoutError::Corrupted { reason } => SendError::Corrupted { reason },
+        SendTimeoutError::Timeout => unreachable!("no deadline"),
+    }
+}
+
+/// A claimed slot, from [`Sender::reserve`].
+///
+/// Derefs to `&mut [T]`. [`commit`](Self::commit) publishes the batch; dropping the
+/// reservation without committing publishes the slot as skipped, which receivers
+/// step over.
+pub struct Reservation<'a, T: Pod = f64> {
+    tx: &'a mut Sender<T>,
+    claim: Claim,
+    len: usize,
+    committed: bool,
+}
+
+impl<T: Pod> Reservation<'_, T> {
+    /// Shorten the batch to `len` elements (no effect if `len` is not smaller):
+    /// reserve for the longest case, fill some, commit that many.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Publish the batch to the receivers.
+    pub fn commit(mut self) {
+        self.committed = true;
+        self.tx.publish(self.claim, self.len as u64);
+    }
+}
+
+impl<T: Pod> Drop for Reservation<'_, T> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.tx.publish(self.claim, SKIPPED);
+        }
+    }
+}
+
+impl<T: Pod> Deref for Reservation<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the slot is ours until publish (our CAS on tail claimed it); len <=
+        // max_batch (checked in `claim`, and truncate only shrinks it), so the
+        // payload range is inside the slot; aligned (see `Queue::payload`); T is Pod,
+        // so any bytes are a valid T.
+        unsafe {
+            std::slice::from_raw_parts(self.tx.queue().payload::<T>(self.claim.index), self.len)
+        }
+    }
+}
+
+impl<T: Pod> DerefMut for Reservation<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique in-process, and
+        // no receiver reads the slot before we publish it.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.tx.queue().payload::<T>(self.claim.index), self.len)
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Reservation<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A slot a receiver has claimed.
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    pos: u64,
+    index: usize,
+    len: usize,
+}
+
+/// The consuming end of an MPMC queue.
+///
+/// `Send`; clone it for more threads. See the [module docs](self) for the behaviour
+/// when empty or disconnected.
+pub struct Receiver<T: Pod = f64> {
+    end: End,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> Clone for Receiver<T> {
+    /// Another receiver on the same attachment (no new table entry).
+    fn clone(&self) -> Self {
+        Receiver {
+            end: self.end.clone_end(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("attachment", &self.end.att)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    /// Create the segment `name` with `slots` slots of up to `max_batch` elements
+    /// each, and attach to it as a receiver. The segment is removed when this
+    /// handle (and its clones) drop, unless [`persist`](Self::persist) is called.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    pub fn create(name: &str, slots: usize, max_batch: usize) -> Result<Self> {
+        let ty = TypeInfo::of::<T>()?;
+        Self::attach(create_queue(name, slots, max_batch, &ty)?)
+    }
+
+    /// Open the existing segment `name` as one more receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        let ty = TypeInfo::of::<T>()?;
+        Self::attach(open_queue(name, &ty)?)
+    }
+
+    fn attach(q: Arc<Queue>) -> Result<Self> {
+        Ok(Receiver {
+            end: End::new(Attachment::new(q, Role::Receiver)?),
+            _t: PhantomData,
+        })
+    }
+
+    fn queue(&self) -> &Queue {
+        &self.end.att.queue
+    }
+
+    /// Longest batch the queue carries, in elements.
+    pub fn max_batch(&self) -> usize {
+        self.queue().dims.max_batch
+    }
+
+    /// Number of slots: how many batches the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.queue().dims.slots
+    }
+
+    /// The segment name (`None` for a [`channel`]).
+    pub fn name(&self) -> Option<&str> {
+        self.queue().region.name()
+    }
+
+    /// Keep the segment when the creating handle drops (no effect on an opener).
+    pub fn persist(&self) {
+        self.queue().region.persist();
+    }
+
+    /// Whether senders attached once and all are gone (checks that their processes
+    /// are alive: one system call per attached sender). Batches they committed may
+    /// still be waiting.
+    pub fn is_disconnected(&self) -> bool {
+        self.end.att.peer_gone(true)
+    }
+
+    /// Whether no committed batch waits at the head of the queue right now.
+    pub fn is_empty(&self) -> bool {
+        let q = self.queue();
+        let head = q.ctl().head.load(Ordering::Acquire);
+        q.index(head).map_or(true, |i| {
+            q.header(i).stamp.load(Ordering::Acquire) != head.wrapping_add(1)
+        })
+    }
+
+    /// Claim the next committed batch, without waiting.
+    #[inline]
+    fn take(&mut self) -> Result<Taken, TryRecvError> {
+        let mut last_look = false;
+        loop {
+            let End { att, seen, .. } = &mut self.end;
+            let q = &*att.queue;
+            let d = &q.dims;
+            let ctl = q.ctl();
+            let corrupted = |reason| Err(TryRecvError::Corrupted { reason });
+            // Acquire: synchronises with every earlier claimer through the release
+            // sequence of head's CASes (see `Sender::claim`).
+            let mut head = ctl.head.load(Ordering::Acquire);
+            let mut tries = 0;
+            let empty = loop {
+                if tries == RETRY_LIMIT {
+                    // Heavy contention: let a sleeper's condition fire at once.
+                    seen.pos = head.wrapping_add(1);
+                    return Err(TryRecvError::Empty);
+                }
+                tries += 1;
+                let Some(index) = q.index(head) else {
+                    return corrupted("dequeue position names no slot");
+                };
+                let slot = q.header(index);
+                // Sync point "publish batch": Acquire pairs with the SeqCst swap in
+                // `Sender::publish`; the length and payload are visible after this.
+                let stamp = slot.stamp.load(Ordering::Acquire);
+                if stamp == head.wrapping_add(1) {
+                    match ctl.head.compare_exchange_weak(
+                        head,
+                        q.next(head, index),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => {
+                            slot.claim
+                                .store(claim_word(att.pid, head), Ordering::Relaxed);
+                            let len = slot.len.load(Ordering::Relaxed);
+                            if len == SKIPPED {
+                                release(q, head, index);
+                                head = ctl.head.load(Ordering::Acquire);
+                                continue;
+                            }
+                            if len > d.max_batch as u64 {
+                                release(q, head, index);
+                                return corrupted("batch length exceeds the maximum");
+                            }
+                            let len = len as usize;
+                            q.region.shadow().write(d.payload_off(index), len * d.elem);
+                            return Ok(Taken {
+                                pos: head,
+                                index,
+                                len,
+                            });
+                        }
+                        Err(h) => head = h,
+                    }
+                } else if stamp == head || stamp == head.wrapping_add(1).wrapping_sub(d.one_lap) {
+                    // Free, claimed and not committed, or the previous lap's batch
+                    // still being read: nothing to take at head.
+                    break Seen {
+                        pos: head,
+                        index,
+                        stamp,
+                    };
+                } else {
+                    // Our head is stale (the stamp is from a later lap, which
+                    // happens after head moved), or the slot is damaged.
+                    let h = ctl.head.load(Ordering::Acquire);
+                    if h == head {
+                        return corrupted("slot stamp is inconsistent with the dequeue position");
+                    }
+                    head = h;
+                }
+            };
+            *seen = empty;
+            if last_look {
+                return Err(TryRecvError::Disconnected);
+            }
+            let check = self.end.liveness_due(false);
+            if !self.end.att.peer_gone(check) {
+                return Err(TryRecvError::Empty);
+            }
+            // Every sender is gone and we synchronised with their detaches: all they
+            // committed is visible now. One more look decides.
+            last_look = true;
+        }
+    }
+
+    fn take_until(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
+        let r = wait::block(
+            self,
+            deadline,
+            |s| match s.take() {
+                Ok(t) => Ok(Some(t)),
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(e) => Err(e.into_blocking().expect("not Empty")),
+            },
+            |s, slice| s.end.sleep(slice),
+        );
+        match r {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(RecvTimeoutError::Timeout),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn guard(&mut self, taken: Taken) -> Batch<'_, T> {
+        let ptr = self.queue().payload::<T>(taken.index);
+        Batch {
+            // SAFETY: derived from the non-null data pointer of the region.
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            taken,
+            rx: self,
+        }
+    }
+
+    /// Receive the next batch, waiting while the queue is empty. The guard derefs to
+    /// the batch in its slot; dropping it frees the slot.
+    ///
+    /// # Errors
+    /// [`RecvError::Disconnected`] once every sender is gone and everything they
+    /// committed has been received; [`RecvError::Corrupted`] if the shared state was
+    /// damaged.
+    pub fn recv(&mut self) -> Result<Batch<'_, T>, RecvError> {
+        let t = self.take_until(Deadline::never()).map_err(|e| match e {
+            RecvTimeoutError::Disconnected => RecvError::Disconnected,
+            RecvTimeoutError::Corrupted { reason } => RecvError::Corrupted { reason },
+            RecvTimeoutError::Timeout => unreachable!("no deadline"),
+        })?;
+        Ok(self.guard(t))
+    }
+
+    /// Receive the next batch if one is waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when nothing is waiting now (or, rarely, when other
+    /// handles kept winning the race), otherwise as [`recv`](Self::recv).
+    pub fn try_recv(&mut self) -> Result<Batch<'_, T>, TryRecvError> {
+        let t = self.take()?;
+        Ok(self.guard(t))
+    }
+
+    /// Receive the next batch, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], otherwise as [`recv`](Self::recv).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Batch<'_, T>, RecvTimeoutError> {
+        let t = self.take_until(Deadline::after(timeout))?;
+        Ok(self.guard(t))
+    }
+
+    /// Receive the next batch into `out` (replacing its contents), waiting while the
+    /// queue is empty. Returns the batch length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn recv_into(&mut self, out: &mut Vec<T>) -> Result<usize, RecvError> {
+        let b = self.recv()?;
+        Ok(b.copy_to(out))
+    }
+
+    /// Receive the next batch into `out` if one is waiting.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_into(&mut self, out: &mut Vec<T>) -> Result<usize, TryRecvError> {
+        let b = self.try_recv()?;
+        Ok(b.copy_to(out))
+    }
+
+    /// Receive the next batch into `out`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_into_timeout(
+        &mut self,
+        out: &mut Vec<T>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        let b = self.recv_timeout(timeout)?;
+        Ok(b.copy_to(out))
+    }
+}
+
+/// Give a claimed slot back to the senders.
+#[inline]
+fn release(q: &Queue, pos: u64, index: usize) {
+    let slot = q.header(index);
+    // Sync point "free slot": the swap's Release half pairs with the next sender's
+    // Acquire load of the stamp in `Sender::claim` (our reads and in-place writes of
+    // the payload happen before it reuses the slot); SeqCst makes it K1 of the wake
+    // protocol.
+    slot.stamp
+        .swap(pos.wrapping_add(q.dims.one_lap), Ordering::SeqCst);
+    wait::wake(&q.ctl().futex.not_full);
+}
+
+/// A received batch, in place in its slot. Derefs to `&[T]` and `&mut [T]`;
+/// dropping it gives the slot back to the senders.
+pub struct Batch<'a, T: Pod = f64> {
+    rx: &'a mut Receiver<T>,
+    ptr: NonNull<T>,
+    taken: Taken,
+}
+
+impl<T: Pod> Batch<'_, T> {
+    fn copy_to(self, out: &mut Vec<T>) -> usize {
+        out.clear();
+        out.extend_from_slice(&self);
+        out.len()
+    }
+}
+
+impl<T: Pod> Deref for Batch<'_, T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: the slot is ours until `release` (our CAS on head claimed it);
+        // len <= max_batch (checked in `take`), so the range is inside the slot;
+        // aligned (see `Queue::payload`); T is Pod.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.taken.len) }
+    }
+}
+
+impl<T: Pod> DerefMut for Batch<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique in-process, and
+        // no sender touches the slot before `release`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.taken.len) }
+    }
+}
+
+impl<T: Pod> Drop for Batch<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let q = &*self.rx.end.att.queue;
+        let t = self.taken;
+        q.region
+            .shadow()
+            .write(q.dims.payload_off(t.index), t.len * q.dims.elem);
+        release(q, t.pos, t.index);
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Batch<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}

@@ -1,0 +1,452 @@
+//! Behaviour of the MPMC slot queue on heap regions: the same algorithm code as the
+//! shared-memory queue, fast enough to run under miri.
+
+use std::collections::HashMap;
+use std::thread;
+use std::time::Duration;
+
+use shmbatch::mpmc::{self, Receiver, Sender};
+use shmbatch::{
+    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+
+/// A generous bound for waits that should end quickly (miri is slow).
+const LONG: Duration = Duration::from_secs(60);
+
+fn bits(xs: &[f64]) -> Vec<u64> {
+    xs.iter().map(|x| x.to_bits()).collect()
+}
+
+fn pair(slots: usize, max_batch: usize) -> (Sender<f64>, Receiver<f64>) {
+    mpmc::channel::<f64>(slots, max_batch).unwrap()
+}
+
+#[test]
+fn batches_arrive_whole_and_in_order() {
+    let (mut tx, mut rx) = pair(8, 16);
+    tx.send(&[1.0, 2.0, 3.0]).unwrap();
+    tx.send(&[4.0]).unwrap();
+    tx.send(&[]).unwrap();
+    let mut r = tx.reserve(2).unwrap();
+    r.copy_from_slice(&[5.0, 6.0]);
+    r.commit();
+    assert_eq!(&*rx.recv().unwrap(), &[1.0, 2.0, 3.0]);
+    assert_eq!(&*rx.try_recv().unwrap(), &[4.0]);
+    assert_eq!(rx.recv_timeout(LONG).unwrap().len(), 0);
+    let mut v = vec![9.0; 7];
+    assert_eq!(rx.recv_into(&mut v).unwrap(), 2);
+    assert_eq!(v, [5.0, 6.0]);
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert!(rx.is_empty());
+}
+
+#[test]
+fn geometry_is_reported() {
+    let (tx, rx) = pair(5, 100);
+    assert_eq!((tx.capacity(), tx.max_batch()), (5, 100));
+    assert_eq!((rx.capacity(), rx.max_batch()), (5, 100));
+    assert_eq!((tx.name(), rx.name()), (None, None));
+    assert!(!tx.is_disconnected() && !rx.is_disconnected());
+}
+
+#[test]
+fn zero_and_absurd_sizes_are_rejected() {
+    let size = |r: shmbatch::Result<(Sender<f64>, Receiver<f64>)>| match r {
+        Err(Error::InvalidSize { what, value, .. }) => (what, value),
+        other => panic!("expected InvalidSize, got {other:?}"),
+    };
+    assert_eq!(size(mpmc::channel(0, 8)), ("slots", 0));
+    assert_eq!(size(mpmc::channel(8, 0)), ("max_batch", 0));
+    let too_many = mpmc::MAX_SLOTS + 1;
+    assert_eq!(size(mpmc::channel(too_many, 1)), ("slots", too_many));
+    assert_eq!(
+        size(mpmc::channel(1, usize::MAX / 4)),
+        ("max_batch", usize::MAX / 4)
+    );
+    assert_eq!(
+        size(mpmc::channel(1 << 20, 1 << 30)),
+        ("slots", 1 << 20),
+        "each slot fits, all of them do not"
+    );
+}
+
+#[test]
+fn too_large_is_refused_and_max_is_accepted() {
+    let (mut tx, mut rx) = pair(4, 32);
+    let big = vec![1.5; 33];
+    let e = TrySendError::TooLarge { len: 33, max: 32 };
+    assert_eq!(tx.try_send(&big).unwrap_err(), e);
+    assert_eq!(
+        tx.send(&big).unwrap_err(),
+        SendError::TooLarge { len: 33, max: 32 }
+    );
+    assert_eq!(
+        tx.send_timeout(&big, LONG).unwrap_err(),
+        SendTimeoutError::TooLarge { len: 33, max: 32 }
+    );
+    assert_eq!(tx.try_reserve(33).unwrap_err(), e);
+    let full: Vec<f64> = (0..32).map(|i| i as f64 * 0.5).collect();
+    tx.send(&full).unwrap();
+    assert_eq!(bits(&rx.recv().unwrap()), bits(&full));
+}
+
+#[test]
+fn full_then_empty() {
+    let (mut tx, mut rx) = pair(3, 4);
+    for i in 0..3 {
+        tx.try_send(&[i as f64]).unwrap();
+    }
+    assert_eq!(tx.try_send(&[9.0]).unwrap_err(), TrySendError::Full);
+    assert!(matches!(tx.try_reserve(1), Err(TrySendError::Full)));
+    assert_eq!(
+        tx.send_timeout(&[9.0], Duration::from_millis(5))
+            .unwrap_err(),
+        SendTimeoutError::Timeout
+    );
+    assert_eq!(&*rx.recv().unwrap(), &[0.0]);
+    tx.try_send(&[3.0]).unwrap();
+    for i in 1..4 {
+        assert_eq!(&*rx.try_recv().unwrap(), &[i as f64]);
+    }
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(5)).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    let mut v = Vec::new();
+    assert_eq!(
+        rx.recv_into_timeout(&mut v, Duration::from_millis(1))
+            .unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+}
+
+#[test]
+fn wraps_around_many_laps() {
+    // 3 slots: not a power of two, so positions skip from index 2 to the next lap.
+    let (mut tx, mut rx) = pair(3, 8);
+    let laps = if cfg!(miri) { 20 } else { 2000 };
+    let mut next_in = 0u64;
+    let mut next_out = 0u64;
+    let mut out = Vec::new();
+    for round in 0..laps {
+        // Fill to a level that varies, then drain some.
+        let fill = round % 4;
+        for _ in 0..fill {
+            let len = (next_in % 9) as usize;
+            let batch: Vec<f64> = (0..len).map(|k| (next_in * 10 + k as u64) as f64).collect();
+            match tx.try_send(&batch) {
+                Ok(()) => next_in += 1,
+                Err(TrySendError::Full) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        for _ in 0..(round % 3) {
+            match rx.try_recv_into(&mut out) {
+                Ok(len) => {
+                    assert_eq!(len as u64, next_out % 9);
+                    for (k, x) in out.iter().enumerate() {
+                        assert_eq!(x.to_bits(), ((next_out * 10 + k as u64) as f64).to_bits());
+                    }
+                    next_out += 1;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    while rx.try_recv_into(&mut out).is_ok() {
+        next_out += 1;
+    }
+    assert_eq!(next_in, next_out);
+    assert!(next_in > laps as u64 / 2);
+}
+
+#[test]
+fn a_dropped_reservation_is_skipped() {
+    let (mut tx, mut rx) = pair(2, 4);
+    let mut r = tx.reserve(3).unwrap();
+    r[0] = 7.0;
+    drop(r); // cancelled
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    tx.send(&[1.0]).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), &[1.0]);
+    // Every slot is usable again: the skipped one did not wedge the queue.
+    for round in 0..4 {
+        drop(tx.try_reserve(1).unwrap());
+        tx.try_send(&[round as f64]).unwrap();
+        assert_eq!(&*rx.try_recv().unwrap(), &[round as f64]);
+    }
+    // A queue of only skipped slots is empty and then fills again.
+    drop(tx.reserve(1).unwrap());
+    drop(tx.reserve(1).unwrap());
+    assert_eq!(tx.try_send(&[0.0]).unwrap_err(), TrySendError::Full);
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    tx.try_send(&[5.0]).unwrap();
+    tx.try_send(&[6.0]).unwrap();
+    assert_eq!(&*rx.try_recv().unwrap(), &[5.0]);
+    assert_eq!(&*rx.try_recv().unwrap(), &[6.0]);
+}
+
+#[test]
+fn truncate_commits_fewer_elements() {
+    let (mut tx, mut rx) = pair(2, 8);
+    let mut r = tx.reserve(8).unwrap();
+    r[..3].copy_from_slice(&[1.0, 2.0, 3.0]);
+    r.truncate(3);
+    r.truncate(5); // no effect
+    assert_eq!(r.len(), 3);
+    r.commit();
+    assert_eq!(&*rx.recv().unwrap(), &[1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn a_batch_is_modified_in_place() {
+    let (mut tx, mut rx) = pair(1, 4);
+    tx.send(&[1.0, 2.0]).unwrap();
+    let mut b = rx.recv().unwrap();
+    b[1] = f64::NAN;
+    b.iter_mut().for_each(|x| *x = -*x);
+    assert_eq!(bits(&b), bits(&[-1.0, -f64::NAN]));
+    drop(b);
+    // The slot's previous contents show through a fresh reservation.
+    let r = tx.reserve(2).unwrap();
+    assert_eq!(bits(&r), bits(&[-1.0, -f64::NAN]));
+}
+
+#[test]
+fn a_held_batch_keeps_its_slot_while_other_receivers_go_on() {
+    let (mut tx, mut rx1) = pair(2, 1);
+    let mut rx2 = rx1.clone();
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[2.0]).unwrap();
+    let held = rx1.recv().unwrap();
+    assert_eq!(&*rx2.recv().unwrap(), &[2.0]);
+    // The next position is the held batch's slot: full until it is released.
+    assert_eq!(tx.try_send(&[3.0]).unwrap_err(), TrySendError::Full);
+    assert_eq!(&*held, &[1.0]);
+    drop(held);
+    tx.try_send(&[3.0]).unwrap();
+    tx.try_send(&[4.0]).unwrap();
+    assert_eq!(&*rx2.recv().unwrap(), &[3.0]);
+    assert_eq!(&*rx1.recv().unwrap(), &[4.0]);
+}
+
+#[test]
+fn receivers_drain_then_see_disconnected_when_every_sender_is_gone() {
+    let (mut tx, mut rx) = pair(4, 2);
+    let mut tx2 = tx.clone();
+    tx.send(&[1.0]).unwrap();
+    tx2.send(&[2.0]).unwrap();
+    drop(tx);
+    assert!(!rx.is_disconnected(), "a clone is still attached");
+    tx2.send(&[3.0]).unwrap();
+    drop(tx2);
+    assert!(rx.is_disconnected());
+    for x in [1.0, 2.0, 3.0] {
+        assert_eq!(&*rx.recv().unwrap(), &[x]);
+    }
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
+    assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
+    assert_eq!(
+        rx.recv_timeout(LONG).unwrap_err(),
+        RecvTimeoutError::Disconnected
+    );
+    let mut v = Vec::new();
+    assert_eq!(rx.recv_into(&mut v).unwrap_err(), RecvError::Disconnected);
+}
+
+#[test]
+fn senders_see_disconnected_when_every_receiver_is_gone() {
+    let (mut tx, rx) = pair(4, 2);
+    let rx2 = rx.clone();
+    drop(rx);
+    tx.send(&[1.0]).unwrap();
+    drop(rx2);
+    assert!(tx.is_disconnected());
+    assert_eq!(tx.try_send(&[1.0]).unwrap_err(), TrySendError::Disconnected);
+    assert_eq!(tx.send(&[1.0]).unwrap_err(), SendError::Disconnected);
+    assert_eq!(
+        tx.send_timeout(&[1.0], LONG).unwrap_err(),
+        SendTimeoutError::Disconnected
+    );
+    assert!(matches!(tx.reserve(1), Err(SendError::Disconnected)));
+}
+
+#[test]
+fn blocking_recv_wakes_on_send() {
+    let (mut tx, mut rx) = pair(2, 2);
+    let t = thread::spawn(move || {
+        let b = rx.recv_timeout(LONG).unwrap();
+        b.to_vec()
+    });
+    thread::sleep(Duration::from_millis(20));
+    tx.send(&[4.0, 2.0]).unwrap();
+    assert_eq!(t.join().unwrap(), [4.0, 2.0]);
+}
+
+#[test]
+fn blocking_send_wakes_on_release() {
+    let (mut tx, mut rx) = pair(1, 1);
+    tx.send(&[1.0]).unwrap();
+    let t = thread::spawn(move || {
+        tx.send_timeout(&[2.0], LONG).unwrap();
+        tx
+    });
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(&*rx.recv().unwrap(), &[1.0]);
+    let _tx = t.join().unwrap();
+    assert_eq!(&*rx.recv().unwrap(), &[2.0]);
+}
+
+#[test]
+fn blocked_handles_wake_on_disconnect() {
+    let (tx, mut rx) = pair(1, 1);
+    let t = thread::spawn(move || rx.recv_timeout(LONG).map(|b| b.len()));
+    thread::sleep(Duration::from_millis(20));
+    drop(tx);
+    assert_eq!(t.join().unwrap(), Err(RecvTimeoutError::Disconnected));
+
+    let (mut tx, rx) = pair(1, 1);
+    tx.send(&[1.0]).unwrap();
+    let t = thread::spawn(move || tx.send_timeout(&[2.0], LONG));
+    thread::sleep(Duration::from_millis(20));
+    drop(rx);
+    assert_eq!(t.join().unwrap(), Err(SendTimeoutError::Disconnected));
+}
+
+#[test]
+fn other_element_types_keep_their_alignment() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C, align(128))]
+    struct Wide {
+        x: [u64; 16],
+    }
+    let (mut tx, mut rx) = mpmc::channel::<Wide>(3, 2).unwrap();
+    let w = |v| Wide { x: [v; 16] };
+    for round in 0..5u64 {
+        tx.send(&[w(round), w(round + 100)]).unwrap();
+        let b = rx.recv().unwrap();
+        assert_eq!(b.as_ptr() as usize % 128, 0);
+        assert_eq!(&*b, &[w(round), w(round + 100)]);
+    }
+
+    let (mut tx, mut rx) = mpmc::channel::<u8>(2, 3).unwrap();
+    tx.send(b"abc").unwrap();
+    tx.send(b"").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"abc");
+    assert_eq!(&*rx.recv().unwrap(), b"");
+}
+
+#[test]
+fn handles_are_send_and_clone() {
+    fn send_clone<X: Send + Clone>() {}
+    send_clone::<Sender<f64>>();
+    send_clone::<Receiver<f64>>();
+}
+
+/// Every batch encodes its producer, sequence number and length; consumers check
+/// contents and per-producer order, and the union is checked for exactly once.
+#[test]
+fn many_producers_many_consumers_deliver_exactly_once() {
+    const PRODUCERS: u64 = 3;
+    const CONSUMERS: usize = 2;
+    let per = if cfg!(miri) { 30 } else { 20_000 };
+    let (tx, rx) = pair(4, 5);
+    let value = |p: u64, seq: u64, k: usize| f64::from_bits(p << 56 | seq << 8 | k as u64);
+    let len = |p: u64, seq: u64| ((p + seq) % 6) as usize;
+
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let mut tx = tx.clone();
+            thread::spawn(move || {
+                for seq in 0..per {
+                    let n = len(p, seq);
+                    if seq % 3 == 0 {
+                        let mut r = tx.reserve_timeout(n, LONG).unwrap();
+                        for (k, x) in r.iter_mut().enumerate() {
+                            *x = value(p, seq, k);
+                        }
+                        r.commit();
+                    } else {
+                        if seq % 7 == 1 {
+                            // A cancelled reservation in between: skipped by everyone.
+                            drop(tx.reserve_timeout(1, LONG).unwrap());
+                        }
+                        let b: Vec<f64> = (0..n).map(|k| value(p, seq, k)).collect();
+                        tx.send_timeout(&b, LONG).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|c| {
+            let mut rx = rx.clone();
+            thread::spawn(move || {
+                let mut got: HashMap<u64, Vec<u64>> = HashMap::new();
+                let mut buf = Vec::new();
+                loop {
+                    let b = if c == 0 {
+                        match rx.recv_timeout(LONG) {
+                            Ok(b) => b.to_vec(),
+                            Err(RecvTimeoutError::Disconnected) => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                    } else {
+                        match rx.recv_into_timeout(&mut buf, LONG) {
+                            Ok(_) => buf.clone(),
+                            Err(RecvTimeoutError::Disconnected) => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                    };
+                    // An empty batch carries no id: only (p + seq) % 6 == 0 is empty,
+                    // so identify it by elimination at the end.
+                    if b.is_empty() {
+                        got.entry(u64::MAX).or_default().push(0);
+                        continue;
+                    }
+                    let id = b[0].to_bits();
+                    let (p, seq) = (id >> 56, (id >> 8) & ((1 << 48) - 1));
+                    assert_eq!(b.len(), len(p, seq), "length of {p}/{seq}");
+                    for (k, x) in b.iter().enumerate() {
+                        assert_eq!(x.to_bits(), value(p, seq, k).to_bits());
+                    }
+                    let mine = got.entry(p).or_default();
+                    assert!(
+                        mine.last().map_or(true, |&last| last < seq),
+                        "producer {p}: {seq} after {:?}",
+                        mine.last()
+                    );
+                    mine.push(seq);
+                }
+                got
+            })
+        })
+        .collect();
+    drop(rx);
+    for p in producers {
+        p.join().unwrap();
+    }
+    let mut all: HashMap<u64, Vec<u64>> = HashMap::new();
+    for c in consumers {
+        for (p, seqs) in c.join().unwrap() {
+            all.entry(p).or_default().extend(seqs);
+        }
+    }
+    let empties = all.remove(&u64::MAX).map_or(0, |v| v.len() as u64);
+    let mut expected_empties = 0;
+    for p in 0..PRODUCERS {
+        let mut seqs = all.remove(&p).unwrap_or_default();
+        seqs.sort_unstable();
+        let want: Vec<u64> = (0..per).filter(|&s| len(p, s) != 0).collect();
+        expected_empties += per - want.len() as u64;
+        assert_eq!(
+            seqs, want,
+            "producer {p}: every non-empty batch exactly once"
+        );
+    }
+    assert_eq!(empties, expected_empties);
+    assert!(all.is_empty());
+}
