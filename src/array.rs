@@ -121,10 +121,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{Error, IndexOutOfBounds, Kind, LockBusy, LockTimeout, Result};
-use crate::layout::{
-    Geometry, Padded, TypeInfo, ARRAY_DATA_OFFSET, ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET,
-    CONTROL_OFFSET, LINE, MAX_SEGMENT_LEN,
-};
+use crate::layout::{Geometry, Padded, TypeInfo, ARRAY_DATA_OFFSET, MAX_SEGMENT_LEN};
 use crate::segment::{pid_alive, Control, Region};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Deadline};
@@ -141,7 +138,8 @@ const OPTIMISTIC_TRIES: u32 = 16;
 #[cfg(loom)]
 const OPTIMISTIC_TRIES: u32 = 2;
 
-/// The array control block at [`CONTROL_OFFSET`]: two lines.
+/// The array control block at [`CONTROL_OFFSET`](crate::layout::CONTROL_OFFSET): two
+/// lines.
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct ArrayControl {
@@ -171,6 +169,7 @@ struct LockLine {
 
 #[cfg(not(loom))]
 const _: () = {
+    use crate::layout::{ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET, CONTROL_OFFSET, LINE};
     use std::mem::offset_of;
     assert!(size_of::<ArrayControl>() == 2 * LINE);
     assert!(CONTROL_OFFSET + offset_of!(ArrayControl, lock) == ARRAY_LOCK_OFFSET);
