@@ -175,7 +175,9 @@ const _: () = {
     assert!(CONTROL_OFFSET + offset_of!(ArrayControl, lock) == ARRAY_LOCK_OFFSET);
     assert!(offset_of!(LockLine, word) == 0);
     assert!(CONTROL_OFFSET + offset_of!(ArrayControl, seq) == ARRAY_SEQ_OFFSET);
-    assert!((CONTROL_OFFSET + size_of::<ArrayControl>()).next_multiple_of(LINE) == ARRAY_DATA_OFFSET);
+    assert!(
+        (CONTROL_OFFSET + size_of::<ArrayControl>()).next_multiple_of(LINE) == ARRAY_DATA_OFFSET
+    );
     assert!(ARRAY_DATA_OFFSET % LINE == 0);
 };
 
@@ -615,10 +617,13 @@ impl<T: Pod> SharedArray<T> {
             (TypeId::of::<i8>(), "|i1", "|i1"),
             (TypeId::of::<u8>(), "|u1", "|u1"),
         ];
-        table
-            .iter()
-            .find(|(t, ..)| *t == id)
-            .map(|&(_, le, be)| if cfg!(target_endian = "little") { le } else { be })
+        table.iter().find(|(t, ..)| *t == id).map(|&(_, le, be)| {
+            if cfg!(target_endian = "little") {
+                le
+            } else {
+                be
+            }
+        })
     }
 
     /// Keep the segment when the creating handle drops (no effect on an opener).
@@ -776,7 +781,11 @@ impl<T: Pod> SharedArray<T> {
         // words.len * 8 >= n bytes; the buffers do not overlap. After the copy all n
         // bytes are initialised, and any bytes are a valid T (Pod).
         unsafe {
-            std::ptr::copy_nonoverlapping(orig.as_ptr().cast::<u8>(), work.as_mut_ptr().cast::<u8>(), n);
+            std::ptr::copy_nonoverlapping(
+                orig.as_ptr().cast::<u8>(),
+                work.as_mut_ptr().cast::<u8>(),
+                n,
+            );
             work.set_len(self.len);
         }
         // A panic here unwinds through `held` (unlock) and publishes nothing.
@@ -1092,7 +1101,10 @@ impl<T: AtomicElement> SharedArray<T> {
     pub fn swap(&self, i: usize, v: T) -> Result<T, IndexOutOfBounds> {
         let (word, off) = self.slot(i)?;
         if size_of::<T>() == 8 {
-            Ok(Self::get(word.swap(Self::put(0, 0, v), Ordering::AcqRel), 0))
+            Ok(Self::get(
+                word.swap(Self::put(0, 0, v), Ordering::AcqRel),
+                0,
+            ))
         } else {
             Ok(Self::update(word, off, |_| v))
         }
@@ -1108,7 +1120,10 @@ impl<T: AtomicElement> SharedArray<T> {
     pub fn fetch_add(&self, i: usize, v: T) -> Result<T, IndexOutOfBounds> {
         let (word, off) = self.slot(i)?;
         if T::WORD_ADD {
-            Ok(Self::get(word.fetch_add(Self::put(0, 0, v), Ordering::AcqRel), 0))
+            Ok(Self::get(
+                word.fetch_add(Self::put(0, 0, v), Ordering::AcqRel),
+                0,
+            ))
         } else {
             Ok(Self::update(word, off, |old| T::add(old, v)))
         }

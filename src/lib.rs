@@ -65,10 +65,10 @@ pub mod spsc;
 mod sync;
 mod wait;
 
+pub use array::{AtomicElement, Recovered, SharedArray, WriteOutcome};
 pub use error::{
     Error, Kind, RecvError, RecvTimeoutError, Result, Role, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-pub use array::{AtomicElement, Recovered, SharedArray, WriteOutcome};
 pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
 pub use segment::{remove, MAX_NAME_LEN};

@@ -85,7 +85,12 @@ fn write_updates_in_place_and_returns_the_closure_value() {
 
 #[test]
 fn nan_and_negative_zero_round_trip_exactly() {
-    let weird = [f64::NAN, -0.0, f64::INFINITY, f64::from_bits(0x7ff0_0000_0000_0001)];
+    let weird = [
+        f64::NAN,
+        -0.0,
+        f64::INFINITY,
+        f64::from_bits(0x7ff0_0000_0000_0001),
+    ];
     let a = SharedArray::<f64>::heap_from(&weird).unwrap();
     assert_eq!(bits(&a.snapshot()), bits(&weird));
     a.write(|xs| xs.reverse());
