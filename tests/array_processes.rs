@@ -276,11 +276,12 @@ fn killed_holder_is_recovered() -> Result<(), Failed> {
             return Err(format!("holder did not report the lock: {line:?}").into());
         }
         let busy = a.try_write(|_| ());
+        let killed = holder.kill(); // SIGKILL, inside the closure
+        holder.wait()?;
+        killed?;
         check(busy == Err(LockBusy { pid }), || {
             format!("try_write while held: {busy:?}")
         })?;
-        holder.kill()?; // SIGKILL, inside the closure
-        holder.wait()?;
         let t = Instant::now();
         let out = a.write_timeout(Duration::from_secs(10), |xs| xs[1] += 1.0)?;
         let took = t.elapsed();
