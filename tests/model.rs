@@ -12,8 +12,14 @@ use shmbatch::{TryRecvError, TrySendError};
 #[derive(Debug, Clone)]
 enum Op {
     Send(usize),
-    Reserve { len: usize, keep: usize, commit: bool },
-    Recv { modify: bool },
+    Reserve {
+        len: usize,
+        keep: usize,
+        commit: bool,
+    },
+    Recv {
+        modify: bool,
+    },
     RecvInto,
     DropSender,
 }
