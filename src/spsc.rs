@@ -419,6 +419,23 @@ fn open_region(name: &str, ty: &TypeInfo) -> Result<Arc<Region>> {
     })?))
 }
 
+/// Largest position accepted at attach: 2^62 bytes is ~146 years at 1 TB/s, so a
+/// larger one is damage, and the bound keeps our position arithmetic far from
+/// overflow whatever a peer writes later (it is checked relative to ours).
+const MAX_POSITION: u64 = 1 << 62;
+
+/// Check positions read at attach; `mine` is the one this side will advance.
+fn check_positions(head: u64, tail: u64, d: &Dims, mine: u64) -> Result<()> {
+    if head > MAX_POSITION
+        || tail > MAX_POSITION
+        || tail.wrapping_sub(head) > d.ring as u64
+        || mine % d.unit as u64 != 0
+    {
+        return Err(Error::corrupted("spsc positions are inconsistent"));
+    }
+    Ok(())
+}
+
 /// Where a claimed record goes.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
@@ -483,9 +500,7 @@ impl<T: Pod> Sender<T> {
         let head = ctl.head.load(Ordering::Acquire);
         let tail = ctl.tail.load(Ordering::Acquire);
         let d = link.dims;
-        if tail.wrapping_sub(head) > d.ring as u64 || tail % d.unit as u64 != 0 {
-            return Err(Error::corrupted("spsc positions are inconsistent"));
-        }
+        check_positions(head, tail, &d, tail)?;
         Ok(Sender {
             off: (tail % d.ring as u64) as usize,
             tail,
@@ -599,7 +614,6 @@ impl<T: Pod> Sender<T> {
 
     #[inline]
     fn payload(&self, claim: &Claim, len: usize) -> *mut T {
-        let _ = len;
         debug_assert!(claim.off + self.link.dims.record(len) <= self.link.dims.ring);
         // SAFETY: claim.off + record(len) <= ring (claim), and the payload starts
         // `unit` bytes into the record; unit >= align_of::<T>() and offsets are
@@ -864,9 +878,7 @@ impl<T: Pod> Receiver<T> {
         let tail = ctl.tail.load(Ordering::Acquire);
         let head = ctl.head.load(Ordering::Acquire);
         let d = link.dims;
-        if tail.wrapping_sub(head) > d.ring as u64 || head % d.unit as u64 != 0 {
-            return Err(Error::corrupted("spsc positions are inconsistent"));
-        }
+        check_positions(head, tail, &d, head)?;
         Ok(Receiver {
             off: (head % d.ring as u64) as usize,
             head,

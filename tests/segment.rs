@@ -370,3 +370,19 @@ fn a_dead_peer_is_detected() {
     tx.send(&[2.0]).unwrap();
     assert_eq!(&*rx.recv().unwrap(), &[2.0]);
 }
+
+#[test]
+fn positions_near_overflow_are_corrupted_at_open() {
+    let (name, _c) = persisted("overflow");
+    let near = (u64::MAX - 64).to_le_bytes();
+    poke(&name, TAIL, &near);
+    poke(&name, TAIL + 128, &near);
+    assert!(matches!(
+        Sender::<f64>::open(&name),
+        Err(Error::Corrupted(_))
+    ));
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::Corrupted(_))
+    ));
+}
