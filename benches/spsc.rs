@@ -97,7 +97,11 @@ fn rtrb_copy(batch: usize, iters: u64) -> Duration {
         return run(
             iters,
             move || (0..iters).for_each(|_| spin!(tx.push(data[0]))),
-            move || (0..iters).for_each(|_| drop(black_box(spin!(rx.pop())))),
+            move || {
+                (0..iters).for_each(|_| {
+                    black_box(spin!(rx.pop()));
+                })
+            },
         );
     }
     run(
@@ -152,13 +156,16 @@ fn rtrb_zero_copy(batch: usize, iters: u64) -> Duration {
     )
 }
 
+/// One benchmarked implementation: (batch length, iterations) -> elapsed.
+type Case = fn(usize, u64) -> Duration;
+
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("spsc_threads");
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
     for batch in SIZES {
         group.throughput(Throughput::Bytes((batch * 8) as u64));
-        let cases: [(&str, fn(usize, u64) -> Duration); 4] = [
+        let cases: [(&str, Case); 4] = [
             ("shmbatch_copy", shmbatch_copy),
             ("rtrb_copy", rtrb_copy),
             ("shmbatch_zero_copy", shmbatch_zero_copy),

@@ -104,14 +104,14 @@ fn main() -> ExitCode {
 
     let start = Instant::now();
     let (mut sent, mut k) = (0u64, 0u64);
+    let mut failed = None;
     while sent < total {
         let len = batch_len(k, max);
         let mut slot = match tx.reserve_timeout(len, Duration::from_secs(30)) {
             Ok(slot) => slot,
             Err(e) => {
-                eprintln!("producer: {e}");
-                let _ = child.kill();
-                return ExitCode::FAILURE;
+                failed = Some(e);
+                break;
             }
         };
         for (j, x) in slot.iter_mut().enumerate() {
@@ -124,6 +124,10 @@ fn main() -> ExitCode {
     drop(tx); // disconnect: the consumer drains and stops
     let status = child.wait().expect("wait for consumer");
     let secs = start.elapsed().as_secs_f64();
+    if let Some(e) = failed {
+        eprintln!("producer: {e}");
+        return ExitCode::FAILURE;
+    }
     if !status.success() {
         eprintln!("consumer failed");
         return ExitCode::FAILURE;

@@ -371,10 +371,9 @@ impl Region {
             std::alloc::handle_alloc_error(data_layout);
         }
         let region = Region {
-            // SAFETY: pointers from Box::into_raw and a checked allocation are non-null.
-            identity: unsafe { NonNull::new_unchecked(identity) },
-            control: unsafe { NonNull::new_unchecked(control.cast::<u8>()) },
-            data: unsafe { NonNull::new_unchecked(data) },
+            identity: NonNull::new(identity).expect("Box pointers are non-null"),
+            control: NonNull::new(control.cast::<u8>()).expect("Box pointers are non-null"),
+            data: NonNull::new(data).expect("checked above"),
             geometry: g,
             shadow: Shadow::new(g.data_len),
             backing: Backing::Heap {

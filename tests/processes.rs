@@ -213,10 +213,11 @@ fn stream_copying_sender_to_zero_copy_receiver() -> Result<(), Failed> {
     assert!(tx.max_batch() >= MAX_LEN as usize);
     let child = spawn("consume-zero-copy", &name, seed);
     let start = Instant::now();
-    produce_copying(&mut tx, seed)?;
+    let produced = produce_copying(&mut tx, seed);
     drop(tx);
     let code = reap(child, PATIENCE)?;
     let secs = start.elapsed().as_secs_f64();
+    produced?;
     if code != 0 {
         return Err(format!("consumer exited with {code}").into());
     }
@@ -233,9 +234,11 @@ fn stream_zero_copy_sender_to_copying_receiver() -> Result<(), Failed> {
     let mut rx = Receiver::<f64>::create(&name, CAPACITY)?;
     let child = spawn("produce-zero-copy", &name, seed);
     let start = Instant::now();
-    consume(&mut rx, seed, false)?;
+    let consumed = consume(&mut rx, seed, false);
     let secs = start.elapsed().as_secs_f64();
+    drop(rx); // a producer still sending gets Disconnected and exits
     let code = reap(child, PATIENCE)?;
+    consumed?;
     if code != 0 {
         return Err(format!("producer exited with {code}").into());
     }

@@ -244,7 +244,7 @@ fn two_threads_stream_every_value() {
             let len = (1 + round % max).min(n - i);
             round += 1;
             if round % 2 == 0 {
-                let batch: Vec<f64> = (i..i + len).map(|v| f64::from_bits(v)).collect();
+                let batch: Vec<f64> = (i..i + len).map(f64::from_bits).collect();
                 tx.send(&batch).unwrap();
             } else {
                 let mut r = tx.reserve(len as usize).unwrap();
