@@ -57,6 +57,7 @@
 
 pub mod array;
 mod error;
+pub mod inspect;
 pub mod layout;
 pub mod mpmc;
 mod peers;
@@ -71,4 +72,5 @@ pub use error::{
     TryRecvError, TrySendError,
 };
 pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
+pub use inspect::{inspect, list, SegmentInfo};
 pub use segment::{remove, MAX_NAME_LEN};

@@ -1163,3 +1163,34 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Batch<'_, T> {
         f.debug_list().entries(self.iter()).finish()
     }
 }
+
+/// A snapshot of an SPSC control block, for inspection (`shmbatch::inspect`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpscStats {
+    /// Bytes ever published and released; `tail - head` is the fill in bytes.
+    pub tail: u64,
+    pub head: u64,
+    /// `(pid, attached)` of the producer and the consumer; `None` if never attached.
+    pub producer: Option<(u32, bool)>,
+    pub consumer: Option<(u32, bool)>,
+}
+
+/// Read a control block without taking part in its protocol (Relaxed loads only:
+/// the values are a report, never used to form a pointer).
+pub(crate) fn stats(ctl: &SpscControl) -> SpscStats {
+    let r = Ordering::Relaxed;
+    let side = |w: &AtomicU64| {
+        let w = w.load(r);
+        match owner_state(w) {
+            ATTACHED => Some((owner_pid(w), true)),
+            LEFT => Some((owner_pid(w), false)),
+            _ => None,
+        }
+    };
+    SpscStats {
+        tail: ctl.tail.load(r),
+        head: ctl.head.load(r),
+        producer: side(&ctl.peers.producer),
+        consumer: side(&ctl.peers.consumer),
+    }
+}

@@ -1,0 +1,287 @@
+//! `ls`, `stat`, `rm`.
+
+use serde_json::{json, Value};
+use shmbatch::inspect::{Listed, Peer, SegmentInfo};
+use shmbatch::Kind;
+
+use crate::Result;
+
+/// `1536` -> `"1.5 KiB"`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn alive(a: bool) -> &'static str {
+    if a {
+        "alive"
+    } else {
+        "dead"
+    }
+}
+
+fn role(p: &Peer) -> String {
+    p.role
+        .map_or_else(|| "lock holder".to_owned(), |r| r.to_string())
+}
+
+fn capacity(i: &SegmentInfo) -> String {
+    match i.kind {
+        Kind::Spsc => format!("{} ring", human_bytes(i.capacity)),
+        Kind::Mpmc => format!("{} slots x {}", i.capacity, i.max_batch),
+        _ => format!("{} elems", i.capacity),
+    }
+}
+
+fn fill(i: &SegmentInfo) -> String {
+    i.fill
+        .map_or_else(|| "-".to_owned(), |f| format!("{:.0}%", f.ratio() * 100.0))
+}
+
+fn peers(i: &SegmentInfo) -> String {
+    let mut s = format!("creator {} {}", i.creator.pid, alive(i.creator.alive));
+    for p in &i.peers {
+        s += &format!(", {} {} {}", role(p), p.process.pid, alive(p.process.alive));
+    }
+    s
+}
+
+fn to_json(i: &SegmentInfo) -> Value {
+    json!({
+        "name": i.name,
+        "layout_version": i.layout_version,
+        "kind": i.kind.as_str(),
+        "type_name": i.type_name,
+        "elem_size": i.elem_size,
+        "elem_align": i.elem_align,
+        "capacity": i.capacity,
+        "max_batch": i.max_batch,
+        "stride": i.stride,
+        "data_offset": i.data_offset,
+        "data_len": i.data_len,
+        "segment_len": i.segment_len,
+        "file_len": i.file_len,
+        "allocated": i.allocated,
+        "creator": { "pid": i.creator.pid, "alive": i.creator.alive },
+        "peers": i.peers.iter().map(|p| json!({
+            "role": role(p), "pid": p.process.pid, "alive": p.process.alive,
+        })).collect::<Vec<_>>(),
+        "fill": i.fill.map(|f| json!({
+            "used": f.used, "total": f.total, "unit": f.unit, "ratio": f.ratio(),
+        })),
+        "seq": i.seq,
+        "stale": i.is_stale(),
+    })
+}
+
+pub(crate) fn ls(as_json: bool) -> Result {
+    let all = shmbatch::list();
+    if as_json {
+        let v: Vec<Value> = all
+            .iter()
+            .map(|l| match &l.info {
+                Ok(i) => to_json(i),
+                Err(e) => json!({ "name": l.name, "error": e.to_string() }),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("no shmbatch segments in {}", shmbatch::inspect::SHM_DIR);
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = all
+        .iter()
+        .map(|Listed { name, info }| match info {
+            Ok(i) => [
+                name.clone(),
+                i.kind.to_string(),
+                i.type_name.clone(),
+                capacity(i),
+                fill(i),
+                human_bytes(i.allocated),
+                peers(i) + if i.is_stale() { " (stale)" } else { "" },
+            ],
+            Err(e) => [
+                name.clone(),
+                "?".into(),
+                "?".into(),
+                "?".into(),
+                "?".into(),
+                "?".into(),
+                format!("error: {e}"),
+            ],
+        })
+        .collect();
+    let head = [
+        "NAME",
+        "KIND",
+        "TYPE",
+        "CAPACITY",
+        "FILL",
+        "SIZE",
+        "PROCESSES",
+    ];
+    let mut w = [0usize; 7];
+    for r in std::iter::once(&head.map(String::from)).chain(&rows) {
+        for (k, c) in r.iter().enumerate() {
+            w[k] = w[k].max(c.len());
+        }
+    }
+    for r in std::iter::once(head.map(String::from)).chain(rows) {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                if k == 6 {
+                    c.clone()
+                } else {
+                    format!("{c:<0$}", w[k])
+                }
+            })
+            .collect();
+        println!("{}", line.join("  "));
+    }
+    Ok(())
+}
+
+pub(crate) fn stat(name: &str, as_json: bool) -> Result {
+    let i = shmbatch::inspect(name)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&i))?);
+        return Ok(());
+    }
+    let unit = match i.kind {
+        Kind::Spsc => "bytes of ring",
+        Kind::Mpmc => "slots",
+        _ => "elements",
+    };
+    println!("name            {}", i.name);
+    println!("kind            {}", i.kind);
+    println!("layout version  {}", i.layout_version);
+    println!(
+        "element type    {} (size {}, align {})",
+        i.type_name, i.elem_size, i.elem_align
+    );
+    println!("capacity        {} {unit}", i.capacity);
+    if i.kind != Kind::Array {
+        println!("max batch       {} elements", i.max_batch);
+    }
+    if i.stride != 0 {
+        println!("slot stride     {} bytes", i.stride);
+    }
+    println!("data offset     {}", i.data_offset);
+    println!("data length     {} bytes", i.data_len);
+    println!("segment length  {} bytes", i.segment_len);
+    println!(
+        "file            {} bytes, {} in memory",
+        i.file_len,
+        human_bytes(i.allocated)
+    );
+    println!(
+        "creator         pid {} ({})",
+        i.creator.pid,
+        alive(i.creator.alive)
+    );
+    if i.peers.is_empty() {
+        println!("attached        nobody");
+    }
+    for p in &i.peers {
+        println!(
+            "attached        {} pid {} ({})",
+            role(p),
+            p.process.pid,
+            alive(p.process.alive)
+        );
+    }
+    if let Some(f) = i.fill {
+        println!(
+            "fill            {} of {} {} ({:.1}%)",
+            f.used,
+            f.total,
+            f.unit,
+            f.ratio() * 100.0
+        );
+    }
+    if let Some(s) = i.seq {
+        println!(
+            "sequence        {s}{}",
+            if s % 2 == 1 {
+                " (write in progress)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "stale           {}",
+        if i.is_stale() { "yes" } else { "no" }
+    );
+    Ok(())
+}
+
+pub(crate) fn rm(names: &[String], stale: bool, force: bool) -> Result {
+    if stale {
+        let mut n = 0;
+        for l in shmbatch::list() {
+            match l.info {
+                Ok(i) if i.is_stale() => {
+                    shmbatch::remove(&l.name)?;
+                    println!("removed {} (creator {} dead)", l.name, i.creator.pid);
+                    n += 1;
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("kept {}: {e} (remove it by name with --force)", l.name),
+            }
+        }
+        println!("{n} stale segment(s) removed");
+        return Ok(());
+    }
+    let mut failed = 0;
+    for name in names {
+        let check = shmbatch::inspect(name);
+        let res = match check {
+            Ok(_) => shmbatch::remove(name).map_err(Into::into),
+            Err(e @ shmbatch::Error::NotFound { .. }) => Err(e.into()),
+            Err(_) if force => shmbatch::remove(name).map_err(Into::into),
+            Err(e) => Err(format!("{e}; not removed (use --force)").into()),
+        };
+        match res {
+            Ok(()) => println!("removed {name}"),
+            Err(e) => {
+                let e: Box<dyn std::error::Error> = e;
+                eprintln!("shmbatch: {name}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} segment(s) not removed").into());
+    }
+    Ok(())
+}
+
+pub(crate) fn create_persistent(kind: &str, name: &str) -> Result {
+    match kind {
+        "spsc" => {
+            let mut tx = shmbatch::spsc::Sender::<f64>::create(name, 1024)?;
+            tx.send(&[1.0, 2.0, 3.0])?;
+            tx.persist();
+        }
+        "mpmc" => shmbatch::mpmc::Sender::<f64>::create(name, 8, 16)?.persist(),
+        "array" => shmbatch::SharedArray::<f64>::create(name, 100)?.persist(),
+        _ => return Err(format!("unknown kind {kind:?}").into()),
+    }
+    Ok(())
+}

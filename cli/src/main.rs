@@ -1,0 +1,105 @@
+//! `shmbatch`: list, inspect and remove shmbatch segments, and benchmark shmbatch
+//! against the hardware's limits and the alternatives.
+
+#![deny(unsafe_op_in_unsafe_fn, missing_debug_implementations)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod admin;
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shmbatch",
+    version,
+    about = "Inspect shmbatch segments and benchmark shmbatch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the shmbatch segments on this machine.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything in a segment's header (including the data offset for raw attach).
+    Stat {
+        /// Segment name ("prices" or "/prices").
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove segments by name, or every stale one.
+    Rm {
+        /// Segment names.
+        #[arg(required_unless_present = "stale", conflicts_with = "stale")]
+        names: Vec<String>,
+        /// Remove every segment whose creator and attached peers are all dead.
+        #[arg(long)]
+        stale: bool,
+        /// Remove a file even if it is not a valid shmbatch segment.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Benchmark shmbatch against this machine's limits and the alternatives.
+    Bench(bench::Args),
+    /// Internal: the peer process of a benchmark.
+    #[command(hide = true)]
+    BenchPeer {
+        /// What to run, and its arguments.
+        args: Vec<String>,
+    },
+    /// Internal (tests): create a segment, keep it, and exit.
+    #[command(hide = true)]
+    CreatePersistent {
+        /// spsc, mpmc or array.
+        kind: String,
+        /// Segment name.
+        name: String,
+    },
+    /// Internal: plot a JSON result file again.
+    #[command(hide = true)]
+    Plot {
+        /// A file written by `bench --json`.
+        json: PathBuf,
+        /// The SVG to write.
+        svg: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ls { json } => admin::ls(json),
+        Command::Stat { name, json } => admin::stat(&name, json),
+        Command::Rm {
+            names,
+            stale,
+            force,
+        } => admin::rm(&names, stale, force),
+        Command::Bench(args) => bench::run(&args),
+        Command::BenchPeer { args } => bench::peer(&args),
+        Command::CreatePersistent { kind, name } => admin::create_persistent(&kind, &name),
+        Command::Plot { json, svg } => bench::replot(&json, &svg),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmbatch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Errors of the command: a message for the user.
+type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;

@@ -1,0 +1,134 @@
+//! `shmbatch ls`, `stat` and `rm` against real segments. Names start with
+//! `shmbatch-test-cli-` and every test removes what it made.
+
+use std::process::{Command, Output};
+
+fn shmbatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmbatch"))
+        .args(args)
+        .output()
+        .expect("run shmbatch")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn unique(tag: &str) -> String {
+    format!("shmbatch-test-cli-{}-{tag}", std::process::id())
+}
+
+fn exists(name: &str) -> bool {
+    std::path::Path::new("/dev/shm").join(name).exists()
+}
+
+/// Removes the named segment when dropped, so a failing test leaves nothing behind.
+struct Cleanup(String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(std::path::Path::new("/dev/shm").join(&self.0));
+    }
+}
+
+#[test]
+fn ls_shows_a_live_queue_and_its_peers() {
+    let name = unique("ls");
+    let mut tx = shmbatch::spsc::Sender::<f64>::create(&name, 4096).unwrap();
+    let _rx = shmbatch::spsc::Receiver::<f64>::open(&name).unwrap();
+    tx.send(&[1.0; 100]).unwrap();
+    let o = shmbatch(&["ls"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let line = out.lines().find(|l| l.starts_with(&name)).expect(&out);
+    let pid = std::process::id();
+    assert!(line.contains("spsc") && line.contains("f64"), "{line}");
+    assert!(line.contains(&format!("sender {pid} alive")), "{line}");
+    assert!(line.contains(&format!("receiver {pid} alive")), "{line}");
+    assert!(!line.contains("stale"), "{line}");
+
+    let o = shmbatch(&["ls", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let me = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name.as_str())
+        .unwrap();
+    assert_eq!(me["fill"]["used"], 8 + 100 * 8, "{me}");
+}
+
+#[test]
+fn stat_reports_the_data_offset_for_raw_attach() {
+    let name = unique("stat");
+    let a = shmbatch::SharedArray::<f64>::create(&name, 1000).unwrap();
+    let o = shmbatch(&["stat", &name, "--json"]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "array");
+    assert_eq!(v["type_name"], "f64");
+    assert_eq!(v["capacity"], 1000);
+    assert_eq!(v["data_offset"], a.data_offset());
+    assert_eq!(v["data_offset"], shmbatch::layout::ARRAY_DATA_OFFSET);
+    assert_eq!(v["creator"]["pid"], std::process::id());
+    assert_eq!(v["creator"]["alive"], true);
+
+    let o = shmbatch(&["stat", &name]);
+    assert!(stdout(&o).contains(&format!("data offset     {}", a.data_offset())));
+}
+
+#[test]
+fn stat_of_a_missing_segment_fails_clearly() {
+    let o = shmbatch(&["stat", &unique("missing")]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no shared segment named"));
+}
+
+#[test]
+fn rm_removes_a_segment_by_name() {
+    let name = unique("rm");
+    let _c = Cleanup(name.clone());
+    assert!(shmbatch(&["create-persistent", "mpmc", &name])
+        .status
+        .success());
+    assert!(exists(&name));
+    let o = shmbatch(&["rm", &name]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(!exists(&name));
+    assert!(!shmbatch(&["rm", &name]).status.success());
+}
+
+#[test]
+fn rm_stale_removes_dead_segments_and_keeps_live_ones() {
+    let dead = unique("stale-dead");
+    let live = unique("stale-live");
+    let _c = Cleanup(dead.clone());
+    assert!(shmbatch(&["create-persistent", "spsc", &dead])
+        .status
+        .success());
+    let _tx = shmbatch::spsc::Sender::<f64>::create(&live, 64).unwrap();
+    let o = shmbatch(&["ls"]);
+    let out = stdout(&o);
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with(&dead) && l.ends_with("(stale)")));
+    let o = shmbatch(&["rm", "--stale"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains(&format!("removed {dead}")));
+    assert!(!exists(&dead));
+    assert!(exists(&live));
+}
+
+#[test]
+fn rm_refuses_a_file_that_is_not_a_segment_unless_forced() {
+    let name = unique("junk");
+    let _c = Cleanup(name.clone());
+    std::fs::write(std::path::Path::new("/dev/shm").join(&name), [7u8; 1000]).unwrap();
+    let o = shmbatch(&["rm", &name]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    assert!(exists(&name));
+    // Not listed: it does not start with the magic.
+    assert!(!stdout(&shmbatch(&["ls"])).contains(&name));
+    assert!(shmbatch(&["rm", "--force", &name]).status.success());
+    assert!(!exists(&name));
+}

@@ -1,0 +1,329 @@
+//! Read-only inspection of segments: what `shmbatch ls` and `shmbatch stat` show.
+//!
+//! [`inspect`] opens a segment's file in `/dev/shm` read-only, maps its header and
+//! control block read-only, validates the header exactly as `open` does (but
+//! accepting any kind and element type) and reports what it finds. It never
+//! attaches, never writes and never waits: a queue being inspected does not notice.
+//!
+//! The values are a snapshot of memory that other processes are changing: a fill
+//! level can be stale by the time it is printed. Process liveness is a hint (pids
+//! are reused; a process in another pid namespace looks dead).
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::ptr::NonNull;
+
+use crate::error::{Error, Kind, Result, Role};
+use crate::layout::{
+    Identity, ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET, CONTROL_OFFSET, IDENTITY_SIZE, LAYOUT_VERSION,
+    MAGIC,
+};
+use crate::segment::{pid_alive, Name};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Where POSIX shared memory objects live on Linux.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// How much of a segment [`inspect`] maps: the identity block and every kind's
+/// control block fit in it.
+const PREFIX: usize = 16 * 1024;
+
+/// A process named in a segment, and whether it is alive now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    /// Process id.
+    pub pid: u32,
+    /// Whether the process exists and is not a zombie (a hint, see the module docs).
+    pub alive: bool,
+}
+
+impl Process {
+    fn new(pid: u32) -> Process {
+        Process {
+            pid,
+            alive: pid_alive(pid),
+        }
+    }
+}
+
+/// A process attached to a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Its role: a queue's sender or receiver; `None` for an array's lock holder.
+    pub role: Option<Role>,
+    /// The process.
+    pub process: Process,
+}
+
+/// How full a queue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    /// Used units.
+    pub used: u64,
+    /// Total units.
+    pub total: u64,
+    /// What a unit is: `"bytes"` (SPSC ring) or `"slots"` (MPMC).
+    pub unit: &'static str,
+}
+
+impl Fill {
+    /// `used / total`, in 0.0..=1.0 (0.0 for an empty geometry).
+    pub fn ratio(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            (self.used as f64 / self.total as f64).min(1.0)
+        }
+    }
+}
+
+/// Everything the header of a segment says, plus a snapshot of its control block.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// Segment name, without the leading `/`.
+    pub name: String,
+    /// Layout version of the header (always [`LAYOUT_VERSION`] once validated).
+    pub layout_version: u32,
+    /// What the segment holds.
+    pub kind: Kind,
+    /// `type_name` of the element type as the creator recorded it (maybe truncated).
+    pub type_name: String,
+    /// Size of one element in bytes.
+    pub elem_size: usize,
+    /// Alignment of the element type.
+    pub elem_align: usize,
+    /// Kind-specific capacity: ring bytes (spsc), slots (mpmc), elements (array).
+    pub capacity: u64,
+    /// Largest batch in elements (queues); 0 for arrays.
+    pub max_batch: u64,
+    /// Kind-specific stride in bytes (mpmc slot size); 0 otherwise.
+    pub stride: u64,
+    /// Offset of the data region from the start of the segment: where a raw attach
+    /// (`numpy.ndarray(..., offset=data_offset)`) starts.
+    pub data_offset: usize,
+    /// Length of the data region in bytes.
+    pub data_len: usize,
+    /// Length of the segment as declared by its header.
+    pub segment_len: usize,
+    /// Length of the file in `/dev/shm`.
+    pub file_len: u64,
+    /// Bytes the file occupies in memory (allocated blocks).
+    pub allocated: u64,
+    /// The creating process.
+    pub creator: Process,
+    /// Processes attached now (or, for an array, holding the lock).
+    pub peers: Vec<Peer>,
+    /// Fill level of a queue; `None` for an array (or a kind this build cannot read).
+    pub fill: Option<Fill>,
+    /// Array: the sequence counter (odd while a write is being published).
+    pub seq: Option<u64>,
+}
+
+impl SegmentInfo {
+    /// True when the creator and every attached peer are dead: nobody will use or
+    /// remove the segment (what `shmbatch rm --stale` removes).
+    pub fn is_stale(&self) -> bool {
+        !self.creator.alive && self.peers.iter().all(|p| !p.process.alive)
+    }
+}
+
+/// One entry of [`list`]: a file in `/dev/shm` that starts with the shmbatch magic.
+#[derive(Debug)]
+pub struct Listed {
+    /// Segment name, without the leading `/`.
+    pub name: String,
+    /// The inspection result: a damaged or half-created segment is an error here.
+    pub info: Result<SegmentInfo>,
+}
+
+/// Inspect the segment `name` without attaching to it.
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], [`Error::Io`];
+/// [`Error::NotReady`] while its creator is still writing the header;
+/// [`Error::VersionMismatch`] or [`Error::Corrupted`] for a file that is not a valid
+/// segment of this layout version.
+pub fn inspect(name: &str) -> Result<SegmentInfo> {
+    let name = Name::new(name)?;
+    inspect_path(&name, &Path::new(SHM_DIR).join(name.as_str()))
+}
+
+/// Every shmbatch segment in `/dev/shm`, sorted by name. Files that do not start
+/// with the shmbatch magic are left out; segments that fail validation are listed
+/// with their error.
+pub fn list() -> Vec<Listed> {
+    let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Listed> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| has_magic(&Path::new(SHM_DIR).join(n)))
+        .filter_map(|n| Name::new(&n).ok())
+        .map(|name| Listed {
+            name: name.as_str().to_owned(),
+            info: inspect_path(&name, &Path::new(SHM_DIR).join(name.as_str())),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn has_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok_and(|()| u64::from_le_bytes(buf) == MAGIC)
+}
+
+/// A read-only mapping, unmapped on drop.
+struct ReadMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl ReadMap {
+    fn new(fd: impl AsFd, len: usize) -> std::io::Result<ReadMap> {
+        // SAFETY: a fresh read-only mapping at an address the kernel picks; no
+        // existing memory is affected.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ,
+                rustix::mm::MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }?;
+        Ok(ReadMap {
+            ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"),
+            len,
+        })
+    }
+
+    /// The atomic of type `A` at `offset`.
+    fn at<A>(&self, offset: usize) -> &A {
+        assert!(offset + std::mem::size_of::<A>() <= self.len);
+        assert!(offset % std::mem::align_of::<A>() == 0);
+        // SAFETY: in bounds and aligned (asserted above; the mapping is page
+        // aligned); `A` is an atomic or a block of atomics (callers), valid for any
+        // bits. Only loads are made through it, which read-only pages allow.
+        unsafe { self.ptr.add(offset).cast::<A>().as_ref() }
+    }
+}
+
+impl Drop for ReadMap {
+    fn drop(&mut self) {
+        // SAFETY: made by `new` with this length; no reference into it outlives self.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn io(op: &'static str, name: &Name, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::NotFound {
+            name: name.as_str().to_owned(),
+        }
+    } else {
+        Error::Io {
+            op,
+            name: name.as_str().to_owned(),
+            source: e,
+        }
+    }
+}
+
+fn control_size(kind: Kind) -> usize {
+    match kind {
+        Kind::Spsc => std::mem::size_of::<crate::spsc::SpscControl>(),
+        Kind::Mpmc => std::mem::size_of::<crate::mpmc::MpmcControl>(),
+        Kind::Array => std::mem::size_of::<crate::array::ArrayControl>(),
+    }
+}
+
+fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).map_err(|e| io("open", name, e))?;
+    let meta = file.metadata().map_err(|e| io("fstat", name, e))?;
+    let file_len = meta.len();
+    if file_len < IDENTITY_SIZE as u64 {
+        return Err(Error::corrupted(format!(
+            "{file_len} bytes: too short for a shmbatch header"
+        )));
+    }
+    let map_len = usize::try_from(file_len).unwrap_or(usize::MAX).min(PREFIX);
+    let map = ReadMap::new(&file, map_len).map_err(|e| io("mmap", name, e))?;
+    let identity: &Identity = map.at(0);
+    if !identity.is_ready()? {
+        return Err(Error::NotReady {
+            name: name.as_str().to_owned(),
+            waited_ms: 0,
+        });
+    }
+    let mapped = usize::try_from(file_len).unwrap_or(usize::MAX);
+    let g = identity.validate(mapped, None, control_size)?;
+    // validate() checked data_offset >= CONTROL_OFFSET + control_size(kind) and
+    // data_offset <= file length; the control block must also lie in our prefix.
+    if CONTROL_OFFSET + control_size(g.kind) > map_len {
+        return Err(Error::corrupted("control block past the mapped prefix"));
+    }
+    let mut info = SegmentInfo {
+        name: name.as_str().to_owned(),
+        layout_version: LAYOUT_VERSION,
+        kind: g.kind,
+        type_name: identity.type_name(),
+        elem_size: g.elem_size,
+        elem_align: g.elem_align,
+        capacity: g.capacity,
+        max_batch: g.max_batch,
+        stride: g.stride,
+        data_offset: g.data_offset,
+        data_len: g.data_len,
+        segment_len: g.segment_len,
+        file_len,
+        allocated: meta.blocks() * 512,
+        creator: Process::new(g.creator_pid),
+        peers: Vec::new(),
+        fill: None,
+        seq: None,
+    };
+    match g.kind {
+        Kind::Spsc => {
+            let s = crate::spsc::stats(map.at(CONTROL_OFFSET));
+            for (role, side) in [(Role::Sender, s.producer), (Role::Receiver, s.consumer)] {
+                if let Some((pid, true)) = side {
+                    info.peers.push(Peer {
+                        role: Some(role),
+                        process: Process::new(pid),
+                    });
+                }
+            }
+            info.fill = Some(Fill {
+                used: s.tail.wrapping_sub(s.head).min(g.capacity),
+                total: g.capacity,
+                unit: "bytes",
+            });
+        }
+        Kind::Array => {
+            let word = map
+                .at::<AtomicU32>(ARRAY_LOCK_OFFSET)
+                .load(Ordering::Relaxed);
+            let holder = word & !(1 << 31);
+            if holder != 0 {
+                info.peers.push(Peer {
+                    role: None,
+                    process: Process::new(holder),
+                });
+            }
+            info.seq = Some(
+                map.at::<AtomicU64>(ARRAY_SEQ_OFFSET)
+                    .load(Ordering::Relaxed),
+            );
+        }
+        Kind::Mpmc => {}
+    }
+    Ok(info)
+}
