@@ -116,6 +116,7 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 #[cfg(not(loom))]
 use std::ptr::NonNull;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -364,13 +365,46 @@ atomic_elements! {
 /// open the segment once per process. The creator removes the segment when its
 /// handle drops, unless [`persist`](Self::persist) is called; processes that still
 /// have it open keep using it.
+///
+/// Memory: `write` works on a private copy, and a handle keeps its buffers for the
+/// next call, so after use a handle holds up to three copies of the array
+/// (`write`'s copy-in and working copy, `read`'s copy).
 pub struct SharedArray<T: Pod = f64> {
     words: Words,
     region: Region,
     len: usize,
     /// Our lock word value: our pid.
     me: u32,
+    /// Buffers reused by `write` (copy-in and working copy) and `read`, so that
+    /// large arrays do not pay for an allocation and its page faults on every call.
+    /// Taken with `try_lock`; a thread that finds one busy uses fresh buffers.
+    scratch: Mutex<Scratch<T>>,
+    reads: Mutex<Vec<T>>,
     _t: PhantomData<fn(T) -> T>,
+}
+
+/// `write`'s buffers: the words as copied in, and the closure's working copy.
+struct Scratch<T> {
+    orig: Vec<u64>,
+    work: Vec<T>,
+}
+
+impl<T> Default for Scratch<T> {
+    fn default() -> Self {
+        Scratch {
+            orig: Vec::new(),
+            work: Vec::new(),
+        }
+    }
+}
+
+/// Lock `m` if nobody holds it (a poisoned buffer is fine: it is overwritten).
+fn try_take<B>(m: &Mutex<B>) -> Option<MutexGuard<'_, B>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 // SAFETY: the raw pointer in `words` points into `region`, which the handle owns and
@@ -577,6 +611,8 @@ impl<T: Pod> SharedArray<T> {
             region,
             len,
             me: std::process::id() & PID_MASK,
+            scratch: Mutex::new(Scratch::default()),
+            reads: Mutex::new(Vec::new()),
             _t: PhantomData,
         }
     }
@@ -773,10 +809,13 @@ impl<T: Pod> SharedArray<T> {
         let words = &self.words;
         // Copy-in. The lock orders us after every earlier writer; element atomics
         // may still land, and the diff below keeps those on words we do not change.
-        let orig: Vec<u64> = (0..words.len)
-            .map(|w| words.at(w).load(Ordering::Relaxed))
-            .collect();
-        let mut work: Vec<T> = Vec::with_capacity(self.len);
+        let mut guard = try_take(&self.scratch);
+        let mut fresh = Scratch::default();
+        let Scratch { orig, work } = guard.as_deref_mut().unwrap_or(&mut fresh);
+        orig.clear();
+        orig.extend((0..words.len).map(|w| words.at(w).load(Ordering::Relaxed)));
+        work.clear();
+        work.reserve(self.len);
         // SAFETY: `work` has capacity for len elements = n bytes; orig holds
         // words.len * 8 >= n bytes; the buffers do not overlap. After the copy all n
         // bytes are initialised, and any bytes are a valid T (Pod).
@@ -789,8 +828,8 @@ impl<T: Pod> SharedArray<T> {
             work.set_len(self.len);
         }
         // A panic here unwinds through `held` (unlock) and publishes nothing.
-        let value = f(&mut work);
-        self.publish(&held, &orig, bytemuck::cast_slice(&work));
+        let value = f(work);
+        self.publish(&held, orig, bytemuck::cast_slice(work));
         let recovered = held.recovered;
         if recovered.is_some() {
             // Told: clear the notes (we still hold the lock).
@@ -963,7 +1002,27 @@ impl<T: Pod> SharedArray<T> {
 
     /// Run `f` on a consistent copy of the array (see [`snapshot`](Self::snapshot)).
     pub fn read<R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
-        f(&self.snapshot())
+        match self.read_until(Deadline::never(), f) {
+            Ok(r) => r,
+            Err(_) => unreachable!("no deadline"),
+        }
+    }
+
+    fn read_until<R>(
+        &self,
+        deadline: Deadline,
+        f: impl FnOnce(&[T]) -> R,
+    ) -> Result<R, LockTimeout> {
+        let mut guard = try_take(&self.reads);
+        let mut fresh = Vec::new();
+        let buf = guard.as_deref_mut().unwrap_or(&mut fresh);
+        buf.clear();
+        buf.reserve(self.len);
+        // SAFETY: `buf` has room for len elements = bytes() bytes.
+        unsafe { self.read_bytes(buf.as_mut_ptr().cast(), deadline)? };
+        // SAFETY: all bytes() bytes were written; any bytes are a valid T (Pod).
+        unsafe { buf.set_len(self.len) };
+        Ok(f(buf))
     }
 
     /// [`read`](Self::read), waiting at most `timeout`.
@@ -975,7 +1034,7 @@ impl<T: Pod> SharedArray<T> {
         timeout: Duration,
         f: impl FnOnce(&[T]) -> R,
     ) -> Result<R, LockTimeout> {
-        Ok(f(&self.snapshot_timeout(timeout)?))
+        self.read_until(Deadline::after(timeout), f)
     }
 
     // ---- raw access ----
