@@ -132,3 +132,64 @@ fn rm_refuses_a_file_that_is_not_a_segment_unless_forced() {
     assert!(shmbatch(&["rm", "--force", &name]).status.success());
     assert!(!exists(&name));
 }
+
+#[test]
+fn bench_quick_writes_json_and_svg_and_leaves_nothing() {
+    // Runs the shmbatch figures only (no peers): checks the plumbing, never timings.
+    let dir = std::env::temp_dir();
+    let json = dir.join(format!("shmbatch-test-cli-{}.json", std::process::id()));
+    let svg = dir.join(format!("shmbatch-test-cli-{}.svg", std::process::id()));
+    let before: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("shmbatch-bench-"))
+        .collect();
+    let o = shmbatch(&[
+        "bench",
+        "--quick",
+        "--no-peers",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.contains("shmbatch spsc ping-pong") && out.contains("Targets"),
+        "{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tput = v["throughput"].as_array().unwrap();
+    for name in ["memcpy (limit)", "shmbatch copy", "shmbatch zero-copy"] {
+        for batch in [1, 16, 256, 4096, 65536] {
+            let t = tput
+                .iter()
+                .find(|t| t["name"] == name && t["batch"] == batch)
+                .unwrap_or_else(|| panic!("{name} {batch}"));
+            assert!(t["elements_per_s"].as_f64().unwrap() > 0.0, "{t}");
+        }
+    }
+    assert_eq!(v["latency"].as_array().unwrap().len(), 2);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&svg);
+    let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("shmbatch-bench-") && !before.contains(n))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn bench_peer_peers_report_python_or_skip_clearly() {
+    // The Python peer returns a rate, or a reason that names what is missing.
+    match shmbatch_bench_peers::python_mp_queue(16, std::time::Duration::from_millis(50)) {
+        Ok(r) => assert!(r > 0.0),
+        Err(e) => assert!(e.contains("python3") || e.contains("numpy"), "{e}"),
+    }
+}
