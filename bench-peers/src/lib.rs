@@ -186,8 +186,198 @@ fn write_batches(mut w: impl Write, batch: usize) {
     while w.write_all(&buf).is_ok() {}
 }
 
-/// The child end of the cross-process peers: `pipe BATCH` or `uds BATCH PATH`.
-/// Returns `false` for an unknown peer.
+/// ipc-channel between two processes, carrying the raw bytes of each batch: the
+/// child makes a bytes channel (a Unix socket on Linux), sends its receiving end
+/// to this process through a one-shot server, and sends batches through it; this
+/// process receives each batch as a `Vec<u8>`. (Typed `IpcSender<Vec<f64>>` adds
+/// serialization on top of this and is slower.)
+pub fn ipc_channel(exe: &Path, batch: usize, dur: Duration) -> Result<f64, Skipped> {
+    use ipc_channel::ipc::{IpcBytesReceiver, IpcOneShotServer};
+    let (server, name) =
+        IpcOneShotServer::<IpcBytesReceiver>::new().map_err(|e| format!("server: {e}"))?;
+    let mut child =
+        spawn(exe, &["ipc-channel".into(), batch.to_string(), name]).map_err(|e| e.to_string())?;
+    let run = || -> Result<f64, ipc_channel::IpcError> {
+        let (_, rx) = server.accept()?;
+        let bytes = batch * 8;
+        let take = || -> Result<u64, ipc_channel::IpcError> {
+            let v = rx.recv()?;
+            debug_assert_eq!(v.len(), bytes);
+            Ok((v.len() / 8) as u64)
+        };
+        take()?; // the first batch starts the clock
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < dur {
+            for _ in 0..16 {
+                n += take()?;
+            }
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+        // Dropping the receiver makes the child's next send fail: it exits.
+    };
+    let r = run();
+    let _ = child.wait();
+    r.map_err(|e| e.to_string())
+}
+
+/// Whether this build has the iceoryx2 peer (cargo feature `iceoryx2`).
+pub const ICEORYX2_BUILT: bool = cfg!(feature = "iceoryx2");
+
+/// iceoryx2 publish-subscribe between two processes: a child publishes batches of
+/// `f64` as slices (`loan_slice_uninit` + `write_from_slice`: one copy in), this
+/// process subscribes and copies each sample out, like shmbatch's copying path.
+/// No overflow, and the publisher retries until delivered, so that nothing is
+/// lost; the subscriber buffer holds as many batches as shmbatch's ring (4 to
+/// 1024). Needs the cargo feature `iceoryx2`; without it, always skipped.
+pub fn iceoryx2(exe: &Path, batch: usize, dur: Duration) -> Result<f64, Skipped> {
+    #[cfg(feature = "iceoryx2")]
+    return iox::subscribe(exe, batch, dur);
+    #[cfg(not(feature = "iceoryx2"))]
+    {
+        let _ = (exe, batch, dur);
+        Err("not built in (cargo feature `iceoryx2`)".into())
+    }
+}
+
+/// Batches a shmbatch ring of the bench holds: its capacity is the larger of 4
+/// batches and 16384 elements (as in the CLI's `ring_for`).
+#[cfg(feature = "iceoryx2")]
+fn batches_in_ring(batch: usize) -> usize {
+    ((4 * batch).max(16384) / batch).clamp(4, 1024)
+}
+
+#[cfg(feature = "iceoryx2")]
+mod iox {
+    use super::*;
+    use iceoryx2::port::publisher::Publisher;
+    use iceoryx2::prelude::*;
+    use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
+
+    type Service = iceoryx2::service::ipc::Service;
+
+    fn service(
+        node: &Node<Service>,
+        name: &str,
+        batch: usize,
+        create: bool,
+    ) -> Result<PortFactory<Service, [f64], ()>, String> {
+        let name: ServiceName = name.try_into().map_err(|e| format!("{e:?}"))?;
+        let b = node
+            .service_builder(&name)
+            .publish_subscribe::<[f64]>()
+            .enable_safe_overflow(false)
+            .subscriber_max_buffer_size(batches_in_ring(batch))
+            .history_size(0)
+            .max_publishers(1)
+            .max_subscribers(1);
+        if create {
+            b.create().map_err(|e| format!("create service: {e:?}"))
+        } else {
+            b.open().map_err(|e| format!("open service: {e:?}"))
+        }
+    }
+
+    fn node() -> Result<Node<Service>, String> {
+        set_log_level(LogLevel::Error);
+        NodeBuilder::new()
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<Service>()
+            .map_err(|e| format!("node: {e:?}"))
+    }
+
+    pub(super) fn subscribe(exe: &Path, batch: usize, dur: Duration) -> Result<f64, Skipped> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "shmbatch-bench/{}/{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let node = node()?;
+        let service = service(&node, &name, batch, true)?;
+        let sub = service
+            .subscriber_builder()
+            .buffer_size(batches_in_ring(batch))
+            .create()
+            .map_err(|e| format!("subscriber: {e:?}"))?;
+        let mut child =
+            spawn(exe, &["iceoryx2".into(), batch.to_string(), name]).map_err(|e| e.to_string())?;
+        let mut out = vec![0.0f64; batch];
+        let mut take = || -> Result<bool, String> {
+            match sub.receive() {
+                Ok(Some(s)) => {
+                    out.copy_from_slice(s.payload());
+                    Ok(true)
+                }
+                Ok(None) => Ok(false),
+                Err(e) => Err(format!("receive: {e:?}")),
+            }
+        };
+        let run = |child: &mut std::process::Child| -> Result<f64, String> {
+            let mut b = Backoff::default();
+            while !take()? {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("iceoryx2 publisher exited early: {status}"));
+                }
+                b.snooze();
+            }
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < dur {
+                for _ in 0..16 {
+                    let mut b = Backoff::default();
+                    while !take()? {
+                        b.snooze();
+                    }
+                    n += batch as u64;
+                }
+            }
+            Ok(n as f64 / start.elapsed().as_secs_f64())
+        };
+        let r = run(&mut child);
+        drop(sub); // the publisher then delivers to nobody and exits
+        let _ = child.wait();
+        std::hint::black_box(&out);
+        r
+    }
+
+    fn publisher(
+        service: &PortFactory<Service, [f64], ()>,
+        batch: usize,
+    ) -> Result<Publisher<Service, [f64], ()>, String> {
+        service
+            .publisher_builder()
+            .initial_max_slice_len(batch)
+            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+            .create()
+            .map_err(|e| format!("publisher: {e:?}"))
+    }
+
+    /// The child end: publish until the subscriber has gone.
+    pub(super) fn publish(batch: usize, name: &str) -> Result<(), String> {
+        let node = node()?;
+        let service = service(&node, name, batch, false)?;
+        let publisher = publisher(&service, batch)?;
+        let src: Vec<f64> = (0..batch).map(|i| i as f64).collect();
+        let mut delivered = false;
+        loop {
+            let s = publisher
+                .loan_slice_uninit(batch)
+                .map_err(|e| format!("loan: {e:?}"))?;
+            match s.write_from_slice(&src).send() {
+                Ok(0) if delivered => return Ok(()),
+                Ok(0) => {}
+                Ok(_) => delivered = true,
+                Err(_) if delivered => return Ok(()),
+                Err(e) => return Err(format!("send: {e:?}")),
+            }
+        }
+    }
+}
+
+/// The child end of the cross-process peers: `pipe BATCH`, `uds BATCH PATH`,
+/// `ipc-channel BATCH SERVER` or `iceoryx2 BATCH SERVICE`. Returns `false` for an
+/// unknown peer.
 pub fn child(args: &[String]) -> bool {
     let batch = || args[1].parse::<usize>().expect("batch size");
     match args.first().map(String::as_str) {
@@ -195,6 +385,22 @@ pub fn child(args: &[String]) -> bool {
         Some("uds") => {
             let s = std::os::unix::net::UnixStream::connect(&args[2]).expect("connect");
             write_batches(s, batch());
+        }
+        Some("ipc-channel") => {
+            use ipc_channel::ipc::{IpcBytesReceiver, IpcSender};
+            let server = IpcSender::<IpcBytesReceiver>::connect(args[2].clone()).expect("connect");
+            let (tx, rx) = ipc_channel::ipc::bytes_channel().expect("bytes channel");
+            server.send(rx).expect("send the receiving end");
+            drop(server);
+            let buf = vec![1u8; batch() * 8];
+            while tx.send(&buf).is_ok() {}
+        }
+        #[cfg(feature = "iceoryx2")]
+        Some("iceoryx2") => {
+            if let Err(e) = iox::publish(batch(), &args[2]) {
+                eprintln!("iceoryx2 publisher: {e}");
+                std::process::exit(1);
+            }
         }
         _ => return false,
     }

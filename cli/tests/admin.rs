@@ -148,6 +148,8 @@ fn bench_quick_writes_json_and_svg_and_leaves_nothing() {
     let o = shmbatch(&[
         "bench",
         "--quick",
+        "--runs",
+        "2",
         "--no-peers",
         "--json",
         json.to_str().unwrap(),
@@ -163,16 +165,39 @@ fn bench_quick_writes_json_and_svg_and_leaves_nothing() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let tput = v["throughput"].as_array().unwrap();
-    for name in ["memcpy (limit)", "shmbatch copy", "shmbatch zero-copy"] {
+    assert_eq!(v["settings"]["runs"], 2);
+    for name in [
+        "memcpy (limit)",
+        "cross-core handoff (limit)",
+        "shmbatch copy",
+        "shmbatch zero-copy",
+    ] {
         for batch in [1, 16, 256, 4096, 65536] {
             let t = tput
                 .iter()
                 .find(|t| t["name"] == name && t["batch"] == batch)
                 .unwrap_or_else(|| panic!("{name} {batch}"));
-            assert!(t["elements_per_s"].as_f64().unwrap() > 0.0, "{t}");
+            // The figure is the median of the two runs, which lie in the spread.
+            let median = t["elements_per_s"].as_f64().unwrap();
+            let spread = &t["spread_elements_per_s"];
+            assert_eq!(spread["runs"].as_array().unwrap().len(), 2, "{t}");
+            let (min, max) = (
+                spread["min"].as_f64().unwrap(),
+                spread["max"].as_f64().unwrap(),
+            );
+            assert!(0.0 < min && min <= median && median <= max, "{t}");
         }
     }
-    assert_eq!(v["latency"].as_array().unwrap().len(), 2);
+    let lat = v["latency"].as_array().unwrap();
+    assert_eq!(lat.len(), 2);
+    assert!(lat.iter().all(|l| l["runs"].as_array().unwrap().len() == 2));
+    let target = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "1024-f64 copy / memcpy")
+        .unwrap();
+    assert!(target["vs_handoff"].as_f64().unwrap() > 0.0, "{target}");
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
     let _ = std::fs::remove_file(&json);
     let _ = std::fs::remove_file(&svg);
@@ -183,6 +208,28 @@ fn bench_quick_writes_json_and_svg_and_leaves_nothing() {
         .filter(|n| n.to_string_lossy().starts_with("shmbatch-bench-") && !before.contains(n))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn bench_ipc_channel_peer_moves_batches_between_processes() {
+    // Plumbing only: the child connects, sends, and exits once we stop receiving.
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_shmbatch"));
+    for batch in [1, 4096] {
+        let r = shmbatch_bench_peers::ipc_channel(exe, batch, std::time::Duration::from_millis(30));
+        assert!(r.unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn bench_iceoryx2_peer_runs_or_says_how_to_build_it() {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_shmbatch"));
+    let r = shmbatch_bench_peers::iceoryx2(exe, 256, std::time::Duration::from_millis(30));
+    if shmbatch_bench_peers::ICEORYX2_BUILT {
+        assert!(r.unwrap() > 0.0);
+    } else {
+        let e = r.unwrap_err();
+        assert!(e.contains("feature `iceoryx2`"), "{e}");
+    }
 }
 
 #[test]

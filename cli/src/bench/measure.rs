@@ -210,21 +210,27 @@ pub(crate) fn memcpy(batch: usize, dur: Duration) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// A bare shared mapping for the atomic ping-pong (no shmbatch code involved).
+/// A bare shared mapping for the limits (no shmbatch code involved): the atomic
+/// ping-pong and the cross-core handoff.
 struct Bare {
     ptr: NonNull<u8>,
+    len: usize,
 }
 
+/// Length of the ping-pong's mapping; also where the handoff's data starts.
 const BARE_LEN: usize = 4096;
+/// Offset of the second word (a line of its own, away from the first).
 const PONG: usize = 128;
+/// Offset of the handoff's stop word.
+const STOP: usize = 256;
 
 impl Bare {
-    fn map(fd: &OwnedFd) -> Result<Bare> {
+    fn map(fd: &OwnedFd, len: usize) -> Result<Bare> {
         // SAFETY: a fresh shared mapping at an address the kernel picks.
         let p = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
-                BARE_LEN,
+                len,
                 rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
                 rustix::mm::MapFlags::SHARED,
                 fd,
@@ -233,58 +239,185 @@ impl Bare {
         }?;
         Ok(Bare {
             ptr: NonNull::new(p.cast()).expect("mmap never returns null"),
+            len,
         })
     }
 
-    fn create(name: &str) -> Result<Bare> {
+    fn create(name: &str, len: usize) -> Result<Bare> {
         let fd = rustix::shm::open(
             name,
             rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR,
             rustix::fs::Mode::from_raw_mode(0o600),
         )?;
-        rustix::fs::ftruncate(&fd, BARE_LEN as u64)?;
-        Bare::map(&fd)
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        Bare::map(&fd, len)
     }
 
+    /// Open and map the whole of `name`, as long as its creator made it.
     fn open(name: &str) -> Result<Bare> {
         let fd = rustix::shm::open(name, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty())?;
-        Bare::map(&fd)
+        let len = usize::try_from(rustix::fs::fstat(&fd)?.st_size)?;
+        if len < BARE_LEN {
+            return Err(format!("bench mapping {name} is too short ({len} bytes)").into());
+        }
+        Bare::map(&fd, len)
     }
 
     fn word(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset + 8 <= BARE_LEN && offset % 8 == 0);
-        // SAFETY: in bounds of the mapping, 8-aligned (page-aligned base), and
-        // shared memory holds no Rust invariants besides those of the atomic.
+        assert!(offset + 8 <= self.len && offset % 8 == 0);
+        // SAFETY: in bounds of the mapping (asserted), 8-aligned (page-aligned
+        // base), and shared memory holds no Rust invariants besides those of the
+        // atomic, which is valid for any bits.
         unsafe { self.ptr.add(offset).cast::<AtomicU64>().as_ref() }
+    }
+
+    /// A raw pointer to `len` bytes at `offset`, for copies in and out of the
+    /// mapping (never a reference: the peer process writes the same bytes at
+    /// other times).
+    fn bytes(&self, offset: usize, len: usize) -> *mut u8 {
+        assert!(offset <= self.len && len <= self.len - offset);
+        // SAFETY: offset is in bounds of the mapping (asserted).
+        unsafe { self.ptr.as_ptr().add(offset) }
     }
 }
 
 impl Drop for Bare {
     fn drop(&mut self) {
-        // SAFETY: mapped by `map` with BARE_LEN; no reference outlives self.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), BARE_LEN) };
+        // SAFETY: mapped by `map` with self.len; no reference outlives self.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
-/// Wait until `w` holds something other than `old`, backing off as shmbatch does
-/// before it sleeps (spin 1, 2, 4 .. 32 times, then yield), so that both figures
-/// see the same scheduler.
+/// The back-off shmbatch uses before it sleeps: spin 1, 2, 4 .. 32 times, then
+/// yield, so that the limits see the same scheduler as shmbatch.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn snooze(&mut self) {
+        if self.0 < 6 {
+            for _ in 0..1u32 << self.0 {
+                std::hint::spin_loop();
+            }
+            self.0 += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Wait until `w` holds something other than `old`, backing off as shmbatch does.
 fn wait_change(w: &AtomicU64, old: u64) -> u64 {
-    let mut step = 0u32;
+    let mut b = Backoff::default();
     loop {
         // Pairs with the peer's Release store.
         let v = w.load(Ordering::Acquire);
         if v != old {
             return v;
         }
-        if step < 6 {
-            for _ in 0..1u32 << step {
-                std::hint::spin_loop();
+        b.snooze();
+    }
+}
+
+/// Geometry of a cross-core handoff of batches of `batch` `f64`: bytes per batch
+/// and the number of batch buffers, filling the same ring size as shmbatch's.
+fn handoff_geometry(batch: usize) -> (usize, u64) {
+    let bytes = batch * 8;
+    (bytes, (ring_for(batch) * 8 / bytes) as u64)
+}
+
+/// The cross-core handoff: this process and a child share a bare mapping of
+/// `ring_for(batch)` `f64` cut into fixed buffers of one batch. The child copies a
+/// batch into the next buffer and publishes a counter (Release); this process
+/// waits for the counter (Acquire), copies the batch out and publishes its own
+/// counter, which frees the buffer. Each side re-reads the other's counter only
+/// when it has caught up with its last copy of it. No queue logic at all: no
+/// length words, wrap, validation, futex or liveness. This is the most any
+/// cross-process queue with a copy in and a copy out can do on this machine at
+/// this batch size: every byte moves from one core's cache to the other's.
+pub(crate) fn handoff(batch: usize, dur: Duration) -> Result<f64> {
+    let (bytes, bufs) = handoff_geometry(batch);
+    let name = format!("/{}", seg("handoff"));
+    let bare = Bare::create(&name, BARE_LEN + ring_for(batch) * 8)?;
+    let child = spawn(&["handoff-send", &name, &batch.to_string()]);
+    let (written, read, stop) = (bare.word(0), bare.word(PONG), bare.word(STOP));
+    let run = || -> Result<f64> {
+        let mut child = child?;
+        let mut b = Backoff::default();
+        // Pairs with the child's first Release store of `written`.
+        while written.load(Ordering::Acquire) == 0 {
+            if let Some(status) = child.try_wait()? {
+                return Err(format!("handoff peer exited early: {status}").into());
             }
-            step += 1;
-        } else {
-            std::thread::yield_now();
+            b.snooze();
         }
+        let mut out = vec![0.0f64; batch];
+        let (mut i, mut seen) = (0u64, 0u64);
+        let mut take = |i: &mut u64| {
+            if *i == seen {
+                seen = wait_change(written, seen);
+            }
+            let src = bare.bytes(BARE_LEN + (*i % bufs) as usize * bytes, bytes);
+            // SAFETY: buffer i is written and published (i < seen, read with
+            // Acquire above: pairs with the child's Release store of `written`)
+            // and the child does not touch it again until `read` passes i; `out`
+            // holds exactly `bytes` bytes and is not shared.
+            unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().cast(), bytes) };
+            *i += 1;
+            // Pairs with the child's Acquire load of `read`: frees buffer i - 1.
+            read.store(*i, Ordering::Release);
+        };
+        take(&mut i); // the first batch starts the clock
+        let start = Instant::now();
+        while start.elapsed() < dur {
+            for _ in 0..32 {
+                take(&mut i);
+            }
+        }
+        let t = start.elapsed();
+        std::hint::black_box(&out);
+        stop.store(1, Ordering::Release);
+        child_output(child)?;
+        Ok((i - 1) as f64 * batch as f64 / t.as_secs_f64())
+    };
+    let r = run();
+    let _ = rustix::shm::unlink(name.as_str());
+    r
+}
+
+/// The child end of [`handoff`].
+fn handoff_send(name: &str, batch: usize) -> Result {
+    let bare = Bare::open(name)?;
+    let (bytes, bufs) = handoff_geometry(batch);
+    if bare.len < BARE_LEN + bufs as usize * bytes {
+        return Err("handoff mapping too short".into());
+    }
+    let src: Vec<f64> = (0..batch).map(|i| i as f64).collect();
+    let (written, read, stop) = (bare.word(0), bare.word(PONG), bare.word(STOP));
+    let (mut i, mut freed) = (0u64, 0u64);
+    loop {
+        if i - freed == bufs {
+            let mut b = Backoff::default();
+            loop {
+                // Pairs with the parent's Release store of `read`.
+                freed = read.load(Ordering::Acquire);
+                if i - freed < bufs || stop.load(Ordering::Acquire) != 0 {
+                    break;
+                }
+                b.snooze();
+            }
+            if i - freed == bufs {
+                return Ok(());
+            }
+        }
+        let dst = bare.bytes(BARE_LEN + (i % bufs) as usize * bytes, bytes);
+        // SAFETY: buffer i is free (i - freed < bufs: the parent has copied out
+        // batch i - bufs, Acquire above) and the parent does not read it until
+        // `written` passes i; `src` holds exactly `bytes` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr().cast(), dst, bytes) };
+        i += 1;
+        // Pairs with the parent's Acquire load of `written` in wait_change.
+        written.store(i, Ordering::Release);
     }
 }
 
@@ -292,7 +425,7 @@ fn wait_change(w: &AtomicU64, old: u64) -> u64 {
 /// mapping: the floor for any shared-memory queue's round trip.
 pub(crate) fn bare_pingpong(dur: Duration) -> Result<Latency> {
     let name = format!("/{}", seg("bare"));
-    let bare = Bare::create(&name)?;
+    let bare = Bare::create(&name, BARE_LEN)?;
     let child = spawn(&["bare-pong", &name]);
     let (ping, pong) = (bare.word(0), bare.word(PONG));
     let mut h = histogram();
@@ -382,6 +515,7 @@ pub(crate) fn child(args: &[String]) -> Result {
             let dur = Duration::from_millis(a(3).parse()?);
             println!("{}", array_loop(&arr, a(2) == "lock", dur));
         }
+        "handoff-send" => handoff_send(a(1), a(2).parse()?)?,
         "bare-pong" => {
             let bare = Bare::open(a(1))?;
             let (ping, pong) = (bare.word(0), bare.word(PONG));

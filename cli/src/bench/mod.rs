@@ -18,36 +18,88 @@ pub(crate) const SIZES: [usize; 6] = [1, 16, 256, 1024, 4096, 65536];
 /// Options of `shmbatch bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// A 10-second version (shorter runs, same figures).
+    /// A 10-second version (shorter runs, one of each; same figures).
     #[arg(long)]
     quick: bool,
-    /// Write every figure as JSON to this file.
+    /// Run the whole set of measurements N times and report the median of each
+    /// figure (default 3, or 1 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=99))]
+    runs: Option<u32>,
+    /// Write every figure as JSON to this file (medians, with every run).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Write an SVG plot (throughput against batch size, latency percentiles).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Leave out the other libraries (rtrb, crossbeam, pipe, socket, Python).
+    /// Leave out the other libraries (rtrb, crossbeam, pipe, socket, ipc-channel,
+    /// iceoryx2, Python).
     #[arg(long)]
     no_peers: bool,
 }
 
-/// One throughput figure: elements per second of `name` at `batch`, or why the
-/// figure is missing.
+/// The runs of one figure: every value measured, and why a run failed.
+#[derive(Debug, Default)]
+struct Runs {
+    values: Vec<f64>,
+    error: Option<String>,
+}
+
+impl Runs {
+    /// The median of the runs that succeeded, or why none did.
+    fn median(&self) -> std::result::Result<f64, &str> {
+        median(&self.values).ok_or(self.error.as_deref().unwrap_or("not measured"))
+    }
+
+    fn spread(&self) -> Value {
+        let min = self.values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self
+            .values
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if self.values.is_empty() {
+            Value::Null
+        } else {
+            json!({ "min": min, "max": max, "runs": self.values })
+        }
+    }
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// One throughput figure: elements per second of `name` at `batch`, every run.
 #[derive(Debug)]
 struct Tput {
     name: &'static str,
     batch: usize,
-    eps: std::result::Result<f64, String>,
+    runs: Runs,
+}
+
+/// A figure that could not be measured, with the batch sizes it failed at.
+#[derive(Debug)]
+struct Skip {
+    name: String,
+    batches: Vec<usize>,
+    reason: String,
 }
 
 struct Bench {
     dur: Duration,
+    runs: u32,
     pb: ProgressBar,
     tput: Vec<Tput>,
-    lat: Vec<(&'static str, measure::Latency)>,
-    rates: Vec<(&'static str, std::result::Result<f64, String>)>,
-    skipped: Vec<String>,
+    lat: Vec<(&'static str, Vec<measure::Latency>)>,
+    rates: Vec<(&'static str, Runs)>,
+    skipped: Vec<Skip>,
 }
 
 impl Bench {
@@ -58,45 +110,125 @@ impl Bench {
         r
     }
 
-    fn tput(&mut self, name: &'static str, batch: usize, f: impl FnOnce() -> Result<f64>) {
-        let eps = self
-            .step(&format!("{name}, batch {batch}"), f)
-            .map_err(|e| e.to_string());
-        if let Err(e) = &eps {
-            self.skipped.push(format!("{name} (batch {batch}): {e}"));
+    fn skip(&mut self, name: &str, batch: Option<usize>, reason: String) {
+        let batches = batch.into_iter().collect::<Vec<_>>();
+        match self
+            .skipped
+            .iter_mut()
+            .find(|s| s.name == name && s.reason == reason)
+        {
+            Some(s) => {
+                for b in batches {
+                    if !s.batches.contains(&b) {
+                        s.batches.push(b);
+                    }
+                }
+            }
+            None => self.skipped.push(Skip {
+                name: name.to_owned(),
+                batches,
+                reason,
+            }),
         }
-        self.tput.push(Tput { name, batch, eps });
     }
 
+    fn tput(&mut self, name: &'static str, batch: usize, f: impl FnOnce() -> Result<f64>) {
+        let r = self.step(&format!("{name}, batch {batch}"), f);
+        let i = match self
+            .tput
+            .iter()
+            .position(|t| t.name == name && t.batch == batch)
+        {
+            Some(i) => i,
+            None => {
+                self.tput.push(Tput {
+                    name,
+                    batch,
+                    runs: Runs::default(),
+                });
+                self.tput.len() - 1
+            }
+        };
+        match r {
+            Ok(v) => self.tput[i].runs.values.push(v),
+            Err(e) => {
+                let e = e.to_string();
+                self.tput[i].runs.error.get_or_insert_with(|| e.clone());
+                self.skip(name, Some(batch), e);
+            }
+        }
+    }
+
+    /// The median of `name` at `batch`.
     fn get(&self, name: &str, batch: usize) -> Option<f64> {
         self.tput
             .iter()
             .find(|t| t.name == name && t.batch == batch)
-            .and_then(|t| t.eps.as_ref().ok().copied())
+            .and_then(|t| t.runs.median().ok())
     }
 
     fn rate(&mut self, name: &'static str, f: impl FnOnce() -> Result<f64>) {
-        let r = self.step(name, f).map_err(|e| e.to_string());
-        if let Err(e) = &r {
-            self.skipped.push(format!("{name}: {e}"));
+        let r = self.step(name, f);
+        let i = match self.rates.iter().position(|r| r.0 == name) {
+            Some(i) => i,
+            None => {
+                self.rates.push((name, Runs::default()));
+                self.rates.len() - 1
+            }
+        };
+        match r {
+            Ok(v) => self.rates[i].1.values.push(v),
+            Err(e) => {
+                let e = e.to_string();
+                self.rates[i].1.error.get_or_insert_with(|| e.clone());
+                self.skip(name, None, e);
+            }
         }
-        self.rates.push((name, r));
     }
 
+    /// The median of `name`.
     fn get_rate(&self, name: &str) -> Option<f64> {
         self.rates
             .iter()
             .find(|r| r.0 == name)
-            .and_then(|r| r.1.as_ref().ok().copied())
+            .and_then(|r| r.1.median().ok())
+    }
+
+    fn lat(&mut self, name: &'static str, f: impl FnOnce() -> Result<measure::Latency>) -> Result {
+        let l = self.step(name, f)?;
+        match self.lat.iter_mut().find(|l| l.0 == name) {
+            Some((_, v)) => v.push(l),
+            None => self.lat.push((name, vec![l])),
+        }
+        Ok(())
+    }
+
+    /// The median of each percentile of `name` over the runs (and the largest
+    /// maximum).
+    fn get_lat(&self, name: &str) -> Option<measure::Latency> {
+        let runs = &self.lat.iter().find(|l| l.0 == name)?.1;
+        let med = |f: fn(&measure::Latency) -> u64| {
+            median(&runs.iter().map(|l| f(l) as f64).collect::<Vec<_>>()).map(|v| v.round() as u64)
+        };
+        Some(measure::Latency {
+            p50: med(|l| l.p50)?,
+            p99: med(|l| l.p99)?,
+            p999: med(|l| l.p999)?,
+            max: runs.iter().map(|l| l.max).max()?,
+            samples: runs.iter().map(|l| l.samples).sum(),
+        })
     }
 }
 
 const MEMCPY: &str = "memcpy (limit)";
+const HANDOFF: &str = "cross-core handoff (limit)";
 const COPY: &str = "shmbatch copy";
 const ZC: &str = "shmbatch zero-copy";
 const RTRB: &str = "rtrb (threads)";
 const PIPE: &str = "pipe";
 const UDS: &str = "unix socket";
+const IPC_CHANNEL: &str = "ipc-channel (bytes)";
+const ICEORYX2: &str = "iceoryx2 pub/sub";
 const PYTHON: &str = "python mp.Queue";
 const MPMC11: &str = "shmbatch mpmc 1P/1C";
 const MPMC22: &str = "shmbatch mpmc 2P/2C";
@@ -108,59 +240,71 @@ const BARE: &str = "bare atomic ping-pong (limit)";
 const PINGPONG: &str = "shmbatch spsc ping-pong";
 
 pub(crate) fn run(args: &Args) -> Result {
-    let dur = Duration::from_millis(if args.quick { 120 } else { 800 });
+    let dur = Duration::from_millis(if args.quick { 120 } else { 500 });
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
     let peers = !args.no_peers;
-    let per_size = 3 + if peers { 4 } else { 0 };
-    let total = SIZES.len() * per_size + 2 + 2 + 2 + if peers { 2 } else { 0 };
-    let pb = ProgressBar::new(total as u64);
+    let iceoryx2 = peers && shmbatch_bench_peers::ICEORYX2_BUILT;
+    let per_size = 4 + if peers { 5 } else { 0 } + usize::from(iceoryx2);
+    let per_run = SIZES.len() * per_size + 2 + 2 + 2 + if peers { 2 } else { 0 };
+    let pb = ProgressBar::new((per_run * runs as usize) as u64);
     pb.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .expect("valid template"),
     );
     let mut b = Bench {
         dur,
+        runs,
         pb,
         tput: Vec::new(),
         lat: Vec::new(),
         rates: Vec::new(),
         skipped: Vec::new(),
     };
-    let lat = |b: &Bench, what, f: fn(Duration) -> Result<measure::Latency>| {
-        b.step(what, || f(b.dur * 2))
-    };
-    let bare = lat(&b, BARE, measure::bare_pingpong)?;
-    b.lat.push((BARE, bare));
-    let pp = lat(&b, PINGPONG, measure::spsc_pingpong)?;
-    b.lat.push((PINGPONG, pp));
     let exe = std::env::current_exe()?;
-    for &n in &SIZES {
-        b.tput(MEMCPY, n, || Ok(measure::memcpy(n, dur)));
-        b.tput(COPY, n, || measure::spsc_throughput(n, false, dur));
-        b.tput(ZC, n, || measure::spsc_throughput(n, true, dur));
-        if peers {
-            use shmbatch_bench_peers as p;
-            b.tput(RTRB, n, || Ok(p::rtrb_threads(n, dur)));
-            b.tput(PIPE, n, || Ok(p::pipe(&exe, n, dur)?));
-            b.tput(UDS, n, || Ok(p::unix_socket(&exe, n, dur)?));
-            b.tput(PYTHON, n, || Ok(p::python_mp_queue(n, dur)?));
+    // Whole rounds, one after the other: a burst of load from elsewhere on the
+    // machine then spoils one run of many figures rather than every run of one.
+    for _ in 0..runs {
+        b.lat(BARE, || measure::bare_pingpong(dur * 2))?;
+        b.lat(PINGPONG, || measure::spsc_pingpong(dur * 2))?;
+        for &n in &SIZES {
+            b.tput(MEMCPY, n, || Ok(measure::memcpy(n, dur)));
+            b.tput(HANDOFF, n, || measure::handoff(n, dur));
+            b.tput(COPY, n, || measure::spsc_throughput(n, false, dur));
+            b.tput(ZC, n, || measure::spsc_throughput(n, true, dur));
+            if peers {
+                use shmbatch_bench_peers as p;
+                b.tput(RTRB, n, || Ok(p::rtrb_threads(n, dur)));
+                b.tput(PIPE, n, || Ok(p::pipe(&exe, n, dur)?));
+                b.tput(UDS, n, || Ok(p::unix_socket(&exe, n, dur)?));
+                b.tput(IPC_CHANNEL, n, || Ok(p::ipc_channel(&exe, n, dur)?));
+                if iceoryx2 {
+                    b.tput(ICEORYX2, n, || Ok(p::iceoryx2(&exe, n, dur)?));
+                }
+                b.tput(PYTHON, n, || Ok(p::python_mp_queue(n, dur)?));
+            }
         }
+        b.rate(MPMC11, || measure::mpmc_throughput(1, 1, dur));
+        b.rate(MPMC22, || measure::mpmc_throughput(2, 2, dur));
+        if peers {
+            b.rate(CB11, || {
+                Ok(shmbatch_bench_peers::crossbeam_threads(1, 1, dur))
+            });
+            b.rate(CB22, || {
+                Ok(shmbatch_bench_peers::crossbeam_threads(2, 2, dur))
+            });
+        }
+        b.rate(LOCKED, || measure::array_rate(true, dur));
+        b.rate(FETCH_ADD, || measure::array_rate(false, dur));
     }
-    b.rate(MPMC11, || measure::mpmc_throughput(1, 1, dur));
-    b.rate(MPMC22, || measure::mpmc_throughput(2, 2, dur));
-    if peers {
-        b.rate(CB11, || {
-            Ok(shmbatch_bench_peers::crossbeam_threads(1, 1, dur))
-        });
-        b.rate(CB22, || {
-            Ok(shmbatch_bench_peers::crossbeam_threads(2, 2, dur))
-        });
-    }
-    b.rate(LOCKED, || measure::array_rate(true, dur));
-    b.rate(FETCH_ADD, || measure::array_rate(false, dur));
     b.pb.finish_and_clear();
-    if peers {
-        b.skipped
-            .push("ipc-channel and iceoryx2: not built into this version of the benchmark".into());
+    if peers && !iceoryx2 {
+        b.skip(
+            ICEORYX2,
+            None,
+            "not built in: run with `cargo run --release -p shmbatch-cli --features iceoryx2 \
+             -- bench` (about one more minute of build, Rust 1.89 or later)"
+                .into(),
+        );
     }
 
     let result = to_json(&b, args.quick);
@@ -209,37 +353,44 @@ fn to_json(b: &Bench, quick: bool) -> Value {
                 "samples": l.samples })
     };
     let mut targets = Vec::new();
-    let mut target = |name: &str, value: Option<f64>, goal: &str, ok: Option<bool>| {
-        targets.push(json!({ "target": name, "value": value, "goal": goal, "met": ok }));
-    };
-    let bare = b.lat.iter().find(|l| l.0 == BARE).map(|l| l.1.p50 as f64);
-    let pp = b
-        .lat
-        .iter()
-        .find(|l| l.0 == PINGPONG)
-        .map(|l| l.1.p50 as f64);
-    let r = pp.zip(bare).map(|(p, b)| p / b);
+    let mut target =
+        |name: &str, value: Option<f64>, goal: &str, ok: Option<bool>, extra: Value| {
+            let mut t = json!({ "target": name, "value": value, "goal": goal, "met": ok });
+            if let (Value::Object(t), Value::Object(extra)) = (&mut t, extra) {
+                t.extend(extra);
+            }
+            targets.push(t);
+        };
+    let p50 = |name| b.get_lat(name).map(|l| l.p50 as f64);
+    let r = p50(PINGPONG).zip(p50(BARE)).map(|(p, b)| p / b);
     target(
         "ping-pong p50 / bare atomic p50",
         r,
         "<= 1.3",
         r.map(|r| r <= 1.3),
+        json!({}),
     );
-    let r = b
-        .get(COPY, 1024)
-        .zip(b.get(MEMCPY, 1024))
-        .map(|(c, m)| c / m);
-    target("1024-f64 copy / memcpy", r, ">= 0.8", r.map(|r| r >= 0.8));
-    let r = b.get(COPY, 1).zip(b.get(RTRB, 1)).map(|(c, m)| c / m);
+    let ratio = |a: &str, lim: &str, n| b.get(a, n).zip(b.get(lim, n)).map(|(c, m)| c / m);
+    let r = ratio(COPY, MEMCPY, 1024);
+    let h = ratio(COPY, HANDOFF, 1024);
+    target(
+        "1024-f64 copy / memcpy",
+        r,
+        ">= 0.8",
+        r.map(|r| r >= 0.8),
+        json!({ "vs_handoff": h }),
+    );
+    let r = ratio(COPY, RTRB, 1);
     target(
         "1-f64 copy (processes) / rtrb (threads)",
         r,
         ">= 1",
         r.map(|r| r >= 1.0),
+        json!({}),
     );
     let r = SIZES
         .iter()
-        .map(|&n| b.get(COPY, n).zip(b.get(PYTHON, n)).map(|(c, p)| c / p))
+        .map(|&n| ratio(COPY, PYTHON, n))
         .collect::<Option<Vec<f64>>>()
         .map(|v| v.into_iter().fold(f64::INFINITY, f64::min));
     target(
@@ -247,6 +398,7 @@ fn to_json(b: &Bench, quick: bool) -> Value {
         r,
         ">= 30",
         r.map(|r| r >= 30.0),
+        json!({}),
     );
     let r = b.get_rate(MPMC22).zip(b.get_rate(CB22)).map(|(m, c)| m / c);
     target(
@@ -254,27 +406,53 @@ fn to_json(b: &Bench, quick: bool) -> Value {
         r,
         ">= 1",
         r.map(|r| r >= 1.0),
+        json!({}),
     );
     json!({
         "machine": machine(),
-        "settings": { "quick": quick, "run_ms": b.dur.as_millis() as u64 },
-        "throughput": b.tput.iter().map(|t| json!({
-            "name": t.name, "batch": t.batch,
-            "elements_per_s": t.eps.as_ref().ok(),
-            "bytes_per_s": t.eps.as_ref().ok().map(|e| e * 8.0),
-            "skipped": t.eps.as_ref().err(),
-        })).collect::<Vec<_>>(),
-        "latency": b.lat.iter().map(|(n, l)| {
-            let mut v = lat(l);
+        "settings": { "quick": quick, "run_ms": b.dur.as_millis() as u64, "runs": b.runs,
+                      "statistic": "median of runs" },
+        "throughput": b.tput.iter().map(|t| {
+            let m = t.runs.median().ok();
+            json!({
+                "name": t.name, "batch": t.batch,
+                "elements_per_s": m,
+                "bytes_per_s": m.map(|e| e * 8.0),
+                "spread_elements_per_s": t.runs.spread(),
+                "skipped": t.runs.median().err(),
+            })
+        }).collect::<Vec<_>>(),
+        "latency": b.lat.iter().filter_map(|(n, runs)| {
+            let mut v = lat(&b.get_lat(n)?);
             v["name"] = json!(n);
-            v
+            v["runs"] = runs.iter().map(lat).collect();
+            Some(v)
         }).collect::<Vec<_>>(),
         "rates": b.rates.iter().map(|(n, r)| json!({
-            "name": n, "per_s": r.as_ref().ok(), "skipped": r.as_ref().err(),
+            "name": n, "per_s": r.median().ok(), "spread_per_s": r.spread(),
+            "skipped": r.median().err(),
         })).collect::<Vec<_>>(),
         "targets": targets,
-        "skipped": b.skipped,
+        "skipped": b.skipped.iter().map(Skip::line).collect::<Vec<_>>(),
     })
+}
+
+impl Skip {
+    fn line(&self) -> String {
+        match self.batches.as_slice() {
+            [] => format!("{}: {}", self.name, self.reason),
+            [one] => format!("{} (batch {one}): {}", self.name, self.reason),
+            many => {
+                let list = many.iter().map(usize::to_string).collect::<Vec<_>>();
+                format!(
+                    "{} (batches {}): {}",
+                    self.name,
+                    list.join(", "),
+                    self.reason
+                )
+            }
+        }
+    }
 }
 
 fn si(v: f64) -> String {
@@ -289,7 +467,7 @@ fn si(v: f64) -> String {
 fn print_table(b: &Bench, result: &Value) {
     let m = &result["machine"];
     println!(
-        "shmbatch bench{} on {} ({} cores, Linux {})\n",
+        "shmbatch bench{} on {} ({} cores, Linux {})",
         if result["settings"]["quick"] == true {
             " --quick"
         } else {
@@ -299,13 +477,22 @@ fn print_table(b: &Bench, result: &Value) {
         m["cores"],
         m["kernel"].as_str().unwrap_or("?")
     );
+    if b.runs > 1 {
+        println!(
+            "every figure: the median of {} runs (min and max in --json)\n",
+            b.runs
+        );
+    } else {
+        println!("every figure: one run (--runs N for medians)\n");
+    }
     println!("Round trip of one f64 between two processes (ns)");
     println!(
         "{:<32} {:>8} {:>8} {:>8} {:>10} {:>9}",
         "", "p50", "p99", "p99.9", "max", "vs limit"
     );
-    let bare = b.lat.iter().find(|l| l.0 == BARE).map(|l| l.1.p50);
-    for (n, l) in &b.lat {
+    let bare = b.get_lat(BARE).map(|l| l.p50);
+    for (n, _) in &b.lat {
+        let Some(l) = b.get_lat(n) else { continue };
         let ratio = bare.map_or(String::new(), |x| {
             format!("{:.2}x", l.p50 as f64 / x as f64)
         });
@@ -316,38 +503,41 @@ fn print_table(b: &Bench, result: &Value) {
     }
     println!("\nSPSC throughput, batches of f64 between two processes (peers as noted)");
     println!(
-        "{:>6}  {:<20} {:>12} {:>11} {:>9} {:>14}",
-        "batch", "", "elements/s", "bytes/s", "vs memcpy", "shmbatch/this"
+        "{:>6}  {:<26} {:>11} {:>10} {:>9} {:>10} {:>13}",
+        "batch", "", "elements/s", "bytes/s", "vs memcpy", "vs handoff", "shmbatch/this"
     );
     for &n in &SIZES {
         let memcpy = b.get(MEMCPY, n);
+        let handoff = b.get(HANDOFF, n);
         let copy = b.get(COPY, n);
         for t in b.tput.iter().filter(|t| t.batch == n) {
-            match &t.eps {
+            match t.runs.median() {
                 Ok(e) => {
-                    let vs = match (t.name, memcpy) {
-                        (COPY | ZC, Some(m)) => format!("{:.2}", e / m),
+                    let vs = |lim: Option<f64>, of: &[&str]| match lim {
+                        Some(m) if of.contains(&t.name) => format!("{:.2}", e / m),
                         _ => String::new(),
                     };
                     let this = match (t.name, copy) {
-                        (MEMCPY | COPY | ZC, _) | (_, None) => String::new(),
+                        (MEMCPY | HANDOFF | COPY | ZC, _) | (_, None) => String::new(),
                         (_, Some(c)) => format!("{:.1}x", c / e),
                     };
                     println!(
-                        "{n:>6}  {:<20} {:>12} {:>11} {vs:>9} {this:>14}",
+                        "{n:>6}  {:<26} {:>11} {:>10} {:>9} {:>10} {this:>13}",
                         t.name,
-                        si(*e),
+                        si(e),
                         format!("{}B", si(e * 8.0)),
+                        vs(memcpy, &[COPY, ZC, HANDOFF]),
+                        vs(handoff, &[COPY]),
                     );
                 }
-                Err(e) => println!("{n:>6}  {:<20} skipped: {e}", t.name),
+                Err(e) => println!("{n:>6}  {:<26} skipped: {e}", t.name),
             }
         }
     }
     println!("\nMPMC (batches of one f64) and SharedArray, per second");
     for (n, r) in &b.rates {
-        match r {
-            Ok(v) => println!("{n:<42} {:>12}", si(*v)),
+        match r.median() {
+            Ok(v) => println!("{n:<42} {:>12}", si(v)),
             Err(e) => println!("{n:<42} skipped: {e}"),
         }
     }
@@ -361,8 +551,11 @@ fn print_table(b: &Bench, result: &Value) {
             Some(false) => "MISSED",
             None => "not measured",
         };
+        let beside = t["vs_handoff"].as_f64().map_or(String::new(), |h| {
+            format!("  (vs cross-core handoff: {h:.2})")
+        });
         println!(
-            "{:<42} {v:>8}  (goal {}) {met}",
+            "{:<42} {v:>8}  (goal {}) {met}{beside}",
             t["target"].as_str().unwrap_or(""),
             t["goal"].as_str().unwrap_or("")
         );
@@ -370,7 +563,7 @@ fn print_table(b: &Bench, result: &Value) {
     if !b.skipped.is_empty() {
         println!("\nSkipped");
         for s in &b.skipped {
-            println!("  {s}");
+            println!("  {}", s.line());
         }
     }
 }
