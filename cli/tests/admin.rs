@@ -223,12 +223,14 @@ fn bench_ipc_channel_peer_moves_batches_between_processes() {
 #[test]
 fn bench_iceoryx2_peer_runs_or_says_how_to_build_it() {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_shmbatch"));
-    let r = shmbatch_bench_peers::iceoryx2(exe, 256, std::time::Duration::from_millis(30));
-    if shmbatch_bench_peers::ICEORYX2_BUILT {
-        assert!(r.unwrap() > 0.0);
-    } else {
-        let e = r.unwrap_err();
-        assert!(e.contains("feature `iceoryx2`"), "{e}");
+    for batch in [1, 16, 256, 1024, 4096, 65536] {
+        let r = shmbatch_bench_peers::iceoryx2(exe, batch, std::time::Duration::from_millis(30));
+        if shmbatch_bench_peers::ICEORYX2_BUILT {
+            assert!(r.unwrap() > 0.0);
+        } else {
+            let e = r.unwrap_err();
+            assert!(e.contains("feature `iceoryx2`"), "{e}");
+        }
     }
 }
 
