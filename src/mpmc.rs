@@ -125,7 +125,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -137,7 +136,7 @@ use crate::error::{
 use crate::layout::{Geometry, Padded, TypeInfo, LINE, MAX_SEGMENT_LEN};
 use crate::peers::{Left, Peers, TABLE_LEN};
 use crate::segment::{Control, Region};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline, SLICE};
 
 /// Most slots a queue may have.
@@ -399,7 +398,7 @@ impl Queue {
     #[inline]
     fn next(&self, pos: u64, index: usize) -> u64 {
         if index + 1 < self.dims.slots {
-            pos + 1 // index + 1 < one_lap: no carry out of the index bits
+            pos.wrapping_add(1) // index + 1 < one_lap: no carry into the lap bits
         } else {
             (pos & !(self.dims.one_lap - 1)).wrapping_add(self.dims.one_lap)
         }
@@ -643,8 +642,16 @@ struct Claim {
     index: usize,
 }
 
-const fn claim_word(pid: u32, pos: u64) -> u64 {
-    (pid as u64) << 32 | (pos & 0xffff_ffff)
+/// Record who claimed a slot (see [`SlotHeader::claim`]). Nothing reads the word
+/// yet, so loom models skip the store: it cannot change their outcome and would
+/// only multiply the interleavings they explore.
+#[inline]
+fn record_claim(slot: &SlotHeader, pid: u32, pos: u64) {
+    #[cfg(not(loom))]
+    slot.claim
+        .store((pid as u64) << 32 | (pos & 0xffff_ffff), Ordering::Relaxed);
+    #[cfg(loom)]
+    let _ = (slot, pid, pos);
 }
 
 /// The producing end of an MPMC queue.
@@ -773,8 +780,7 @@ impl<T: Pod> Sender<T> {
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
-                        slot.claim
-                            .store(claim_word(att.pid, tail), Ordering::Relaxed);
+                        record_claim(slot, att.pid, tail);
                         q.region.shadow().write(d.payload_off(index), len * d.elem);
                         return Ok(Claim { pos: tail, index });
                     }
@@ -1151,8 +1157,7 @@ impl<T: Pod> Receiver<T> {
                         Ordering::Acquire,
                     ) {
                         Ok(_) => {
-                            slot.claim
-                                .store(claim_word(att.pid, head), Ordering::Relaxed);
+                            record_claim(slot, att.pid, head);
                             let len = slot.len.load(Ordering::Relaxed);
                             if len == SKIPPED {
                                 release(q, head, index);

@@ -13,6 +13,14 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+/// Shared ownership that loom can see: when handles sharing state drop in different
+/// threads, the last drop happens after the others (std's `Arc` orders them with
+/// its own atomics, which loom does not model).
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
+#[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
+
 /// View the 8-byte word at `ptr`, in plain (shared or heap) memory, as an atomic.
 ///
 /// Loom atomics cannot be laid over raw memory, so this exists outside loom only;

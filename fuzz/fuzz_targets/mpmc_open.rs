@@ -1,0 +1,87 @@
+//! Hostile MPMC segments: arbitrary bytes are written to a shared-memory object,
+//! which is then opened as an MPMC receiver and sender and driven a little. Every
+//! outcome must be a value or an error: never a panic, an out-of-bounds access or a
+//! hang.
+//!
+//! Random bytes rarely make a header that passes validation, so when the first
+//! input byte is even the target keeps the input's control block and slots but
+//! puts a valid header (4 slots of up to 4 `f64`, taken from a real segment) in
+//! front: then the fuzzer works on positions, stamps, lengths and peer words.
+#![no_main]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use shmbatch::mpmc::{Receiver, Sender};
+
+/// `init` word (offset 16) value of a published header; set so that `open` does
+/// not wait for a creator (the unpublished case is covered by unit tests).
+const READY: [u8; 4] = *b"REDY";
+/// Identity block, control block, and the data offset of an MPMC segment.
+const IDENTITY: usize = 256;
+const DATA_OFFSET: usize = 256 + 1024;
+
+/// The bytes of a fresh, valid segment: 4 slots of up to 4 f64.
+fn template() -> &'static [u8] {
+    static T: OnceLock<Vec<u8>> = OnceLock::new();
+    T.get_or_init(|| {
+        let name = format!("shmbatch-fuzz-mpmc-template-{}", std::process::id());
+        let _ = shmbatch::remove(&name);
+        let tx = Sender::<f64>::create(&name, 4, 4).expect("template segment");
+        let bytes = std::fs::read(format!("/dev/shm/{name}")).expect("template bytes");
+        drop(tx);
+        bytes
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let name = format!("shmbatch-fuzz-mpmc-{}", std::process::id());
+    let mut bytes = if data.first().is_some_and(|b| b % 2 == 0) {
+        // A valid header over the input's control block and slots.
+        let t = template();
+        let mut b = t.to_vec();
+        for (dst, src) in b[IDENTITY..].iter_mut().zip(&data[1..]) {
+            *dst = *src;
+        }
+        debug_assert!(b.len() > DATA_OFFSET);
+        b
+    } else {
+        data.to_vec()
+    };
+    if bytes.len() < IDENTITY {
+        bytes.resize(IDENTITY, 0);
+    }
+    bytes[16..20].copy_from_slice(&READY);
+    std::fs::write(format!("/dev/shm/{name}"), &bytes).unwrap();
+
+    if let Ok(mut rx) = Receiver::<f64>::open(&name) {
+        for _ in 0..4 {
+            match rx.try_recv() {
+                Ok(mut b) => {
+                    let _ = b.iter().map(|x| x.to_bits()).fold(0, u64::wrapping_add);
+                    if let Some(x) = b.first_mut() {
+                        *x = 1.0;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let mut v = Vec::new();
+        let _ = rx.recv_into_timeout(&mut v, Duration::ZERO);
+        let _ = rx.is_empty();
+        let _ = rx.is_disconnected();
+    }
+    if let Ok(mut tx) = Sender::<f64>::open(&name) {
+        let _ = tx.try_send(&[1.0, 2.0, 3.0]);
+        if let Ok(mut r) = tx.try_reserve(2) {
+            r.fill(4.0);
+            r.commit();
+        }
+        // A cancelled reservation publishes a skipped slot.
+        drop(tx.try_reserve(1));
+        let _ = tx.send_timeout(&[5.0], Duration::ZERO);
+        let _ = tx.is_disconnected();
+    }
+    let _ = shmbatch::remove(&name);
+});

@@ -1,0 +1,170 @@
+//! Loom models of the MPMC slot queue: every interleaving (up to loom's preemption
+//! bound) of two producers and one consumer, and of one producer and two consumers,
+//! over two slots, so that positions wrap and the queue is full and empty. Payload
+//! accesses are reported to loom through the region's shadow cells, so a missing
+//! Release/Acquire pair shows up as a causality error; exactly-once delivery and
+//! per-producer order are asserted in every execution.
+//!
+//! Waiting: a claimed but uncommitted slot holds up everyone behind it (Vyukov's
+//! queue is not lock-free in that window), so with three threads two of them can
+//! poll while the third, which would let them progress, is not scheduled. Loom
+//! explores such unfair schedules without end if the pollers merely yield. So a
+//! handle that finds the queue full or empty instead waits on a [`Progress`]
+//! counter that every thread bumps after each successful operation and after
+//! dropping its handle: it polls again only after someone did something.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom_mpmc`
+#![cfg(loom)]
+
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+use shmbatch::mpmc::{self, Receiver, Sender};
+use shmbatch::{TryRecvError, TrySendError};
+
+const SLOTS: usize = 2;
+const MAX_BATCH: usize = 2;
+
+/// Run `f` under loom with at most 3 preemptions (unless `LOOM_MAX_PREEMPTIONS`
+/// says otherwise): unbounded, these three-thread models take hours.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = b.preemption_bound.or(Some(3));
+    b.check(f);
+}
+
+/// Counts completed operations; see the module docs.
+#[derive(Default)]
+struct Progress {
+    done: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Progress {
+    fn now(&self) -> u64 {
+        *self.done.lock().unwrap()
+    }
+    fn bump(&self) {
+        *self.done.lock().unwrap() += 1;
+        self.cv.notify_all();
+    }
+    /// Wait until someone completes an operation after `seen`.
+    fn wait_past(&self, seen: u64) {
+        let mut done = self.done.lock().unwrap();
+        while *done == seen {
+            done = self.cv.wait(done).unwrap();
+        }
+    }
+}
+
+/// Send `batch` with `try_send` (or the zero-copy path), waiting while full.
+fn send(tx: &mut Sender<u64>, batch: &[u64], zero_copy: bool, progress: &Progress) {
+    loop {
+        let seen = progress.now();
+        let r = if zero_copy {
+            tx.try_reserve(batch.len()).map(|mut r| {
+                r.copy_from_slice(batch);
+                r.commit();
+            })
+        } else {
+            tx.try_send(batch)
+        };
+        match r {
+            Ok(()) => return progress.bump(),
+            Err(TrySendError::Full) => progress.wait_past(seen),
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+}
+
+/// Receive until every sender is gone and the queue is drained. (Dropping the
+/// receiver is no progress anyone here waits for: senders finish first.)
+fn drain(mut rx: Receiver<u64>, progress: &Progress) -> Vec<Vec<u64>> {
+    let mut got = Vec::new();
+    loop {
+        let seen = progress.now();
+        match rx.try_recv() {
+            Ok(mut b) => {
+                got.push(b.to_vec());
+                // In-place modification before the slot is released.
+                b[0] = 0;
+                drop(b);
+                progress.bump();
+            }
+            Err(TryRecvError::Empty) => progress.wait_past(seen),
+            Err(TryRecvError::Disconnected) => break,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    got
+}
+
+/// Batches are `[producer * 10 + seq, ..]`: check that the receivers' batches hold
+/// each of `sent` exactly once, and that each receiver saw each producer's batches
+/// in order.
+fn check(per_receiver: &[Vec<Vec<u64>>], sent: &[Vec<u64>]) {
+    for got in per_receiver {
+        for p in 0..3 {
+            let seqs: Vec<u64> = got.iter().map(|b| b[0]).filter(|id| id / 10 == p).collect();
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "order: {got:?}");
+        }
+    }
+    let mut all: Vec<Vec<u64>> = per_receiver.iter().flatten().cloned().collect();
+    all.sort();
+    let mut want = sent.to_vec();
+    want.sort();
+    assert_eq!(all, want);
+}
+
+#[test]
+fn two_producers_one_consumer_exactly_once() {
+    model(|| {
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = mpmc::channel::<u64>(SLOTS, MAX_BATCH).unwrap();
+        let mut tx2 = tx.clone();
+        let mut tx1 = tx;
+        // Three batches through two slots: the third claims a slot on lap 1.
+        let pr = Arc::clone(&progress);
+        let p1 = thread::spawn(move || {
+            send(&mut tx1, &[10, 1], false, &pr);
+            send(&mut tx1, &[11], true, &pr);
+            drop(tx1);
+            pr.bump();
+        });
+        let pr = Arc::clone(&progress);
+        let p2 = thread::spawn(move || {
+            send(&mut tx2, &[20, 2], true, &pr);
+            drop(tx2);
+            pr.bump();
+        });
+        let got = drain(rx, &progress);
+        p1.join().unwrap();
+        p2.join().unwrap();
+        check(&[got], &[vec![10, 1], vec![11], vec![20, 2]]);
+    });
+}
+
+#[test]
+fn one_producer_two_consumers_exactly_once() {
+    model(|| {
+        let progress = Arc::new(Progress::default());
+        let (mut tx, rx) = mpmc::channel::<u64>(SLOTS, MAX_BATCH).unwrap();
+        let rx2 = rx.clone();
+        let pr = Arc::clone(&progress);
+        let c2 = thread::spawn(move || drain(rx2, &pr));
+        let pr = Arc::clone(&progress);
+        let producer = thread::spawn(move || {
+            send(&mut tx, &[10, 1], false, &pr);
+            // A cancelled reservation: receivers must step over its slot. (Nobody
+            // needs a bump for it: a receiver waiting there is woken by the next
+            // send, which only needs the first batch's slot.)
+            drop(tx.try_reserve(1));
+            send(&mut tx, &[11], true, &pr);
+            drop(tx);
+            pr.bump();
+        });
+        let got1 = drain(rx, &progress);
+        producer.join().unwrap();
+        let got2 = c2.join().unwrap();
+        check(&[got1, got2], &[vec![10, 1], vec![11]]);
+    });
+}
