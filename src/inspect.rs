@@ -16,8 +16,9 @@ use std::ptr::NonNull;
 use crate::error::{Error, Kind, Result, Role};
 use crate::layout::{
     Identity, ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET, CONTROL_OFFSET, IDENTITY_SIZE, LAYOUT_VERSION,
-    MAGIC,
+    LINE, MAGIC,
 };
+use crate::peers::TABLE_LEN;
 use crate::segment::{pid_alive, Name};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -179,7 +180,7 @@ fn has_magic(path: &Path) -> bool {
 }
 
 /// A read-only mapping, unmapped on drop.
-struct ReadMap {
+pub(crate) struct ReadMap {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -323,7 +324,90 @@ fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
                     .load(Ordering::Relaxed),
             );
         }
-        Kind::Mpmc => {}
+        Kind::Mpmc => {
+            let s = mpmc_stats(&map, g.capacity);
+            info.peers = s.peers;
+            info.fill = s.used.map(|used| Fill {
+                used,
+                total: g.capacity,
+                unit: "slots",
+            });
+        }
     }
     Ok(info)
+}
+
+/// A snapshot of an MPMC control block, read as `src/mpmc.rs` (module docs,
+/// "Layout") and `src/peers.rs` (module docs) document it.
+#[derive(Debug)]
+pub(crate) struct MpmcStats {
+    /// Claimed slots (`tail - head` in slots): committed batches plus those being
+    /// written or read. `None` when a position is not a valid `lap | index`.
+    pub(crate) used: Option<u64>,
+    /// Attached handles from the attachment table, one per (role, pid).
+    pub(crate) peers: Vec<Peer>,
+}
+
+/// Offsets in the MPMC control block (`src/mpmc.rs`, "Layout"): tail on line 0,
+/// head on line 1, peer counts on line 3, the attachment table from line 4.
+const MPMC_TAIL: usize = 0;
+const MPMC_HEAD: usize = LINE;
+const MPMC_TABLE: usize = 4 * LINE;
+
+#[cfg(not(loom))]
+const _: () = {
+    // The control block this reads is 8 lines, the last 4 + a bit the peers' table.
+    assert!(std::mem::size_of::<crate::mpmc::MpmcControl>() == 8 * LINE);
+    assert!(std::mem::size_of::<crate::peers::Peers>() == LINE + 8 * TABLE_LEN);
+    assert!(MPMC_TABLE + 8 * TABLE_LEN <= 8 * LINE);
+};
+
+/// Read the fill level and the attached processes of the MPMC segment whose
+/// control block is mapped in `map` at [`CONTROL_OFFSET`] (checked by the caller),
+/// with `slots` slots. Every word is untrusted: a position whose index is not
+/// below `slots` gives no fill, a table entry with an unknown role is left out.
+pub(crate) fn mpmc_stats(map: &ReadMap, slots: u64) -> MpmcStats {
+    let r = Ordering::Relaxed;
+    let word = |offset: usize| map.at::<AtomicU64>(CONTROL_OFFSET + offset).load(r);
+    // Head first: head <= tail at every instant and tail only grows, so the
+    // later tail is at least the earlier head.
+    let head = word(MPMC_HEAD);
+    let tail = word(MPMC_TAIL);
+    let one_lap = slots.saturating_add(1).checked_next_power_of_two();
+    let used = one_lap.and_then(|one_lap| {
+        let split = |p: u64| (p / one_lap, p % one_lap);
+        let ((hl, hi), (tl, ti)) = (split(head), split(tail));
+        if hi >= slots || ti >= slots {
+            return None;
+        }
+        let used = tl
+            .checked_sub(hl)?
+            .checked_mul(slots)?
+            .checked_add(ti)?
+            .checked_sub(hi)?;
+        Some(used.min(slots))
+    });
+    let mut peers: Vec<Peer> = Vec::new();
+    for k in 0..TABLE_LEN {
+        let e = word(MPMC_TABLE + 8 * k);
+        // Entry: 0 = free, else pid << 32 | role code (1 sender, 2 receiver).
+        let role = match e & u64::from(u32::MAX) {
+            1 => Role::Sender,
+            2 => Role::Receiver,
+            _ => continue,
+        };
+        let pid = (e >> 32) as u32;
+        if pid == 0
+            || peers
+                .iter()
+                .any(|p| p.role == Some(role) && p.process.pid == pid)
+        {
+            continue;
+        }
+        peers.push(Peer {
+            role: Some(role),
+            process: Process::new(pid),
+        });
+    }
+    MpmcStats { used, peers }
 }

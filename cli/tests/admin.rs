@@ -58,6 +58,37 @@ fn ls_shows_a_live_queue_and_its_peers() {
 }
 
 #[test]
+fn ls_and_stat_show_an_mpmc_queue_fill_and_its_peers() {
+    let name = unique("mpmc");
+    let mut tx = shmbatch::mpmc::Sender::<f64>::create(&name, 64, 16).unwrap();
+    let mut rx = shmbatch::mpmc::Receiver::<f64>::open(&name).unwrap();
+    // A few laps round the 64 slots, then 3 batches waiting.
+    let mut out = Vec::new();
+    for k in 0..200 {
+        tx.send(&[k as f64; 4]).unwrap();
+        rx.recv_into(&mut out).unwrap();
+    }
+    for k in 0..3 {
+        tx.send(&[k as f64; 4]).unwrap();
+    }
+    let o = shmbatch(&["ls"]);
+    let out = stdout(&o);
+    let line = out.lines().find(|l| l.starts_with(&name)).expect(&out);
+    let pid = std::process::id();
+    assert!(line.contains("mpmc"), "{line}");
+    assert!(line.contains(&format!("sender {pid} alive")), "{line}");
+    assert!(line.contains(&format!("receiver {pid} alive")), "{line}");
+
+    let o = shmbatch(&["stat", &name, "--json"]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["fill"]["used"], 3, "{v}");
+    assert_eq!(v["fill"]["total"], 64, "{v}");
+    assert_eq!(v["fill"]["unit"], "slots", "{v}");
+    assert_eq!(v["peers"].as_array().unwrap().len(), 2, "{v}");
+}
+
+#[test]
 fn stat_reports_the_data_offset_for_raw_attach() {
     let name = unique("stat");
     let a = shmbatch::SharedArray::<f64>::create(&name, 1000).unwrap();
