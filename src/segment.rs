@@ -121,7 +121,12 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     }
     #[cfg(not(any(miri, loom)))]
     {
-        let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+        // A pid from shared memory may be anything: above i32::MAX it would be a
+        // negative pid_t, which kill(2) reads as a process group.
+        let Some(p) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
             return false;
         };
         match rustix::process::test_kill_process(p) {
@@ -495,5 +500,14 @@ mod tests {
     fn own_pid_is_alive_and_zero_is_not() {
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(0));
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn pids_that_are_negative_as_pid_t_are_dead() {
+        // Found by fuzzing hostile MPMC attachment tables.
+        for pid in [1 << 31, u32::MAX - 1, u32::MAX] {
+            assert!(!pid_alive(pid), "{pid}");
+        }
     }
 }

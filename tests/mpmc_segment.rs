@@ -313,7 +313,17 @@ fn hostile_peer_words_never_panic() {
     let (name, _c) = persisted("words");
     let mut tx = Sender::<f64>::open(&name).unwrap();
     let mut rx = Receiver::<f64>::open(&name).unwrap();
-    for v in [0u64, 1, u64::MAX, 1 << 63, u32::MAX as u64] {
+    // The last two are attached handles whose pid is negative as a pid_t (a fuzz
+    // find: the liveness check must call them dead, not panic or signal a group).
+    for v in [
+        0u64,
+        1,
+        u64::MAX,
+        1 << 63,
+        u32::MAX as u64,
+        (u32::MAX as u64) << 32 | 1,
+        1 << 63 | 2,
+    ] {
         poke(&name, SENDERS, &v.to_le_bytes());
         poke(&name, RECEIVERS, &v.to_le_bytes());
         poke(&name, ENTRIES, &v.to_le_bytes());
