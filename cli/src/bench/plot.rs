@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-const COLORS: [&str; 8] = [
-    "#888888", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#d62728", "#17becf",
+const COLORS: [&str; 11] = [
+    "#888888", "#444444", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#d62728",
+    "#17becf", "#e377c2", "#bcbd22",
 ];
 
 fn log_scale(v: f64, lo: f64, hi: f64, a: f64, b: f64) -> f64 {
@@ -97,7 +98,7 @@ pub(crate) fn svg(r: &Value) -> String {
                 )
             })
             .collect();
-        let dash = if name.contains("memcpy") {
+        let dash = if name.contains("(limit)") {
             r#" stroke-dasharray="5,3""#
         } else {
             ""
