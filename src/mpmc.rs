@@ -30,12 +30,13 @@
 //!   later and the queue resumes.
 //! - **A process dies**: it never detaches, but the segment records the pid of every
 //!   attachment and a waiting side checks them on its slow path (at most every
-//!   20 ms, one system call per entry), so the survivors see `Disconnected` as if it
-//!   had detached. Batches it committed are still delivered. A batch it had
-//!   *reserved and not committed* stays claimed: receivers wait at that slot (their
-//!   timeouts still work) until a later version skips it; each claimed slot records
-//!   its claimer's pid for that purpose. A batch a dead receiver was holding keeps
-//!   its slot taken likewise.
+//!   20 ms, a system call or two per attached peer), so the survivors see
+//!   `Disconnected` as if it had detached. Batches it committed are still
+//!   delivered. A slot it had *reserved and not committed* stays claimed: while
+//!   other senders live, receivers wait at that slot (their timeouts still work);
+//!   once none does, they get `Disconnected`. Each claimed slot records its
+//!   claimer's pid so that a later version can skip such a slot. A batch that a
+//!   dead receiver was holding keeps its slot taken likewise.
 //! - **Untrusted peers**: every position, stamp and length read from the segment is
 //!   checked before use; damage gives `Corrupted`, never a panic, an out-of-bounds
 //!   access or an endless loop.
@@ -106,6 +107,13 @@
 //!   after its last publish or release; the other side loads the count with
 //!   Acquire and then looks at the queue once more (see `peers.rs`).
 //!
+//! Waiting follows the protocol of `wait.rs`: receivers sleep on `not_empty`,
+//! senders on `not_full`. K1 is the `SeqCst` stamp swap of a publish or release
+//! (or the `SeqCst` count update of a detach), after which the writer wakes the
+//! other side's word only if someone announced sleep there. W2 reloads, with
+//! `SeqCst`, the sleeper's position, the stamp of the slot it is waiting at and the
+//! peer count, and sleeps only if none changed.
+//!
 //! # Wire format
 //! ```text
 //! control block (at CONTROL_OFFSET, 1024 bytes)
@@ -173,8 +181,9 @@ struct SlotHeader {
     /// after its Acquire load of the stamp. Checked against `max_batch`.
     len: AtomicU64,
     /// `pid << 32 | (position as u32)` of the last handle that claimed the slot
-    /// (sender or receiver), stored Relaxed right after its claim. Read by nobody
-    /// yet: it is there so that a dead claimer can be found and its slot skipped.
+    /// (sender or receiver), stored Relaxed right after its claim (see
+    /// `record_claim`). Read by nobody yet: it is there so that a dead claimer can
+    /// be found and its slot skipped.
     claim: AtomicU64,
     /// Reserved, 0.
     reserved: AtomicU64,
