@@ -57,6 +57,18 @@ const fn entry_word(pid: u32, role: Role) -> u64 {
     (pid as u64) << 32 | role_code(role)
 }
 
+/// Apply `f` to `word` in one `SeqCst` read-modify-write (a CAS loop); returns the
+/// previous value.
+fn update(word: &AtomicU64, f: impl Fn(u64) -> u64) -> u64 {
+    let mut cur = word.load(Ordering::Relaxed);
+    loop {
+        match word.compare_exchange_weak(cur, f(cur), Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(prev) => return prev,
+            Err(now) => cur = now,
+        }
+    }
+}
+
 /// The attachment record of a many-to-many segment, part of its control block.
 #[repr(C)]
 pub(crate) struct Peers {
@@ -114,11 +126,7 @@ impl Peers {
             self.claim_entry(word)
         })?;
         // SeqCst RMW: after it, a peer that reads this count sees us attached.
-        let _ = self
-            .count(role)
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
-                Some(EVER | ((c & COUNT) + 1).min(COUNT))
-            });
+        update(self.count(role), |c| EVER | ((c & COUNT) + 1).min(COUNT));
         Ok(entry)
     }
 
@@ -155,12 +163,9 @@ impl Peers {
         // or released. Pairs with the Acquire/SeqCst load in `gone`: the count words
         // are only ever changed by RMWs, so they form one release sequence, and a
         // peer that reads 0 synchronises with every earlier detach of the role.
-        let prev = self
-            .count(role)
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
-                Some((c & EVER) | (c & COUNT).saturating_sub(1))
-            })
-            .unwrap_or_else(|c| c);
+        let prev = update(self.count(role), |c| {
+            (c & EVER) | (c & COUNT).saturating_sub(1)
+        });
         if prev & COUNT == 1 {
             Left::Last
         } else {
