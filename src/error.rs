@@ -296,12 +296,37 @@ impl From<SendError> for SendTimeoutError {
     }
 }
 
+impl SendTimeoutError {
+    /// The error of the same call made without a deadline, where `Timeout` cannot
+    /// happen.
+    pub(crate) fn without_deadline(self) -> SendError {
+        match self {
+            SendTimeoutError::Disconnected => SendError::Disconnected,
+            SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
+            SendTimeoutError::Corrupted { reason } => SendError::Corrupted { reason },
+            SendTimeoutError::Timeout => unreachable!("no deadline, no timeout"),
+        }
+    }
+}
+
 impl TryRecvError {
     pub(crate) fn into_blocking(self) -> Option<RecvError> {
         match self {
             TryRecvError::Empty => None,
             TryRecvError::Disconnected => Some(RecvError::Disconnected),
             TryRecvError::Corrupted { reason } => Some(RecvError::Corrupted { reason }),
+        }
+    }
+}
+
+impl RecvTimeoutError {
+    /// The error of the same call made without a deadline, where `Timeout` cannot
+    /// happen.
+    pub(crate) fn without_deadline(self) -> RecvError {
+        match self {
+            RecvTimeoutError::Disconnected => RecvError::Disconnected,
+            RecvTimeoutError::Corrupted { reason } => RecvError::Corrupted { reason },
+            RecvTimeoutError::Timeout => unreachable!("no deadline, no timeout"),
         }
     }
 }

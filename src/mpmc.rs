@@ -879,7 +879,7 @@ impl<T: Pod> Sender<T> {
     pub fn send(&mut self, batch: &[T]) -> Result<(), SendError> {
         let claim = self
             .claim_until(batch.len(), Deadline::never())
-            .map_err(blocking_send_error)?;
+            .map_err(SendTimeoutError::without_deadline)?;
         self.copy_in(batch, claim);
         Ok(())
     }
@@ -917,7 +917,7 @@ impl<T: Pod> Sender<T> {
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, SendError> {
         let claim = self
             .claim_until(len, Deadline::never())
-            .map_err(blocking_send_error)?;
+            .map_err(SendTimeoutError::without_deadline)?;
         Ok(self.reservation(claim, len))
     }
 
@@ -950,15 +950,6 @@ impl<T: Pod> Sender<T> {
             len,
             committed: false,
         }
-    }
-}
-
-fn blocking_send_error(e: SendTimeoutError) -> SendError {
-    match e {
-        SendTimeoutError::Disconnected => SendError::Disconnected,
-        SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
-        SendTimeoutError::Corrupted { reason } => SendError::Corrupted { reason },
-        SendTimeoutError::Timeout => unreachable!("no deadline"),
     }
 }
 
@@ -1255,11 +1246,9 @@ impl<T: Pod> Receiver<T> {
     /// committed has been received; [`RecvError::Corrupted`] if the shared state was
     /// damaged.
     pub fn recv(&mut self) -> Result<Batch<'_, T>, RecvError> {
-        let t = self.take_until(Deadline::never()).map_err(|e| match e {
-            RecvTimeoutError::Disconnected => RecvError::Disconnected,
-            RecvTimeoutError::Corrupted { reason } => RecvError::Corrupted { reason },
-            RecvTimeoutError::Timeout => unreachable!("no deadline"),
-        })?;
+        let t = self
+            .take_until(Deadline::never())
+            .map_err(RecvTimeoutError::without_deadline)?;
         Ok(self.guard(t))
     }
 
