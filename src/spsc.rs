@@ -69,7 +69,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -80,7 +79,7 @@ use crate::error::{
 };
 use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
 use crate::segment::{pid_alive, Control, Region};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline};
 
 /// Length word of a wrap marker.
@@ -679,12 +678,7 @@ impl<T: Pod> Sender<T> {
     pub fn send(&mut self, batch: &[T]) -> Result<(), SendError> {
         let claim = self
             .claim_until(batch.len(), Deadline::never())
-            .map_err(|e| match e {
-                SendTimeoutError::Disconnected => SendError::Disconnected,
-                SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
-                SendTimeoutError::Corrupted { reason } => SendError::Corrupted { reason },
-                SendTimeoutError::Timeout => unreachable!("no deadline"),
-            })?;
+            .map_err(SendTimeoutError::without_deadline)?;
         self.copy_in(batch, claim);
         Ok(())
     }
@@ -718,13 +712,8 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     /// As [`send`](Self::send).
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, SendError> {
-        match self.reserve_inner(len, Deadline::never()) {
-            Ok(r) => Ok(r),
-            Err(SendTimeoutError::Disconnected) => Err(SendError::Disconnected),
-            Err(SendTimeoutError::TooLarge { len, max }) => Err(SendError::TooLarge { len, max }),
-            Err(SendTimeoutError::Corrupted { reason }) => Err(SendError::Corrupted { reason }),
-            Err(SendTimeoutError::Timeout) => unreachable!("no deadline"),
-        }
+        self.reserve_inner(len, Deadline::never())
+            .map_err(SendTimeoutError::without_deadline)
     }
 
     /// Reserve room for `len` elements if there is room now.
@@ -1056,11 +1045,9 @@ impl<T: Pod> Receiver<T> {
     /// [`RecvError::Disconnected`] once the sender is gone and everything it sent has
     /// been received; [`RecvError::Corrupted`] if the shared state was damaged.
     pub fn recv(&mut self) -> Result<Batch<'_, T>, RecvError> {
-        let p = self.peek_until(Deadline::never()).map_err(|e| match e {
-            RecvTimeoutError::Disconnected => RecvError::Disconnected,
-            RecvTimeoutError::Corrupted { reason } => RecvError::Corrupted { reason },
-            RecvTimeoutError::Timeout => unreachable!("no deadline"),
-        })?;
+        let p = self
+            .peek_until(Deadline::never())
+            .map_err(RecvTimeoutError::without_deadline)?;
         Ok(self.guard(p))
     }
 
