@@ -240,7 +240,7 @@ const BARE: &str = "bare atomic ping-pong (limit)";
 const PINGPONG: &str = "shmbatch spsc ping-pong";
 
 pub(crate) fn run(args: &Args) -> Result {
-    let dur = Duration::from_millis(if args.quick { 120 } else { 500 });
+    let dur = Duration::from_millis(if args.quick { 120 } else { 300 });
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
     let peers = !args.no_peers;
     let iceoryx2 = peers && shmbatch_bench_peers::ICEORYX2_BUILT;
