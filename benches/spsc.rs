@@ -78,16 +78,22 @@ fn shmbatch_zero_copy(batch: usize, iters: u64) -> Duration {
     )
 }
 
-/// Busy-wait until the expression is `Ok`.
+/// Wait until the expression is `Ok`: spin, then yield, as shmbatch's own waits do,
+/// so that the reference is not penalised on an oversubscribed machine.
 macro_rules! spin {
-    ($e:expr) => {
+    ($e:expr) => {{
+        let mut spins = 0u32;
         loop {
             match $e {
                 Ok(v) => break v,
-                Err(_) => std::hint::spin_loop(),
+                Err(_) if spins < 64 => {
+                    spins += 1;
+                    std::hint::spin_loop();
+                }
+                Err(_) => thread::yield_now(),
             }
         }
-    };
+    }};
 }
 
 fn rtrb_copy(batch: usize, iters: u64) -> Duration {
