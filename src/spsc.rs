@@ -69,7 +69,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
@@ -102,6 +102,11 @@ const fn owner_pid(word: u64) -> u32 {
 
 /// How many failed polls between two liveness checks of the peer's process.
 const LIVENESS_EVERY: u32 = 1024;
+
+/// Least time between two liveness checks from the non-blocking calls: a check
+/// costs a system call and a read of `/proc` (~10 µs), which a polling loop must
+/// not pay often.
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The SPSC control block at `CONTROL_OFFSET`.
 #[repr(C)]
@@ -226,6 +231,8 @@ struct Link {
     pid: u32,
     /// Failed polls since the last liveness check of the peer.
     idle: u32,
+    /// When the non-blocking calls last checked the peer's process.
+    checked_at: Instant,
     /// Whether we hold our end (a failed attach must not detach the live holder).
     attached: bool,
 }
@@ -247,6 +254,7 @@ impl Link {
             role,
             pid: std::process::id(),
             idle: 0,
+            checked_at: Instant::now(),
             attached: false,
         };
         link.attach()?;
@@ -330,11 +338,20 @@ impl Link {
         }
     }
 
-    /// Count a failed poll; every `LIVENESS_EVERY` polls, say a pid check is due.
+    /// Count a failed poll; say a pid check is due at most every
+    /// `LIVENESS_INTERVAL` (the clock is read once per `LIVENESS_EVERY` polls).
     #[inline]
     fn liveness_due(&mut self) -> bool {
         self.idle = self.idle.wrapping_add(1);
-        self.idle % LIVENESS_EVERY == 0
+        if self.idle % LIVENESS_EVERY != 0 {
+            return false;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.checked_at) < LIVENESS_INTERVAL {
+            return false;
+        }
+        self.checked_at = now;
+        true
     }
 
     /// Whether the peer's owner word still says attached (`SeqCst`: W2 of the wake
