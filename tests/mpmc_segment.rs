@@ -1,47 +1,13 @@
 //! The MPMC queue in real shared memory: naming, attachment, and segments that are
 //! damaged or hostile. Every test uses a unique name and leaves nothing in /dev/shm.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+mod common;
+use common::{path, peek_u64, poke, unique, Cleanup};
 
 use shmbatch::mpmc::{Receiver, Sender};
 use shmbatch::{spsc, Error, Kind, RecvTimeoutError, TryRecvError, TrySendError};
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "shmbatch-test-mpmc-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn path(name: &str) -> PathBuf {
-    PathBuf::from("/dev/shm").join(name)
-}
-
-/// Removes the segment when dropped, even if the test fails.
-struct Cleanup(String);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = shmbatch::remove(&self.0);
-    }
-}
-
-fn poke(name: &str, offset: u64, bytes: &[u8]) {
-    let f = OpenOptions::new().write(true).open(path(name)).unwrap();
-    f.write_all_at(bytes, offset).unwrap();
-}
-
-fn peek_u64(name: &str, offset: u64) -> u64 {
-    let f = OpenOptions::new().read(true).open(path(name)).unwrap();
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, offset).unwrap();
-    u64::from_le_bytes(b)
-}
 
 // Offsets of the documented wire format (src/layout.rs, src/mpmc.rs, src/peers.rs).
 const VERSION: u64 = 8;

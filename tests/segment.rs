@@ -3,39 +3,13 @@
 //! nothing in /dev/shm.
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+mod common;
+use common::{path, poke, unique, Cleanup};
 
 use shmbatch::spsc::{Receiver, Sender};
 use shmbatch::{Error, Kind, Role, TryRecvError, TrySendError};
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "shmbatch-test-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn path(name: &str) -> PathBuf {
-    PathBuf::from("/dev/shm").join(name)
-}
-
-/// Removes the segment when dropped, even if the test fails.
-struct Cleanup(String);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = shmbatch::remove(&self.0);
-    }
-}
-
-fn poke(name: &str, offset: u64, bytes: &[u8]) {
-    let f = OpenOptions::new().write(true).open(path(name)).unwrap();
-    f.write_all_at(bytes, offset).unwrap();
-}
 
 /// A persisted segment with no attached handles, to be damaged by the test.
 fn persisted(tag: &str) -> (String, Cleanup) {
