@@ -55,6 +55,9 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[macro_use]
+mod verbs;
+
 pub mod array;
 mod error;
 pub mod inspect;

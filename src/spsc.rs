@@ -1086,37 +1086,7 @@ impl<T: Pod> Receiver<T> {
         Ok(self.guard(p))
     }
 
-    /// Receive the next batch into `out` (replacing its contents), waiting while the
-    /// queue is empty. Returns the batch length.
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv).
-    pub fn recv_into(&mut self, out: &mut Vec<T>) -> Result<usize, RecvError> {
-        let b = self.recv()?;
-        Ok(b.copy_to(out))
-    }
-
-    /// Receive the next batch into `out` if one is waiting.
-    ///
-    /// # Errors
-    /// As [`try_recv`](Self::try_recv).
-    pub fn try_recv_into(&mut self, out: &mut Vec<T>) -> Result<usize, TryRecvError> {
-        let b = self.try_recv()?;
-        Ok(b.copy_to(out))
-    }
-
-    /// Receive the next batch into `out`, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`recv_timeout`](Self::recv_timeout).
-    pub fn recv_into_timeout(
-        &mut self,
-        out: &mut Vec<T>,
-        timeout: Duration,
-    ) -> Result<usize, RecvTimeoutError> {
-        let b = self.recv_timeout(timeout)?;
-        Ok(b.copy_to(out))
-    }
+    recv_into_methods!();
 }
 
 /// A received batch, in place in the ring. Derefs to `&[T]` and `&mut [T]`;
@@ -1125,14 +1095,6 @@ pub struct Batch<'a, T: Pod = f64> {
     rx: &'a mut Receiver<T>,
     ptr: NonNull<T>,
     peeked: Peeked,
-}
-
-impl<T: Pod> Batch<'_, T> {
-    fn copy_to(self, out: &mut Vec<T>) -> usize {
-        out.clear();
-        out.extend_from_slice(&self);
-        out.len()
-    }
 }
 
 impl<T: Pod> Deref for Batch<'_, T> {

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 /// The back-off shmbatch uses before it sleeps: spin 1, 2, 4 .. 32 times, then
 /// yield. Every spinning peer here uses it, so that on a busy machine a thread
-/// that waits gives its core away as shmbatch does.
-#[derive(Default)]
-struct Backoff(u32);
+/// that waits gives its core away as shmbatch does. The CLI's limit measurements
+/// use it too, so that the limits see the same scheduler as shmbatch.
+#[derive(Debug, Default)]
+pub struct Backoff(u32);
 
 impl Backoff {
-    fn snooze(&mut self) {
+    /// Wait a little: spin (doubling) for six rounds, then yield.
+    pub fn snooze(&mut self) {
         if self.0 < 6 {
             for _ in 0..1u32 << self.0 {
                 std::hint::spin_loop();

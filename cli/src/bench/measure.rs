@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use shmbatch::{mpmc, spsc, SharedArray};
+use shmbatch_bench_peers::Backoff;
 
 use crate::Result;
 
@@ -285,24 +286,6 @@ impl Drop for Bare {
     fn drop(&mut self) {
         // SAFETY: mapped by `map` with self.len; no reference outlives self.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// The back-off shmbatch uses before it sleeps: spin 1, 2, 4 .. 32 times, then
-/// yield, so that the limits see the same scheduler as shmbatch.
-#[derive(Default)]
-struct Backoff(u32);
-
-impl Backoff {
-    fn snooze(&mut self) {
-        if self.0 < 6 {
-            for _ in 0..1u32 << self.0 {
-                std::hint::spin_loop();
-            }
-            self.0 += 1;
-        } else {
-            std::thread::yield_now();
-        }
     }
 }
 
