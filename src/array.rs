@@ -754,7 +754,10 @@ impl<T: Pod> SharedArray<T> {
                 &mut st,
                 deadline,
                 |st| Ok::<_, Infallible>(self.try_acquire(st)),
-                |st, slice| self.sleep_on_lock(st, slice),
+                |st, slice| {
+                    self.sleep_on_lock(st, slice);
+                    Ok(())
+                },
             );
             match r {
                 Ok(got) => got,

@@ -77,3 +77,4 @@ pub use error::{
 pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
 pub use inspect::{inspect, list, SegmentInfo};
 pub use segment::{remove, MAX_NAME_LEN};
+pub use wait::asymmetric_wake;

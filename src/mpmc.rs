@@ -98,19 +98,19 @@
 //! never wedges on a cancelled send.
 //!
 //! Sync points (both ends are labelled in the code):
-//! - "publish batch": the sender writes the payload and the length, then swaps the
-//!   stamp to `p + 1` (Release, as part of a `SeqCst` swap); the receiver loads the
-//!   stamp with Acquire before reading the length and the payload.
-//! - "free slot": the receiver is done with the payload, then swaps the stamp to
-//!   `p + one_lap` (`SeqCst`); the next sender loads it with Acquire before writing.
+//! - "publish batch": the sender writes the payload and the length, then stores
+//!   `p + 1` in the stamp (Release); the receiver loads the stamp with Acquire
+//!   before reading the length and the payload.
+//! - "free slot": the receiver is done with the payload, then stores `p + one_lap`
+//!   in the stamp (Release); the next sender loads it with Acquire before writing.
 //! - "detach": a leaving handle decrements its role's count with a `SeqCst` RMW
 //!   after its last publish or release; the other side loads the count with
 //!   Acquire and then looks at the queue once more (see `peers.rs`).
 //!
 //! Waiting follows the protocol of `wait.rs`: receivers sleep on `not_empty`,
-//! senders on `not_full`. K1 is the `SeqCst` stamp swap of a publish or release
-//! (or the `SeqCst` count update of a detach), after which the writer wakes the
-//! other side's word only if someone announced sleep there. W2 reloads, with
+//! senders on `not_full`. K1 is the Release stamp store of a publish or release
+//! (or the `SeqCst` count update of a detach); then `wait::wake` runs the waker's
+//! barrier and wakes the other side's word only if someone announced sleep there. W2 reloads, with
 //! `SeqCst`, the sleeper's position, the stamp of the slot it is waiting at and the
 //! peer count, and sleeps only if none changed.
 //!
@@ -171,13 +171,13 @@ const LIVENESS_EVERY: u32 = 1024;
 #[repr(C)]
 #[derive(Default)]
 struct SlotHeader {
-    /// Sequence stamp (module docs). Written by the claiming sender (`SeqCst` swap
-    /// to `p + 1` on commit) and the claiming receiver (`SeqCst` swap to
+    /// Sequence stamp (module docs). Written by the claiming sender (Release store
+    /// of `p + 1` on commit) and the claiming receiver (Release store of
     /// `p + one_lap` on release); read by both sides with Acquire before claiming.
     /// The creator stores `index` (lap 0) before publishing the header.
     stamp: AtomicU64,
     /// Batch length in elements, or [`SKIPPED`]. Written by the claiming sender
-    /// (Relaxed) before its stamp swap; read by the claiming receiver (Relaxed)
+    /// (Relaxed) before its stamp store; read by the claiming receiver (Relaxed)
     /// after its Acquire load of the stamp. Checked against `max_batch`.
     len: AtomicU64,
     /// `pid << 32 | (position as u32)` of the last handle that claimed the slot
@@ -467,6 +467,7 @@ struct Attachment {
 
 impl Attachment {
     fn new(queue: Arc<Queue>, role: Role) -> Result<Arc<Attachment>> {
+        wait::init();
         let pid = std::process::id();
         let entry = queue
             .ctl()
@@ -591,7 +592,7 @@ impl End {
         };
         wait::sleep(
             q.flag_waiting_for(peer),
-            // W2: SeqCst loads of what K1 (a stamp swap or a detach) writes.
+            // W2: SeqCst loads of what K1 (a stamp store or a detach) writes.
             || {
                 pos.load(Ordering::SeqCst) != seen.pos
                     || q.header(seen.index).stamp.load(Ordering::SeqCst) != seen.stamp
@@ -777,7 +778,7 @@ impl<T: Pod> Sender<T> {
                 return corrupted("enqueue position names no slot");
             };
             let slot = q.header(index);
-            // Sync point "free slot": Acquire pairs with the SeqCst swap in
+            // Sync point "free slot": Acquire pairs with the Release store in
             // `Receiver::release` of the previous lap's receiver: its reads and
             // writes of the payload happen before ours.
             let stamp = slot.stamp.load(Ordering::Acquire);
@@ -834,7 +835,10 @@ impl<T: Pod> Sender<T> {
                 Err(TrySendError::Full) => Ok(None),
                 Err(e) => Err(e.into_blocking().expect("not Full")),
             },
-            |s, slice| s.end.sleep(slice),
+            |s, slice| {
+                s.end.sleep(slice);
+                Ok(())
+            },
         );
         match r {
             Ok(Some(c)) => Ok(c),
@@ -849,19 +853,21 @@ impl<T: Pod> Sender<T> {
         let q = self.queue();
         let slot = q.header(claim.index);
         slot.len.store(len, Ordering::Relaxed);
-        // Sync point "publish batch": the swap's Release half pairs with the
-        // receiver's Acquire load of the stamp in `Receiver::take`; SeqCst makes it
-        // K1 of the wake protocol (wait.rs).
-        slot.stamp.swap(claim.pos.wrapping_add(1), Ordering::SeqCst);
+        // Sync point "publish batch": Release pairs with the receiver's Acquire
+        // load of the stamp in `Receiver::take`. This is K1 of the wake protocol;
+        // `wake` supplies its barrier (wait.rs).
+        slot.stamp
+            .store(claim.pos.wrapping_add(1), Ordering::Release);
         wait::wake(&q.ctl().futex.not_empty);
     }
 
+    #[inline]
     fn copy_in(&mut self, batch: &[T], claim: Claim) {
         // SAFETY: the claim gives us the slot's payload, max_batch >= batch.len()
         // elements (checked in `claim`), which no receiver touches until we publish;
         // it does not overlap `batch`, which is caller memory.
         unsafe {
-            std::ptr::copy_nonoverlapping(
+            crate::verbs::copy_elems(
                 batch.as_ptr(),
                 self.queue().payload::<T>(claim.index),
                 batch.len(),
@@ -1146,7 +1152,7 @@ impl<T: Pod> Receiver<T> {
                     return corrupted("dequeue position names no slot");
                 };
                 let slot = q.header(index);
-                // Sync point "publish batch": Acquire pairs with the SeqCst swap in
+                // Sync point "publish batch": Acquire pairs with the Release store in
                 // `Sender::publish`; the length and payload are visible after this.
                 let stamp = slot.stamp.load(Ordering::Acquire);
                 if stamp == head.wrapping_add(1) {
@@ -1219,7 +1225,10 @@ impl<T: Pod> Receiver<T> {
                 Err(TryRecvError::Empty) => Ok(None),
                 Err(e) => Err(e.into_blocking().expect("not Empty")),
             },
-            |s, slice| s.end.sleep(slice),
+            |s, slice| {
+                s.end.sleep(slice);
+                Ok(())
+            },
         );
         match r {
             Ok(Some(t)) => Ok(t),
@@ -1278,12 +1287,12 @@ impl<T: Pod> Receiver<T> {
 #[inline]
 fn release(q: &Queue, pos: u64, index: usize) {
     let slot = q.header(index);
-    // Sync point "free slot": the swap's Release half pairs with the next sender's
-    // Acquire load of the stamp in `Sender::claim` (our reads and in-place writes of
-    // the payload happen before it reuses the slot); SeqCst makes it K1 of the wake
-    // protocol.
+    // Sync point "free slot": Release pairs with the next sender's Acquire load of
+    // the stamp in `Sender::claim` (our reads and in-place writes of the payload
+    // happen before it reuses the slot). K1 of the wake protocol; `wake` supplies
+    // its barrier.
     slot.stamp
-        .swap(pos.wrapping_add(q.dims.one_lap), Ordering::SeqCst);
+        .store(pos.wrapping_add(q.dims.one_lap), Ordering::Release);
     wait::wake(&q.ctl().futex.not_full);
 }
 

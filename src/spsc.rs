@@ -50,20 +50,36 @@
 //!
 //! # The ring
 //! Positions `head` and `tail` count bytes since creation (they never wrap: 2^64
-//! bytes). A record is a `u64` length word padded to the unit
-//! `U = max(8, align_of::<T>())`, then the elements padded to `U`. If a record does
-//! not fit before the end of the ring, the producer writes the marker `u64::MAX` and
-//! starts the record at offset 0; the skipped bytes count as used. A record is at
-//! most half the ring, which guarantees that an empty ring accepts any allowed batch
-//! wherever its write offset stands.
+//! bytes). A record is a `u64` header word padded to the unit
+//! `U = max(8, align_of::<T>())`, then the elements padded to `U`. The header holds
+//! `len + 1`; `0` means "nothing published here yet" and `u64::MAX` is a wrap
+//! marker: the record did not fit before the end of the ring and starts at offset 0
+//! (the skipped bytes count as used). A record is at most half the ring, which
+//! guarantees that an empty ring accepts any allowed batch wherever its write offset
+//! stands.
+//!
+//! The consumer polls the header at its read offset, not the producer's index: a
+//! batch then costs the consumer one cache-line transfer (header and first elements
+//! together) instead of two (index, then record). For that, the header at the
+//! producer's write offset must always read `0` until a record is published there,
+//! whatever the previous lap left in those bytes: before publishing a record, the
+//! producer writes `0` at the place of the *next* record. That word must be free, so
+//! the producer keeps one unit of the ring unused.
 //!
 //! Sync points (both ends are labelled in the code):
-//! - "publish batch": the producer writes a record, then stores `tail` (Release, as
-//!   part of a `SeqCst` swap); the consumer loads `tail` with Acquire before reading.
-//! - "free space": the consumer stores `head` after it is done with a batch; the
-//!   producer loads `head` with Acquire before reusing that space.
+//! - "publish batch": the producer writes a record and the empty header after it,
+//!   then stores the record's header (or the wrap marker before it) with Release;
+//!   the consumer loads the header with Acquire before reading the batch. The
+//!   producer then stores `tail` (Release), which only attaching producers,
+//!   sleeping consumers and `inspect` read.
+//! - "free space": the consumer stores `head` (Release) after it is done with a
+//!   batch; the producer loads `head` with Acquire before reusing that space.
 //! - "detach": a leaving side stores its owner word with Release after its last
-//!   index store; the peer loads it with Acquire and then reloads the index.
+//!   store to the ring or its index; the peer loads it with Acquire and then looks
+//!   at the ring again.
+//!
+//! Each publish ends with `wait::wake`, whose barrier costs a compiler fence where
+//! Linux's `membarrier(2)` is available (see [`crate::asymmetric_wake`]).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -82,8 +98,10 @@ use crate::segment::{pid_alive, Control, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline};
 
-/// Length word of a wrap marker.
+/// Header of a wrap marker.
 const WRAP: u64 = u64::MAX;
+/// Header of a place where nothing is published yet (a zeroed ring is all empty).
+const EMPTY: u64 = 0;
 
 /// States of an owner word: `pid << 32 | state`.
 // 0 = never attached (the zeroed initial state).
@@ -197,7 +215,11 @@ impl Dims {
         let ring = usize::try_from(g.capacity).unwrap_or(usize::MAX);
         let unit = g.elem_align.max(8);
         let max_batch = usize::try_from(g.max_batch).unwrap_or(usize::MAX);
-        if ring != g.data_len || ring < 2 * unit || ring % (2 * unit) != 0 {
+        if !unit.is_power_of_two()
+            || ring != g.data_len
+            || ring < 2 * unit
+            || ring % (2 * unit) != 0
+        {
             return Err(Error::corrupted("spsc ring length is inconsistent"));
         }
         let dims = Dims {
@@ -217,7 +239,11 @@ impl Dims {
     /// Bytes a record of `len` elements occupies; `len <= max_batch`.
     #[inline]
     fn record(&self, len: usize) -> usize {
-        self.unit + (len * self.elem).next_multiple_of(self.unit)
+        // `unit` is a power of two (the header's alignment was validated as one), so
+        // rounding up is a mask, not a division; no overflow: the result is at most
+        // ring / 2.
+        let mask = self.unit - 1;
+        self.unit + ((len * self.elem + mask) & !mask)
     }
 }
 
@@ -243,6 +269,7 @@ unsafe impl Send for Link {}
 
 impl Link {
     fn new(region: Arc<Region>, role: Role) -> Result<Link> {
+        wait::init();
         let dims = Dims::from_geometry(region.geometry())?;
         let ctl = NonNull::from(region.control::<SpscControl>());
         let data = region.data();
@@ -316,6 +343,7 @@ impl Link {
 
     /// Whether the peer attached once and is gone. With `check_pid`, a peer whose
     /// process died is marked as gone too (one system call).
+    #[inline]
     fn peer_gone(&self, check_pid: bool) -> bool {
         let (_, peer) = self.words();
         // Pairs with the peer's "detach" store: after seeing LEFT, a reload of the
@@ -323,19 +351,26 @@ impl Link {
         let w = peer.load(Ordering::Acquire);
         match owner_state(w) {
             LEFT => true,
-            ATTACHED if check_pid && !pid_alive(owner_pid(w)) => {
-                // Record the death for everyone; losing the race to a new peer's
-                // attach is fine (then it is not gone).
-                peer.compare_exchange(
+            ATTACHED if check_pid => Self::mark_if_dead(peer, w),
+            _ => false,
+        }
+    }
+
+    /// The slow half of `peer_gone`: one system call (and a `/proc` read).
+    #[cold]
+    #[inline(never)]
+    fn mark_if_dead(peer: &AtomicU64, w: u64) -> bool {
+        // Record the death for everyone; losing the race to a new peer's attach is
+        // fine (then it is not gone).
+        !pid_alive(owner_pid(w))
+            && peer
+                .compare_exchange(
                     w,
                     owner(owner_pid(w), LEFT),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
                 .is_ok()
-            }
-            _ => false,
-        }
     }
 
     /// Count a failed poll; say a pid check is due at most every
@@ -361,12 +396,18 @@ impl Link {
         owner_state(peer.load(Ordering::SeqCst)) != LEFT
     }
 
+    /// The record header at ring offset `off`.
     #[inline]
-    fn word_ptr(&self, off: usize) -> *mut u64 {
-        debug_assert!(off + 8 <= self.dims.ring && off % 8 == 0);
-        // SAFETY: off + 8 <= ring = data_len (callers keep offsets unit-aligned and
-        // below ring); the data region is LINE-aligned so the word is aligned.
-        unsafe { self.data.as_ptr().add(off).cast::<u64>() }
+    fn header(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off + 8 <= self.dims.ring && off % self.dims.unit == 0);
+        // SAFETY: off + 8 <= ring = data_len (callers pass their own read or write
+        // offset, or 0, which are unit-aligned and below ring by construction); the
+        // data region is LINE-aligned, so the word is aligned; the region lives as
+        // long as self. The word is payload in other laps: those plain accesses are
+        // ordered with the header accesses by the sync points "publish batch" and
+        // "free space" (module docs), since a place is only reused after its
+        // previous record was released and only read after it was published.
+        unsafe { crate::sync::region_word(self.region.shadow(), self.data.as_ptr(), off) }
     }
 }
 
@@ -452,6 +493,39 @@ fn check_positions(head: u64, tail: u64, d: &Dims, mine: u64) -> Result<()> {
     Ok(())
 }
 
+/// The end of the published records, starting from the stored `tail`.
+///
+/// A producer that died between publishing a record's header and storing `tail`
+/// left published records after `tail`; writing over them would corrupt what the
+/// consumer reads. Records are followed by an empty header (module docs), so the
+/// end is the first empty header from `tail` on. Every header is validated: the
+/// walk stays within one ring of `head`, so it ends after at most `ring / unit`
+/// steps whatever the segment holds.
+fn published_end(link: &Link, head: u64, mut tail: u64) -> Result<u64> {
+    let d = link.dims;
+    let corrupted = || Error::corrupted("spsc records after the producer position are damaged");
+    loop {
+        let off = (tail % d.ring as u64) as usize;
+        // Acquire pairs with the dead producer's "publish batch" store.
+        let word = link.header(off).load(Ordering::Acquire);
+        let advance = match word {
+            EMPTY => return Ok(tail),
+            WRAP if off == 0 => return Err(corrupted()),
+            WRAP => d.ring - off,
+            w if w - 1 > d.max_batch as u64 => return Err(corrupted()),
+            w => d.record((w - 1) as usize),
+        };
+        if off + advance > d.ring {
+            return Err(corrupted());
+        }
+        tail += advance as u64;
+        // Keep the unit for the empty header free, as a live producer does.
+        if tail - head + d.unit as u64 > d.ring as u64 {
+            return Err(corrupted());
+        }
+    }
+}
+
 /// Where a claimed record goes.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
@@ -517,6 +591,10 @@ impl<T: Pod> Sender<T> {
         let tail = ctl.tail.load(Ordering::Acquire);
         let d = link.dims;
         check_positions(head, tail, &d, tail)?;
+        let tail = published_end(&link, head, tail)?;
+        // Tell sleeping consumers and `inspect` (a no-op unless a producer died
+        // between publishing a record and storing tail).
+        ctl.tail.store(tail, Ordering::Release);
         Ok(Sender {
             off: (tail % d.ring as u64) as usize,
             tail,
@@ -554,7 +632,7 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Find room for a record of `len` elements, without waiting.
-    #[inline]
+    #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Claim, TrySendError> {
         let d = self.link.dims;
         if len > d.max_batch {
@@ -572,6 +650,8 @@ impl<T: Pod> Sender<T> {
         } else {
             (0, Some(self.off), d.ring - self.off + rec)
         };
+        // `need` plus the empty header after the record (module docs).
+        let need = need + d.unit;
         if self.tail - self.head_cache + need as u64 > d.ring as u64 {
             // Sync point "free space": Acquire pairs with the consumer's SeqCst swap
             // of head in `Receiver::release`; the space it frees is ours after this.
@@ -599,7 +679,18 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Wait for room for `len` elements until `deadline`.
+    #[inline]
     fn claim_until(&mut self, len: usize, deadline: Deadline) -> Result<Claim, SendTimeoutError> {
+        match self.claim(len) {
+            Ok(c) => Ok(c),
+            Err(TrySendError::Full) => self.claim_wait(len, deadline),
+            Err(e) => Err(e.into_blocking().expect("not Full").into()),
+        }
+    }
+
+    /// The waiting half of `claim_until`, out of line.
+    #[inline(never)]
+    fn claim_wait(&mut self, len: usize, deadline: Deadline) -> Result<Claim, SendTimeoutError> {
         let r = wait::block(
             self,
             deadline,
@@ -610,7 +701,7 @@ impl<T: Pod> Sender<T> {
             },
             |s, slice| {
                 if s.link.peer_gone(true) {
-                    return;
+                    return Ok(());
                 }
                 let ctl = s.link.ctl();
                 let seen = s.head_cache;
@@ -619,6 +710,7 @@ impl<T: Pod> Sender<T> {
                     || ctl.head.load(Ordering::SeqCst) != seen || !s.link.peer_attached_seqcst(),
                     slice,
                 );
+                Ok(())
             },
         );
         match r {
@@ -643,41 +735,56 @@ impl<T: Pod> Sender<T> {
         }
     }
 
-    /// Write the record's length word (and wrap marker) and publish it.
-    #[inline]
+    /// Write the record's header (and wrap marker) and publish it.
+    #[inline(always)]
     fn publish(&mut self, claim: Claim, len: usize) {
         let d = self.link.dims;
-        let mut advance = 0;
-        if let Some(w) = claim.wrap_at {
-            // SAFETY: w < ring and unit-aligned (it was our write offset), so the
-            // word is in bounds and aligned; the space is ours (claim).
-            unsafe { self.link.word_ptr(w).write(WRAP) };
-            advance += d.ring - w;
-        }
-        // SAFETY: claim.off + unit <= ring; the space is ours (claim).
-        unsafe { self.link.word_ptr(claim.off).write(len as u64) };
         let rec = d.record(len);
-        advance += rec;
-        self.off = if claim.off + rec == d.ring {
+        let next = if claim.off + rec == d.ring {
             0
         } else {
             claim.off + rec
         };
+        let link = &self.link;
+        link.region.shadow().write(next, 8);
+        // The place of the next record reads empty until we publish there. It is
+        // ours: the claim included one unit after the record. Relaxed: the Release
+        // store below publishes it with the record.
+        link.header(next).store(EMPTY, Ordering::Relaxed);
+        let header = len as u64 + 1;
+        let mut advance = rec;
+        match claim.wrap_at {
+            None => {
+                // Sync point "publish batch": Release pairs with the consumer's
+                // Acquire load of this header in `Receiver::look`.
+                link.header(claim.off).store(header, Ordering::Release);
+            }
+            Some(w) => {
+                // The consumer reaches offset 0 only through the marker at w.
+                link.header(claim.off).store(header, Ordering::Relaxed);
+                // Sync point "publish batch": Release pairs with the consumer's
+                // Acquire load of the marker in `Receiver::look`, after which the
+                // header at 0, the record and the empty header are visible.
+                link.header(w).store(WRAP, Ordering::Release);
+                advance += d.ring - w;
+            }
+        }
+        self.off = next;
         self.tail += advance as u64;
-        let ctl = self.link.ctl();
-        // Sync point "publish batch": the swap's Release half pairs with the
-        // consumer's Acquire load of tail in `Receiver::peek`; SeqCst makes it K1 of
-        // the wake protocol (wait.rs).
-        ctl.tail.swap(self.tail, Ordering::SeqCst);
+        let ctl = link.ctl();
+        // For attaching producers, sleeping consumers (K1 of the wake protocol,
+        // wait.rs) and inspect; Release pairs with their Acquire/SeqCst loads.
+        ctl.tail.store(self.tail, Ordering::Release);
         wait::wake(&ctl.peers.data_ready);
     }
 
+    #[inline]
     fn copy_in(&mut self, batch: &[T], claim: Claim) {
         // SAFETY: the claim gives us record(len) bytes at claim.off that the consumer
         // does not touch until we publish; they do not overlap `batch`, which is
         // caller memory.
         unsafe {
-            std::ptr::copy_nonoverlapping(
+            crate::verbs::copy_elems(
                 batch.as_ptr(),
                 self.payload(&claim, batch.len()),
                 batch.len(),
@@ -842,8 +949,6 @@ pub struct Receiver<T: Pod = f64> {
     head: u64,
     /// `head % ring`: where the next record starts.
     off: usize,
-    /// Last `tail` we loaded.
-    tail_cache: u64,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -888,7 +993,6 @@ impl<T: Pod> Receiver<T> {
         Ok(Receiver {
             off: (head % d.ring as u64) as usize,
             head,
-            tail_cache: head,
             link,
             _t: PhantomData,
         })
@@ -928,70 +1032,87 @@ impl<T: Pod> Receiver<T> {
     /// Find the next batch, without waiting.
     #[inline]
     fn peek(&mut self) -> Result<Peeked, TryRecvError> {
-        let d = self.link.dims;
-        if self.head == self.tail_cache {
-            self.load_tail()?;
-            if self.head == self.tail_cache {
-                let check = self.link.liveness_due();
-                if self.link.peer_gone(check) {
-                    // Everything the sender published happens-before its detach,
-                    // which we just observed: one more look at tail is final.
-                    self.load_tail()?;
-                    if self.head == self.tail_cache {
-                        return Err(TryRecvError::Disconnected);
-                    }
-                } else {
-                    return Err(TryRecvError::Empty);
-                }
-            }
+        if let Some(p) = self.look()? {
+            return Ok(p);
         }
+        let check = self.link.liveness_due();
+        if self.link.peer_gone(check) {
+            // Everything the sender published happens-before its detach, which we
+            // just observed: one more look is final.
+            return self.look()?.ok_or(TryRecvError::Disconnected);
+        }
+        if check {
+            self.check_tail()?;
+        }
+        Err(TryRecvError::Empty)
+    }
+
+    /// Read the header at our offset: the batch there, or `None` if nothing is
+    /// published yet. The header is loaded once and validated before use.
+    #[inline(always)]
+    fn look(&self) -> Result<Option<Peeked>, TryRecvError> {
+        let d = self.link.dims;
         let corrupted = |reason| Err(TryRecvError::Corrupted { reason });
-        let avail = (self.tail_cache - self.head) as usize;
         let shadow = self.link.region.shadow();
         let mut off = self.off;
         let mut skip = 0;
-        // SAFETY: off < ring and unit-aligned (our own invariant); read once,
-        // volatile, so the value we check is the value we use.
-        let mut word = unsafe { self.link.word_ptr(off).read_volatile() };
-        shadow.read(off, 8);
+        // Sync point "publish batch": Acquire pairs with the producer's Release
+        // store of this header (or wrap marker) in `Sender::publish`; the record is
+        // visible after this.
+        let mut word = self.link.header(off).load(Ordering::Acquire);
+        if word == EMPTY {
+            return Ok(None);
+        }
         if word == WRAP {
             skip = d.ring - off;
-            if skip + d.unit > avail {
+            off = 0;
+            // Published with the marker (it was stored before it); Acquire keeps
+            // the argument local.
+            word = self.link.header(0).load(Ordering::Acquire);
+            if word == EMPTY || word == WRAP || skip == d.ring {
                 return corrupted("wrap marker without a batch after it");
             }
-            off = 0;
-            // SAFETY: offset 0 is in bounds and aligned.
-            word = unsafe { self.link.word_ptr(0).read_volatile() };
         }
-        if word > d.max_batch as u64 {
+        let len = word - 1;
+        if len > d.max_batch as u64 {
             return corrupted("batch length exceeds the maximum");
         }
-        let len = word as usize;
+        let len = len as usize;
         let rec = d.record(len);
-        if off + rec > d.ring || skip + rec > avail {
-            return corrupted("batch extends past the published data");
+        if off + rec > d.ring {
+            return corrupted("batch extends past the end of the ring");
         }
+        shadow.read(self.off, 8);
         shadow.write(off, rec);
-        Ok(Peeked {
+        Ok(Some(Peeked {
             payload: off + d.unit,
             len,
             advance: skip + rec,
             next_off: if off + rec == d.ring { 0 } else { off + rec },
-        })
+        }))
     }
 
-    /// Reload `tail` and check it against `head`.
-    #[inline]
-    fn load_tail(&mut self) -> Result<(), TryRecvError> {
-        // Sync point "publish batch": Acquire pairs with the producer's SeqCst swap
-        // of tail in `Sender::publish`; the records up to it are visible after this.
+    /// Check the producer's `tail` against what we see, on the slow paths only:
+    /// `tail` is not needed to receive, but sleeping trusts it.
+    fn check_tail(&self) -> Result<(), TryRecvError> {
+        // Acquire pairs with the producer's Release store of tail in
+        // `Sender::publish`: every header published before it is visible now.
         let tail = self.link.ctl().tail.load(Ordering::Acquire);
-        if tail.wrapping_sub(self.head) > self.link.dims.ring as u64 {
-            return Err(TryRecvError::Corrupted {
-                reason: "producer position is behind the consumer or too far ahead",
-            });
+        let ahead = tail.wrapping_sub(self.head);
+        // A tail behind us is harmless (a new producer is still looking for the end
+        // of what a dead one published); one that is ahead must have a batch here.
+        if ahead <= 1 << 63 && ahead != 0 {
+            if ahead > self.link.dims.ring as u64 {
+                return Err(TryRecvError::Corrupted {
+                    reason: "producer position is too far ahead",
+                });
+            }
+            if self.look()?.is_none() {
+                return Err(TryRecvError::Corrupted {
+                    reason: "producer position is ahead of the published batches",
+                });
+            }
         }
-        self.tail_cache = tail;
         Ok(())
     }
 
@@ -1006,15 +1127,26 @@ impl<T: Pod> Receiver<T> {
         self.head += p.advance as u64;
         self.off = p.next_off;
         let ctl = self.link.ctl();
-        // Sync point "free space": the swap's Release half pairs with the producer's
-        // Acquire load of head in `Sender::claim` (our reads and in-place writes of
-        // the batch happen before it reuses the space); SeqCst makes it K1 of the
-        // wake protocol.
-        ctl.head.swap(self.head, Ordering::SeqCst);
+        // Sync point "free space": Release pairs with the producer's Acquire load of
+        // head in `Sender::claim` (our reads and in-place writes of the batch happen
+        // before it reuses the space). K1 of the wake protocol; `wake` supplies its
+        // barrier (wait.rs).
+        ctl.head.store(self.head, Ordering::Release);
         wait::wake(&ctl.peers.space_ready);
     }
 
+    #[inline]
     fn peek_until(&mut self, deadline: Deadline) -> Result<Peeked, RecvTimeoutError> {
+        match self.look() {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => self.peek_wait(deadline),
+            Err(e) => Err(e.into_blocking().expect("not Empty").into()),
+        }
+    }
+
+    /// The waiting half of `peek_until`, out of line.
+    #[inline(never)]
+    fn peek_wait(&mut self, deadline: Deadline) -> Result<Peeked, RecvTimeoutError> {
         let r = wait::block(
             self,
             deadline,
@@ -1025,8 +1157,11 @@ impl<T: Pod> Receiver<T> {
             },
             |s, slice| {
                 if s.link.peer_gone(true) {
-                    return;
+                    return Ok(());
                 }
+                // Sleeping trusts tail: a damaged one must not keep us awake.
+                s.check_tail()
+                    .map_err(|e| e.into_blocking().expect("not Empty"))?;
                 let ctl = s.link.ctl();
                 let seen = s.head;
                 wait::sleep(
@@ -1034,6 +1169,7 @@ impl<T: Pod> Receiver<T> {
                     || ctl.tail.load(Ordering::SeqCst) != seen || !s.link.peer_attached_seqcst(),
                     slice,
                 );
+                Ok(())
             },
         );
         match r {

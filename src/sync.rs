@@ -61,10 +61,17 @@ pub(crate) fn yield_now() {
 /// word, so loom's vector clocks flag any access that is not ordered by the queue's
 /// Release/Acquire pairs with the other side's access to the same words. Outside
 /// loom this type is empty and every method compiles to nothing.
+///
+/// Loom atomics cannot be laid over raw memory either, so under loom the shadow also
+/// holds one loom atomic per 8-byte word of the region, which [`region_word`]
+/// returns in place of the word itself (only heap regions exist under loom, so no
+/// other process needs to see the real memory).
 #[derive(Debug)]
 pub(crate) struct Shadow {
     #[cfg(loom)]
     cells: Vec<loom::cell::UnsafeCell<()>>,
+    #[cfg(loom)]
+    words: Vec<AtomicU64>,
 }
 
 impl Shadow {
@@ -74,6 +81,8 @@ impl Shadow {
             cells: (0.._bytes.div_ceil(8))
                 .map(|_| loom::cell::UnsafeCell::new(()))
                 .collect(),
+            #[cfg(loom)]
+            words: (0.._bytes.div_ceil(8)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -93,5 +102,30 @@ impl Shadow {
         for c in &self.cells[_off / 8..(_off + _len).div_ceil(8)] {
             c.with_mut(|_| ());
         }
+    }
+}
+
+/// The 8-byte word at byte offset `off` of a data region starting at `base`, as an
+/// atomic: for words of the region that are sometimes atomics (the SPSC record
+/// headers) and sometimes plain payload.
+///
+/// # Safety
+/// `base + off` must be 8-byte aligned and valid for reads and writes for as long
+/// as the returned reference (tied to the region's shadow) lives, and
+/// every non-atomic access to the word, in any process, must be ordered with the
+/// atomic accesses by happens-before (the queue's own sync points), as Rust's
+/// memory model requires for memory accessed both ways.
+#[inline(always)]
+pub(crate) unsafe fn region_word(_shadow: &Shadow, base: *mut u8, off: usize) -> &AtomicU64 {
+    #[cfg(loom)]
+    {
+        let _ = base;
+        &_shadow.words[off / 8]
+    }
+    #[cfg(not(loom))]
+    // SAFETY: aligned and valid while the reference lives (caller); mixed accesses
+    // are ordered (caller).
+    unsafe {
+        AtomicU64::from_ptr(base.add(off).cast::<u64>())
     }
 }

@@ -1,4 +1,31 @@
-//! Methods that read the same in every queue, written once.
+//! Methods that read the same in every queue, written once, and the copies they
+//! share.
+
+/// Copy `n` elements from `src` to `dst`, without a call to `memcpy` for the
+/// one-element batches of tick-by-tick producers (the call costs more than the copy).
+///
+/// # Safety
+/// As [`std::ptr::copy_nonoverlapping`].
+#[inline(always)]
+pub(crate) unsafe fn copy_elems<T: Copy>(src: *const T, dst: *mut T, n: usize) {
+    if n == 1 {
+        // SAFETY: both valid and aligned for one element (caller), non-overlapping.
+        unsafe { dst.write(src.read()) }
+    } else {
+        // SAFETY: forwarded to the caller.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, n) }
+    }
+}
+
+/// Replace the contents of `out` with `batch` (`recv_into`).
+#[inline(always)]
+pub(crate) fn fill<T: Copy>(out: &mut Vec<T>, batch: &[T]) {
+    out.clear();
+    match batch {
+        [x] => out.push(*x),
+        _ => out.extend_from_slice(batch),
+    }
+}
 
 /// The copying receive verbs (`recv_into`, `try_recv_into`, `recv_into_timeout`),
 /// for a receiver whose `recv`, `try_recv` and `recv_timeout` return a guard that
@@ -12,8 +39,7 @@ macro_rules! recv_into_methods {
         /// As [`recv`](Self::recv).
         pub fn recv_into(&mut self, out: &mut Vec<T>) -> Result<usize, RecvError> {
             let b = self.recv()?;
-            out.clear();
-            out.extend_from_slice(&b);
+            $crate::verbs::fill(out, &b);
             Ok(out.len())
         }
 
@@ -23,8 +49,7 @@ macro_rules! recv_into_methods {
         /// As [`try_recv`](Self::try_recv).
         pub fn try_recv_into(&mut self, out: &mut Vec<T>) -> Result<usize, TryRecvError> {
             let b = self.try_recv()?;
-            out.clear();
-            out.extend_from_slice(&b);
+            $crate::verbs::fill(out, &b);
             Ok(out.len())
         }
 
@@ -38,8 +63,7 @@ macro_rules! recv_into_methods {
             timeout: Duration,
         ) -> Result<usize, RecvTimeoutError> {
             let b = self.recv_timeout(timeout)?;
-            out.clear();
-            out.extend_from_slice(&b);
+            $crate::verbs::fill(out, &b);
             Ok(out.len())
         }
     };

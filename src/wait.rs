@@ -6,21 +6,44 @@
 //!
 //! ```text
 //! waiter                                  waker
-//! flag.swap(1, SeqCst)         (W1)       index.swap(new, SeqCst)    (K1, publishes)
-//! if ready() (SeqCst loads)    (W2)       if flag.load(SeqCst) != 0  (K2)
+//! flag.swap(1, SeqCst)         (W1)       index.store(new, Release)  (K1, publishes)
+//! heavy_barrier()              (WB)       light_barrier()            (KB)
+//! if ready()                   (W2)       if flag.load() != 0        (K2)
 //!     return                                  && flag.swap(0) != 0
 //! futex_wait(flag, 1, slice)   (W3)           futex_wake(flag)
 //! ```
 //!
-//! All four accesses W1, W2, K1, K2 are `SeqCst`, so they fall in one total order.
-//! If W2 does not see K1, W2 precedes K1, hence W1 precedes K2 and the waker sees
-//! the flag and wakes the waiter (or clears the flag first, which makes W3 return
-//! at once because the futex word is no longer 1). So no wake-up is lost, and the
-//! waker makes a system call only when the flag is set: the fast path costs one
-//! `xchg` and one load of a line that is written only when someone goes to sleep.
+//! This is Dekker's pattern: the waiter stores W1 and loads W2, the waker stores K1
+//! and loads K2, and no wake-up is lost as long as at least one of them sees the
+//! other's store. That needs a store-load barrier on each side. The waker runs on
+//! every publish, so its barrier is the one that must be cheap, and the waiter only
+//! runs when it is about to sleep (after spinning and yielding for some
+//! microseconds), so it can afford an expensive one. Hence two modes:
 //!
-//! Sleeps are bounded by [`SLICE`] so that a waiter notices a peer that died
-//! without waking it (the queue checks liveness between slices).
+//! - **Asymmetric** (Linux `membarrier(2)`, the default where the kernel has it):
+//!   every process that uses shmbatch registers with
+//!   `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED` when its first handle attaches. The
+//!   waker's KB is then only a compiler fence, and the waiter's WB is
+//!   `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (~1 µs), which runs a full memory barrier on
+//!   every CPU that is running a thread of a registered process. Either that barrier
+//!   lands on the waker's CPU after K1 was executed (K1 is then drained to memory and
+//!   W2 sees it), or before it (then K2 executes after the barrier, and W1, which was
+//!   globally visible before WB started, is what K2 sees). This is the technique
+//!   of liburcu and of folly's `asymmetricHeavyBarrier`; it is not expressible in
+//!   Rust's memory model, which is why loom and miri builds use the next mode.
+//! - **Symmetric** (no usable `membarrier`, and always under loom and miri): KB is
+//!   `fence(SeqCst)` and W1 is a `SeqCst` swap; with W2's loads after W1 and K2's
+//!   load after the fence, the fence rules of the `SeqCst` total order give the same
+//!   guarantee. It costs one full fence per publish.
+//!
+//! A waker's mode is that of its own process, and waiters always issue WB when they
+//! can, so processes in either mode interoperate. If WB fails in a process whose
+//! peers run the asymmetric mode (possible only when their system-call filters
+//! differ), a lost wake-up would be found by the waiter's next look:
+//! the waiter then sleeps at most [`SHORT_SLICE`] at a time.
+//!
+//! All sleeps are bounded by [`SLICE`] anyway so that a waiter notices a peer that
+//! died without waking it (the queues check liveness between slices).
 
 use std::time::{Duration, Instant};
 
@@ -90,11 +113,49 @@ impl Deadline {
     }
 }
 
-/// Sleep on `flag` unless `ready()` already holds; see the module docs.
-/// `ready` must read the awaited index with `SeqCst`.
+/// Longest single sleep of a waiter whose heavy barrier failed (module docs).
+pub(crate) const SHORT_SLICE: Duration = Duration::from_millis(1);
+
+/// Choose this process's wake mode (module docs); called when a handle attaches.
+/// Cheap after the first call.
+pub(crate) fn init() {
+    mode::init();
+}
+
+/// Whether this process wakes its peers in the asymmetric mode: publishing costs
+/// no fence, and a peer about to sleep pays a `membarrier(2)` instead.
+///
+/// Decided when the first queue handle of the process attaches (`false` before).
+/// Set the environment variable `SHMBATCH_SYMMETRIC_WAKE=1` to use a full fence per
+/// publish instead (for kernels or sandboxes without `membarrier`, or to compare).
+pub fn asymmetric_wake() -> bool {
+    mode::light()
+}
+
+/// KB of the module docs: the barrier between a waker's publishing store (K1) and
+/// its load of the sleep flag (K2).
+#[inline(always)]
+pub(crate) fn light_barrier() {
+    if mode::light() {
+        // The waiter's membarrier supplies the hardware barrier; we only stop the
+        // compiler from moving K2 above K1.
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    } else {
+        sync::fence(Ordering::SeqCst);
+    }
+}
+
+/// Sleep on `flag` unless `ready()` already holds; see the module docs. `ready`
+/// must load what the wakers publish (`SeqCst` or `Acquire`).
 pub(crate) fn sleep(flag: &AtomicU32, ready: impl FnOnce() -> bool, max: Duration) {
     // W1: announce the sleeper. Pairs with K2 in `wake`.
     flag.swap(1, Ordering::SeqCst);
+    // WB.
+    let max = if mode::heavy_barrier() {
+        max
+    } else {
+        max.min(SHORT_SLICE)
+    };
     // W2.
     if ready() {
         return;
@@ -102,12 +163,73 @@ pub(crate) fn sleep(flag: &AtomicU32, ready: impl FnOnce() -> bool, max: Duratio
     futex_wait(flag, 1, max);
 }
 
-/// Wake everyone asleep on `flag`. Call after publishing an index with `SeqCst`.
+/// Wake everyone asleep on `flag`. Call right after publishing with a Release
+/// store (K1): this is KB and K2 of the module docs.
 #[inline]
 pub(crate) fn wake(flag: &AtomicU32) {
-    // K2: pairs with W1 in `sleep`.
-    if flag.load(Ordering::SeqCst) != 0 && flag.swap(0, Ordering::SeqCst) != 0 {
+    light_barrier();
+    // K2: pairs with W1 in `sleep` (through the barriers).
+    if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::SeqCst) != 0 {
         futex_wake(flag);
+    }
+}
+
+#[cfg(not(any(loom, miri)))]
+mod mode {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use rustix::thread::{membarrier, MembarrierCommand};
+
+    const UNKNOWN: u8 = 0;
+    const SYMMETRIC: u8 = 1;
+    const ASYMMETRIC: u8 = 2;
+
+    /// This process's mode: process-local state, so a std atomic. Relaxed is
+    /// enough: it only ever changes once, from UNKNOWN, in `init`, which runs before
+    /// the handle that calls it can publish anything, in the same thread.
+    static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    pub(super) fn init() {
+        if MODE.load(Ordering::Relaxed) != UNKNOWN {
+            return;
+        }
+        let disabled = std::env::var_os("SHMBATCH_SYMMETRIC_WAKE").is_some_and(|v| v != "0");
+        // Registration must precede our first light publish, so that every waiter's
+        // GLOBAL_EXPEDITED barrier reaches our CPUs from then on. Registering twice
+        // (two threads racing here) is harmless.
+        let mode = if !disabled && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok() {
+            ASYMMETRIC
+        } else {
+            SYMMETRIC
+        };
+        // A racing thread may have stored the other answer only if registration
+        // failed for it and succeeded for us (e.g. a transient ENOMEM): keep the
+        // safe one.
+        let _ = MODE.compare_exchange(UNKNOWN, mode, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    pub(super) fn light() -> bool {
+        MODE.load(Ordering::Relaxed) == ASYMMETRIC
+    }
+
+    /// WB: a full barrier on every CPU running a registered process. `false` if
+    /// the kernel refused it.
+    pub(super) fn heavy_barrier() -> bool {
+        membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+    }
+}
+
+// Loom and miri cannot model membarrier: the symmetric mode only.
+#[cfg(any(loom, miri))]
+mod mode {
+    pub(super) fn init() {}
+    #[inline(always)]
+    pub(super) fn light() -> bool {
+        false
+    }
+    pub(super) fn heavy_barrier() -> bool {
+        true
     }
 }
 
@@ -150,12 +272,12 @@ pub(crate) fn futex_wake(_flag: &AtomicU32) {}
 
 /// Retry `attempt` until it yields a value, fails, or `deadline` passes (`Ok(None)`),
 /// backing off between tries and calling `sleep` with the next sleep length once
-/// spinning and yielding are exhausted.
+/// spinning and yielding are exhausted (`sleep` may fail too).
 pub(crate) fn block<S, R, E>(
     s: &mut S,
     deadline: Deadline,
     mut attempt: impl FnMut(&mut S) -> Result<Option<R>, E>,
-    mut sleep: impl FnMut(&mut S, Duration),
+    mut sleep: impl FnMut(&mut S, Duration) -> Result<(), E>,
 ) -> Result<Option<R>, E> {
     let mut backoff = Backoff::default();
     loop {
@@ -166,7 +288,7 @@ pub(crate) fn block<S, R, E>(
             return Ok(None);
         }
         if !backoff.snooze() {
-            sleep(s, deadline.slice());
+            sleep(s, deadline.slice())?;
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Property test: random single-threaded operation sequences on the SPSC ring,
 //! checked against a simple model — a `VecDeque<Vec<f64>>` plus the byte accounting
 //! that defines when the ring is full (records of `8 + 8 * len` bytes; a record
-//! that does not fit before the end wastes the rest of the ring and starts at 0).
+//! that does not fit before the end wastes the rest of the ring and starts at 0;
+//! the 8 bytes after the last record stay free for the empty header).
 
 use std::collections::VecDeque;
 
@@ -64,7 +65,7 @@ impl Model {
         }
     }
     fn fits(&self, len: usize) -> bool {
-        self.used + self.need(len).0 <= self.ring
+        self.used + self.need(len).0 + 8 <= self.ring
     }
     fn push(&mut self, batch: Vec<f64>) {
         self.push_reserved(batch.len(), batch);

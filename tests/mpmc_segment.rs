@@ -151,7 +151,7 @@ fn another_version_is_refused() {
         Receiver::<f64>::open(&name),
         Err(Error::VersionMismatch {
             found: 7,
-            expected: 1
+            expected: shmbatch::layout::LAYOUT_VERSION
         })
     ));
 }

@@ -201,7 +201,9 @@ fn version_mismatch_is_reported() {
     let (name, _c) = persisted("version");
     poke(&name, VERSION, &7u32.to_le_bytes());
     match Receiver::<f64>::open(&name) {
-        Err(Error::VersionMismatch { found: 7, expected }) => assert_eq!(expected, 1),
+        Err(Error::VersionMismatch { found: 7, expected }) => {
+            assert_eq!(expected, shmbatch::layout::LAYOUT_VERSION)
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -284,37 +286,95 @@ fn truncated_or_foreign_files_are_errors_not_crashes() {
     ));
 }
 
+/// Poll `try_recv` until it reports something other than `Empty` (the cheap path
+/// checks the producer's position only every few milliseconds), at most 2 s.
+fn try_recv_until_not_empty(rx: &mut Receiver<f64>) -> Result<Vec<f64>, TryRecvError> {
+    let start = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Err(TryRecvError::Empty) if start.elapsed() < Duration::from_secs(2) => {}
+            other => return other.map(|b| b.to_vec()),
+        }
+    }
+}
+
+fn header(value: u64) -> [u8; 8] {
+    value.to_le_bytes()
+}
+
 #[test]
 fn hostile_positions_and_lengths_while_running_are_corrupted() {
-    // A tail far ahead of head.
+    // A tail far ahead of head, seen by the slow paths (before sleeping, and the
+    // periodic check of the polling path).
     let name = unique("hostile");
     let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
     poke(&name, TAIL, &(1u64 << 40).to_le_bytes());
-    assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted { .. })));
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(2)),
+        Err(shmbatch::RecvTimeoutError::Corrupted { .. })
+    ));
+    assert!(matches!(
+        try_recv_until_not_empty(&mut rx),
+        Err(TryRecvError::Corrupted { .. })
+    ));
     drop(rx);
 
-    // A published record whose length word is absurd.
+    // A tail that claims a batch where nothing is published: a consumer that
+    // trusted it would never sleep.
     let name = unique("hostile");
     let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
-    poke(&name, SPSC_DATA, &1_000_000u64.to_le_bytes());
     poke(&name, TAIL, &16u64.to_le_bytes());
-    match rx.try_recv() {
-        Err(TryRecvError::Corrupted { reason }) => assert!(reason.contains("length"), "{reason}"),
+    match rx.recv_timeout(Duration::from_secs(2)) {
+        Err(shmbatch::RecvTimeoutError::Corrupted { reason }) => {
+            assert!(reason.contains("ahead of the published"), "{reason}")
+        }
         other => panic!("{:?}", other.map(|b| b.len())),
     }
     drop(rx);
 
-    // A record longer than what was published.
+    // A published record whose length is absurd (headers hold len + 1).
     let name = unique("hostile");
     let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
-    poke(&name, SPSC_DATA, &20u64.to_le_bytes());
-    poke(&name, TAIL, &16u64.to_le_bytes());
-    assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted { .. })));
+    poke(&name, SPSC_DATA, &header(1_000_000));
+    match rx.try_recv() {
+        Err(TryRecvError::Corrupted { reason }) => assert!(reason.contains("length"), "{reason}"),
+        other => panic!("{:?}", other.map(|b| b.len())),
+    }
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(10)),
         Err(shmbatch::RecvTimeoutError::Corrupted { .. })
     ));
     drop(rx);
+
+    // A wrap marker at offset 0 (there is nothing to skip to).
+    let name = unique("hostile");
+    let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
+    poke(&name, SPSC_DATA, &header(u64::MAX));
+    match rx.try_recv() {
+        Err(TryRecvError::Corrupted { reason }) => assert!(reason.contains("wrap"), "{reason}"),
+        other => panic!("{:?}", other.map(|b| b.len())),
+    }
+    drop(rx);
+
+    // A valid length whose record would run past the end of the ring.
+    let name = unique("hostile");
+    let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
+    let mut tx = Sender::<f64>::open(&name).unwrap();
+    let ring = rx.capacity() as u64 * 8;
+    let mut at = 0;
+    while at + 200 < ring {
+        tx.send(&[1.0]).unwrap();
+        assert_eq!(&*rx.recv().unwrap(), &[1.0]);
+        at += 16;
+    }
+    let len = (ring - at) / 8; // one element too many with its header
+    assert!(len as usize <= rx.max_batch());
+    poke(&name, SPSC_DATA + at, &header(len + 1));
+    match rx.try_recv() {
+        Err(TryRecvError::Corrupted { reason }) => assert!(reason.contains("end"), "{reason}"),
+        other => panic!("{:?}", other.map(|b| b.len())),
+    }
+    drop((tx, rx));
 
     // A head that runs past the tail, seen by the sender when the ring is full.
     let name = unique("hostile");
@@ -324,6 +384,36 @@ fn hostile_positions_and_lengths_while_running_are_corrupted() {
     assert!(matches!(
         tx.try_send(&[1.0]),
         Err(TrySendError::Corrupted { .. })
+    ));
+}
+
+#[test]
+fn a_new_sender_continues_after_records_its_dead_predecessor_did_not_count() {
+    // A sender that died between publishing a batch and storing its tail: the
+    // consumer will read that batch, so the next sender must not write over it.
+    let (name, _c) = persisted("lost-tail");
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    let mut tx = Sender::<f64>::open(&name).unwrap();
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[2.0, 3.0]).unwrap();
+    drop(tx);
+    poke(&name, TAIL, &16u64.to_le_bytes()); // the second tail store was lost
+    let mut tx = Sender::<f64>::open(&name).unwrap();
+    tx.send(&[4.0]).unwrap();
+    for want in [&[1.0][..], &[2.0, 3.0], &[4.0]] {
+        assert_eq!(&*rx.recv_timeout(Duration::from_secs(2)).unwrap(), want);
+    }
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    drop(tx);
+
+    // Damage after the tail is refused at attach.
+    poke(&name, TAIL, &0u64.to_le_bytes());
+    poke(&name, TAIL + 128, &0u64.to_le_bytes());
+    drop(rx);
+    poke(&name, SPSC_DATA, &header(1 << 40));
+    assert!(matches!(
+        Sender::<f64>::open(&name),
+        Err(Error::Corrupted(_))
     ));
 }
 
