@@ -121,7 +121,8 @@
 //!   line 1   head: dequeue position                (receivers)
 //!   line 2   futex words not_empty, not_full       (sleepers and their wakers)
 //!   line 3   peer counts; lines 4..8 the attachment table (peers.rs)
-//! data region: `slots` slots of `stride` bytes (a multiple of 128)
+//! data region: `slots` slots of `stride` bytes (a multiple of 64 and of
+//! align_of::<T>())
 //!   +0   stamp  u64    sequence stamp (above)
 //!   +8   len    u64    batch length in elements, or u64::MAX for a skipped slot
 //!   +16  claim  u64    pid << 32 | low 32 bits of the position, of the last claimer
@@ -155,6 +156,11 @@ const SKIPPED: u64 = u64::MAX;
 
 /// Bytes of a slot header; the payload starts at `max(SLOT_HEADER, align_of::<T>())`.
 const SLOT_HEADER: usize = 32;
+
+/// Slots are a multiple of this (and of `align_of::<T>()`): one cache line, so a
+/// slot of a small batch does not share a line with its neighbours' headers while
+/// taking half the memory (and cross-core traffic) of two-line slots.
+const SLOT_ALIGN: usize = 64;
 
 /// Contended attempts (lost CAS, moved position, skipped slot) one `try_` call makes
 /// before it reports `Full`/`Empty`. Each one means another handle made progress.
@@ -277,7 +283,7 @@ impl Dims {
                     format!("a slot would exceed {MAX_SEGMENT_LEN} bytes"),
                 )
             })?
-            .next_multiple_of(LINE);
+            .next_multiple_of(SLOT_ALIGN.max(align));
         if stride
             .checked_mul(slots)
             .map_or(true, |b| b > MAX_SEGMENT_LEN)
@@ -338,8 +344,8 @@ impl Dims {
 unsafe fn slot_header<'a>(data: NonNull<u8>, d: &Dims, index: usize) -> &'a SlotHeader {
     debug_assert!(index < d.slots);
     // SAFETY: index * stride + SLOT_HEADER <= slots * stride = data_len (caller), so
-    // the header is in bounds; data is LINE-aligned and stride a multiple of LINE,
-    // so it is aligned; SlotHeader is atomics only, valid for any bits a peer wrote.
+    // the header is in bounds; data is LINE-aligned and stride a multiple of 64,
+    // so it is 8-byte aligned; SlotHeader is atomics only, valid for any bits a peer wrote.
     unsafe { data.add(index * d.stride).cast::<SlotHeader>().as_ref() }
 }
 
@@ -433,7 +439,8 @@ impl Queue {
         debug_assert!(index < self.dims.slots);
         // SAFETY: index < slots, so payload_off(index) + max_batch * elem <= stride *
         // (index + 1) <= data_len; the payload offset is a multiple of
-        // max(32, align_of::<T>()) within a LINE-aligned slot, so aligned for T.
+        // max(32, align_of::<T>()) within a slot whose start is a multiple of
+        // max(64, align_of::<T>()) from the LINE-aligned data region, so aligned.
         unsafe {
             self.data
                 .as_ptr()
@@ -826,7 +833,18 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Wait for a free slot until `deadline`.
+    #[inline]
     fn claim_until(&mut self, len: usize, deadline: Deadline) -> Result<Claim, SendTimeoutError> {
+        match self.claim(len) {
+            Ok(c) => Ok(c),
+            Err(TrySendError::Full) => self.claim_wait(len, deadline),
+            Err(e) => Err(e.into_blocking().expect("not Full").into()),
+        }
+    }
+
+    /// The waiting half of `claim_until`, out of line.
+    #[inline(never)]
+    fn claim_wait(&mut self, len: usize, deadline: Deadline) -> Result<Claim, SendTimeoutError> {
         let r = wait::block(
             self,
             deadline,
@@ -1216,7 +1234,18 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
+    #[inline]
     fn take_until(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
+        match self.take() {
+            Ok(t) => Ok(t),
+            Err(TryRecvError::Empty) => self.take_wait(deadline),
+            Err(e) => Err(e.into_blocking().expect("not Empty").into()),
+        }
+    }
+
+    /// The waiting half of `take_until`, out of line.
+    #[inline(never)]
+    fn take_wait(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
         let r = wait::block(
             self,
             deadline,

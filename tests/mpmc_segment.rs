@@ -23,8 +23,8 @@ const ENTRIES: u64 = 256 + 4 * 128;
 const DATA: u64 = 256 + 8 * 128;
 const SLOT_LEN: u64 = 8;
 
-/// Slots of 4 f64 take 128 bytes each: header 32, payload 32, padding.
-const STRIDE_4: u64 = 128;
+/// Slots of 4 f64 take 64 bytes each: header 32, payload 32.
+const STRIDE_4: u64 = 64;
 
 /// A persisted segment of 4 slots of 4 f64 with no attached handles, to be damaged.
 fn persisted(tag: &str) -> (String, Cleanup) {
