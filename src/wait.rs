@@ -52,18 +52,26 @@ use crate::sync::{self, AtomicU32, Ordering};
 /// Longest single futex sleep; between slices a waiter re-checks its peers.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
-/// Polls (one CPU pause each) before yielding: about 2 µs on current x86.
-const SPIN_POLLS: u32 = 64;
+/// Polls at the shortest interval (one CPU pause) before backing off.
+const QUICK_POLLS: u32 = 16;
+/// Then the interval doubles up to 2^SPIN_STEPS pauses (about 2 µs of spinning
+/// in all on current x86), then the waiter yields YIELD_STEPS times.
+const SPIN_STEPS: u32 = 6;
 const YIELD_STEPS: u32 = 10;
 
 /// Spin, then yield; tells the caller when it is time to sleep.
 ///
-/// The spin phase polls at a constant, short interval rather than backing off
-/// exponentially: a waiter here waits for another process to change a word, not
-/// for a contended CAS to clear, and polling a line that nobody writes is an L1 hit
-/// that costs the other side nothing. Exponential pauses only add latency: with a
-/// peer that answers in ~50 ns, a waiter that is pausing 8 or 16 times between
-/// looks notices the answer late (the round trip measured 2.3x slower that way).
+/// The first 16 looks (~0.4 µs) come one CPU pause apart, because a peer that is
+/// about to answer does so within a few cache-line transfers and a waiter that
+/// is already pausing 8 or 16 times between looks notices it late: with a purely
+/// exponential back-off the SPSC round trip measured 238 ns between threads, 170
+/// ns with constant polling. After those, the interval doubles as usual, because a
+/// consumer that keeps polling the line a fast producer is writing steals it on
+/// every look and slows both down (1-element batches fell from 66 M/s to as
+/// little as 17 M/s between processes with constant polling); backing off lets the
+/// producer get a few records ahead, which the consumer then reads in one go.
+/// Between processes, 16 quick looks measured a round trip of 160 to 170 ns
+/// (4 looks: 230 ns) with 1-element batches steady at 65 to 68 M/s.
 #[derive(Debug, Default)]
 pub(crate) struct Backoff {
     step: u32,
@@ -74,9 +82,20 @@ impl Backoff {
     /// the caller should sleep instead.
     #[inline]
     pub(crate) fn snooze(&mut self) -> bool {
-        if self.step < SPIN_POLLS {
+        if self.step < QUICK_POLLS {
             sync::spin_loop();
-        } else if self.step < SPIN_POLLS + YIELD_STEPS {
+        } else if self.step < QUICK_POLLS + SPIN_STEPS {
+            // Under loom a pause is a yield to its scheduler: one per step keeps the
+            // models small.
+            let pauses = if cfg!(loom) {
+                1
+            } else {
+                2u32 << (self.step - QUICK_POLLS)
+            };
+            for _ in 0..pauses {
+                sync::spin_loop();
+            }
+        } else if self.step < QUICK_POLLS + SPIN_STEPS + YIELD_STEPS {
             sync::yield_now();
         } else {
             return false;
@@ -87,7 +106,7 @@ impl Backoff {
 
     /// Whether the next `snooze` only yields or sleeps (time to look at the clock).
     pub(crate) fn is_yielding(&self) -> bool {
-        self.step >= SPIN_POLLS
+        self.step >= QUICK_POLLS + SPIN_STEPS
     }
 }
 
