@@ -610,7 +610,8 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Length of the ring in elements. Each batch also takes a header of
-    /// `max(8, align_of::<T>())` bytes and is padded to that size.
+    /// `max(8, align_of::<T>())` bytes and is padded to that size, and one more
+    /// header's worth of the ring always stays free (module docs).
     pub fn capacity(&self) -> usize {
         self.link.dims.ring / self.link.dims.elem
     }
