@@ -15,7 +15,7 @@
 //! then stores `init = INIT_READY` with `Release`; an opener loads `init` with
 //! `Acquire` and only then reads the rest (sync point "header publication").
 //!
-//! A peer is not trusted: [`Identity::validate`] checks every field against the
+//! A peer is not trusted: `Identity::validate` checks every field against the
 //! mapped length before any pointer into the segment is formed, and the algorithms
 //! copy what they need into process-local memory once, so a field that changes later
 //! cannot move a bound that was already checked.

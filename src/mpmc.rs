@@ -894,77 +894,18 @@ impl<T: Pod> Sender<T> {
         self.publish(claim, batch.len() as u64);
     }
 
-    /// Send a copy of `batch`, waiting while the queue is full.
-    ///
-    /// # Errors
-    /// [`SendError::TooLarge`] if `batch.len() > max_batch()`,
-    /// [`SendError::Disconnected`] once every receiver is gone,
-    /// [`SendError::Corrupted`] if the shared state was damaged.
-    pub fn send(&mut self, batch: &[T]) -> Result<(), SendError> {
-        let claim = self
-            .claim_until(batch.len(), Deadline::never())
-            .map_err(SendTimeoutError::without_deadline)?;
-        self.copy_in(batch, claim);
-        Ok(())
-    }
+    send_methods! {
+        gone: "once every receiver is gone",
+        room: "a free slot",
+        now: "a slot is free now",
+        full: "when no slot is free now (or, rarely, when other
+    handles kept winning the race for it)",
+        place: "a slot",
+        reserve: "Fill it through the returned guard and [`commit`](Reservation::commit)
+it; dropping the guard cancels (receivers skip the slot).
 
-    /// Send a copy of `batch` if a slot is free now.
-    ///
-    /// # Errors
-    /// [`TrySendError::Full`] when no slot is free now (or, rarely, when other
-    /// handles kept winning the race for it), otherwise as [`send`](Self::send).
-    pub fn try_send(&mut self, batch: &[T]) -> Result<(), TrySendError> {
-        let claim = self.claim(batch.len())?;
-        self.copy_in(batch, claim);
-        Ok(())
-    }
-
-    /// Send a copy of `batch`, waiting at most `timeout` for a free slot.
-    ///
-    /// # Errors
-    /// [`SendTimeoutError::Timeout`], otherwise as [`send`](Self::send).
-    pub fn send_timeout(&mut self, batch: &[T], timeout: Duration) -> Result<(), SendTimeoutError> {
-        let claim = self.claim_until(batch.len(), Deadline::after(timeout))?;
-        self.copy_in(batch, claim);
-        Ok(())
-    }
-
-    /// Reserve a slot for a batch of `len` elements, waiting while the queue is
-    /// full. Fill it through the returned guard and [`commit`](Reservation::commit)
-    /// it; dropping the guard cancels (receivers skip the slot).
-    ///
-    /// The reserved elements hold whatever bytes were there before. Receivers wait
-    /// at this slot until it is committed or dropped, so do not hold it long.
-    ///
-    /// # Errors
-    /// As [`send`](Self::send).
-    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, SendError> {
-        let claim = self
-            .claim_until(len, Deadline::never())
-            .map_err(SendTimeoutError::without_deadline)?;
-        Ok(self.reservation(claim, len))
-    }
-
-    /// Reserve a slot for `len` elements if one is free now.
-    ///
-    /// # Errors
-    /// As [`try_send`](Self::try_send).
-    pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, TrySendError> {
-        let claim = self.claim(len)?;
-        Ok(self.reservation(claim, len))
-    }
-
-    /// Reserve a slot for `len` elements, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`send_timeout`](Self::send_timeout).
-    pub fn reserve_timeout(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-    ) -> Result<Reservation<'_, T>, SendTimeoutError> {
-        let claim = self.claim_until(len, Deadline::after(timeout))?;
-        Ok(self.reservation(claim, len))
+The reserved elements hold whatever bytes were there before. Receivers wait
+at this slot until it is committed or dropped, so do not hold it long.",
     }
 
     fn reservation(&mut self, claim: Claim, len: usize) -> Reservation<'_, T> {

@@ -794,89 +794,24 @@ impl<T: Pod> Sender<T> {
         self.publish(claim, batch.len());
     }
 
-    /// Send a copy of `batch`, waiting while the queue is full.
-    ///
-    /// # Errors
-    /// [`SendError::TooLarge`] if `batch.len() > max_batch()`,
-    /// [`SendError::Disconnected`] once the receiver is gone,
-    /// [`SendError::Corrupted`] if the shared state was damaged.
-    pub fn send(&mut self, batch: &[T]) -> Result<(), SendError> {
-        let claim = self
-            .claim_until(batch.len(), Deadline::never())
-            .map_err(SendTimeoutError::without_deadline)?;
-        self.copy_in(batch, claim);
-        Ok(())
+    send_methods! {
+        gone: "once the receiver is gone",
+        room: "room",
+        now: "there is room now",
+        full: "when there is no room now",
+        place: "room",
+        reserve: "The room is inside the ring. Fill it through the returned guard and
+[`commit`](Reservation::commit) it; dropping the guard publishes nothing.
+
+The reserved elements hold whatever bytes were there before.",
     }
 
-    /// Send a copy of `batch` if there is room now.
-    ///
-    /// # Errors
-    /// [`TrySendError::Full`] when there is no room now, otherwise as [`send`](Self::send).
-    pub fn try_send(&mut self, batch: &[T]) -> Result<(), TrySendError> {
-        let claim = self.claim(batch.len())?;
-        self.copy_in(batch, claim);
-        Ok(())
-    }
-
-    /// Send a copy of `batch`, waiting at most `timeout` for room.
-    ///
-    /// # Errors
-    /// [`SendTimeoutError::Timeout`], otherwise as [`send`](Self::send).
-    pub fn send_timeout(&mut self, batch: &[T], timeout: Duration) -> Result<(), SendTimeoutError> {
-        let claim = self.claim_until(batch.len(), Deadline::after(timeout))?;
-        self.copy_in(batch, claim);
-        Ok(())
-    }
-
-    /// Reserve room for a batch of `len` elements inside the ring, waiting while
-    /// the queue is full. Fill it through the returned guard and
-    /// [`commit`](Reservation::commit) it; dropping the guard publishes nothing.
-    ///
-    /// The reserved elements hold whatever bytes were there before.
-    ///
-    /// # Errors
-    /// As [`send`](Self::send).
-    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, SendError> {
-        self.reserve_inner(len, Deadline::never())
-            .map_err(SendTimeoutError::without_deadline)
-    }
-
-    /// Reserve room for `len` elements if there is room now.
-    ///
-    /// # Errors
-    /// As [`try_send`](Self::try_send).
-    pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, TrySendError> {
-        let claim = self.claim(len)?;
-        Ok(Reservation {
+    fn reservation(&mut self, claim: Claim, len: usize) -> Reservation<'_, T> {
+        Reservation {
             tx: self,
             claim,
             len,
-        })
-    }
-
-    /// Reserve room for `len` elements, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`send_timeout`](Self::send_timeout).
-    pub fn reserve_timeout(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-    ) -> Result<Reservation<'_, T>, SendTimeoutError> {
-        self.reserve_inner(len, Deadline::after(timeout))
-    }
-
-    fn reserve_inner(
-        &mut self,
-        len: usize,
-        deadline: Deadline,
-    ) -> Result<Reservation<'_, T>, SendTimeoutError> {
-        let claim = self.claim_until(len, deadline)?;
-        Ok(Reservation {
-            tx: self,
-            claim,
-            len,
-        })
+        }
     }
 }
 

@@ -68,3 +68,97 @@ macro_rules! recv_into_methods {
         }
     };
 }
+
+/// The sending verbs (`send`, `try_send`, `send_timeout`, `reserve`, `try_reserve`,
+/// `reserve_timeout`), for a sender with `claim`, `claim_until`, `copy_in` and
+/// `reservation`. Invoked inside `impl<T: Pod> Sender<T>` of each queue, with the
+/// words that differ between them:
+/// - `gone`: when sends fail with `Disconnected`;
+/// - `room`: what a send waits for ("room", "a free slot");
+/// - `now`: the condition of the non-blocking calls ("there is room now");
+/// - `full`: when `TrySendError::Full` is returned;
+/// - `reserve`: the documentation of `reserve`, after its first line;
+/// - `place`: what is reserved ("room", "a slot").
+macro_rules! send_methods {
+    (
+        gone: $gone:literal,
+        room: $room:literal,
+        now: $now:literal,
+        full: $full:literal,
+        place: $place:literal,
+        reserve: $reserve:literal $(,)?
+    ) => {
+        #[doc = "Send a copy of `batch`, waiting while the queue is full."]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = "[`SendError::TooLarge`] if `batch.len() > max_batch()`,"]
+        #[doc = concat!("[`SendError::Disconnected`] ", $gone, ",")]
+        #[doc = "[`SendError::Corrupted`] if the shared state was damaged."]
+        pub fn send(&mut self, batch: &[T]) -> Result<(), SendError> {
+            let claim = self
+                .claim_until(batch.len(), Deadline::never())
+                .map_err(SendTimeoutError::without_deadline)?;
+            self.copy_in(batch, claim);
+            Ok(())
+        }
+
+        #[doc = concat!("Send a copy of `batch` if ", $now, ".")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = concat!("[`TrySendError::Full`] ", $full, ", otherwise as [`send`](Self::send).")]
+        pub fn try_send(&mut self, batch: &[T]) -> Result<(), TrySendError> {
+            let claim = self.claim(batch.len())?;
+            self.copy_in(batch, claim);
+            Ok(())
+        }
+
+        #[doc = concat!("Send a copy of `batch`, waiting at most `timeout` for ", $room, ".")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = "[`SendTimeoutError::Timeout`], otherwise as [`send`](Self::send)."]
+        pub fn send_timeout(
+            &mut self,
+            batch: &[T],
+            timeout: Duration,
+        ) -> Result<(), SendTimeoutError> {
+            let claim = self.claim_until(batch.len(), Deadline::after(timeout))?;
+            self.copy_in(batch, claim);
+            Ok(())
+        }
+
+        #[doc = concat!("Reserve ", $place, " for a batch of `len` elements, waiting while the queue is full.")]
+        #[doc = ""]
+        #[doc = $reserve]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = "As [`send`](Self::send)."]
+        pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, SendError> {
+            let claim = self
+                .claim_until(len, Deadline::never())
+                .map_err(SendTimeoutError::without_deadline)?;
+            Ok(self.reservation(claim, len))
+        }
+
+        #[doc = concat!("Reserve ", $place, " for `len` elements if ", $now, ".")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = "As [`try_send`](Self::try_send)."]
+        pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, TrySendError> {
+            let claim = self.claim(len)?;
+            Ok(self.reservation(claim, len))
+        }
+
+        #[doc = concat!("Reserve ", $place, " for `len` elements, waiting at most `timeout`.")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = "As [`send_timeout`](Self::send_timeout)."]
+        pub fn reserve_timeout(
+            &mut self,
+            len: usize,
+            timeout: Duration,
+        ) -> Result<Reservation<'_, T>, SendTimeoutError> {
+            let claim = self.claim_until(len, Deadline::after(timeout))?;
+            Ok(self.reservation(claim, len))
+        }
+    };
+}
