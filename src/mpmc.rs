@@ -1217,40 +1217,13 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    /// Receive the next batch, waiting while the queue is empty. The guard derefs to
-    /// the batch in its slot; dropping it frees the slot.
-    ///
-    /// # Errors
-    /// [`RecvError::Disconnected`] once every sender is gone and everything they
-    /// committed has been received; [`RecvError::Corrupted`] if the shared state was
-    /// damaged.
-    pub fn recv(&mut self) -> Result<Batch<'_, T>, RecvError> {
-        let t = self
-            .take_until(Deadline::never())
-            .map_err(RecvTimeoutError::without_deadline)?;
-        Ok(self.guard(t))
+    recv_methods! {
+        next: take,
+        until: take_until,
+        place: "The guard derefs to the batch in its slot; dropping it frees the slot.",
+        gone: "once every sender is gone and everything they committed has been received",
+        empty: "when nothing is waiting now (or, rarely, when other handles kept winning the race)",
     }
-
-    /// Receive the next batch if one is waiting.
-    ///
-    /// # Errors
-    /// [`TryRecvError::Empty`] when nothing is waiting now (or, rarely, when other
-    /// handles kept winning the race), otherwise as [`recv`](Self::recv).
-    pub fn try_recv(&mut self) -> Result<Batch<'_, T>, TryRecvError> {
-        let t = self.take()?;
-        Ok(self.guard(t))
-    }
-
-    /// Receive the next batch, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`RecvTimeoutError::Timeout`], otherwise as [`recv`](Self::recv).
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Batch<'_, T>, RecvTimeoutError> {
-        let t = self.take_until(Deadline::after(timeout))?;
-        Ok(self.guard(t))
-    }
-
-    recv_into_methods!();
 }
 
 /// Give a claimed slot back to the senders.

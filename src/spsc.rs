@@ -1127,38 +1127,13 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    /// Receive the next batch, waiting while the queue is empty. The guard derefs to
-    /// the batch in the ring; dropping it frees the space.
-    ///
-    /// # Errors
-    /// [`RecvError::Disconnected`] once the sender is gone and everything it sent has
-    /// been received; [`RecvError::Corrupted`] if the shared state was damaged.
-    pub fn recv(&mut self) -> Result<Batch<'_, T>, RecvError> {
-        let p = self
-            .peek_until(Deadline::never())
-            .map_err(RecvTimeoutError::without_deadline)?;
-        Ok(self.guard(p))
+    recv_methods! {
+        next: peek,
+        until: peek_until,
+        place: "The guard derefs to the batch in the ring; dropping it frees the space.",
+        gone: "once the sender is gone and everything it sent has been received",
+        empty: "when nothing is waiting",
     }
-
-    /// Receive the next batch if one is waiting.
-    ///
-    /// # Errors
-    /// [`TryRecvError::Empty`] when nothing is waiting, otherwise as [`recv`](Self::recv).
-    pub fn try_recv(&mut self) -> Result<Batch<'_, T>, TryRecvError> {
-        let p = self.peek()?;
-        Ok(self.guard(p))
-    }
-
-    /// Receive the next batch, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`RecvTimeoutError::Timeout`], otherwise as [`recv`](Self::recv).
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Batch<'_, T>, RecvTimeoutError> {
-        let p = self.peek_until(Deadline::after(timeout))?;
-        Ok(self.guard(p))
-    }
-
-    recv_into_methods!();
 }
 
 /// A received batch, in place in the ring. Derefs to `&[T]` and `&mut [T]`;

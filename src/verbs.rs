@@ -162,3 +162,54 @@ macro_rules! send_methods {
         }
     };
 }
+
+/// The receiving verbs (`recv`, `try_recv`, `recv_timeout`, and the copying ones
+/// of [`recv_into_methods`]), for a receiver whose `$next` finds a batch without
+/// waiting, `$until` waits for one until a deadline, and `guard` wraps it. Invoked
+/// inside `impl<T: Pod> Receiver<T>` of each queue, with the words that differ:
+/// - `place`: where the batch lies and what dropping the guard frees;
+/// - `gone`: when `recv` fails with `Disconnected`;
+/// - `empty`: when `TryRecvError::Empty` is returned.
+macro_rules! recv_methods {
+    (
+        next: $next:ident,
+        until: $until:ident,
+        place: $place:literal,
+        gone: $gone:literal,
+        empty: $empty:literal $(,)?
+    ) => {
+        #[doc = concat!("Receive the next batch, waiting while the queue is empty. ", $place)]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = concat!("[`RecvError::Disconnected`] ", $gone, "; [`RecvError::Corrupted`] if the shared state was damaged.")]
+        pub fn recv(&mut self) -> Result<Batch<'_, T>, RecvError> {
+            let b = self
+                .$until(Deadline::never())
+                .map_err(RecvTimeoutError::without_deadline)?;
+            Ok(self.guard(b))
+        }
+
+        #[doc = "Receive the next batch if one is waiting."]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = concat!("[`TryRecvError::Empty`] ", $empty, ", otherwise as [`recv`](Self::recv).")]
+        pub fn try_recv(&mut self) -> Result<Batch<'_, T>, TryRecvError> {
+            let b = self.$next()?;
+            Ok(self.guard(b))
+        }
+
+        #[doc = "Receive the next batch, waiting at most `timeout`."]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = "[`RecvTimeoutError::Timeout`], otherwise as [`recv`](Self::recv)."]
+        pub fn recv_timeout(
+            &mut self,
+            timeout: Duration,
+        ) -> Result<Batch<'_, T>, RecvTimeoutError> {
+            let b = self.$until(Deadline::after(timeout))?;
+            Ok(self.guard(b))
+        }
+
+        recv_into_methods!();
+    };
+}
