@@ -15,9 +15,8 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use shmbatch::mpmc::{Receiver, Sender};
 
-/// `init` word (offset 16) value of a published header; set so that `open` does
-/// not wait for a creator (the unpublished case is covered by unit tests).
-const READY: [u8; 4] = *b"REDY";
+mod common;
+
 /// Identity block, control block, and the data offset of an MPMC segment.
 const IDENTITY: usize = 256;
 const DATA_OFFSET: usize = 256 + 1024;
@@ -37,7 +36,7 @@ fn template() -> &'static [u8] {
 
 fuzz_target!(|data: &[u8]| {
     let name = format!("shmbatch-fuzz-mpmc-{}", std::process::id());
-    let mut bytes = if data.first().is_some_and(|b| b % 2 == 0) {
+    let bytes = if data.first().is_some_and(|b| b % 2 == 0) {
         // A valid header over the input's control block and slots.
         let t = template();
         let mut b = t.to_vec();
@@ -49,21 +48,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         data.to_vec()
     };
-    if bytes.len() < IDENTITY {
-        bytes.resize(IDENTITY, 0);
-    }
-    bytes[16..20].copy_from_slice(&READY);
-    std::fs::write(format!("/dev/shm/{name}"), &bytes).unwrap();
+    common::write_segment(&name, bytes);
 
     if let Ok(mut rx) = Receiver::<f64>::open(&name) {
         for _ in 0..4 {
             match rx.try_recv() {
-                Ok(mut b) => {
-                    let _ = b.iter().map(|x| x.to_bits()).fold(0, u64::wrapping_add);
-                    if let Some(x) = b.first_mut() {
-                        *x = 1.0;
-                    }
-                }
+                Ok(mut b) => common::touch(&mut b),
                 Err(_) => break,
             }
         }

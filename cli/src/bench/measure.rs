@@ -146,6 +146,20 @@ pub(crate) fn mpmc_throughput(producers: usize, consumers: usize, dur: Duration)
     for _ in 0..producers {
         senders.push(spawn(&["mpmc-send", &name])?);
     }
+    let mut rate = mpmc_drain(&mut rx, dur)?;
+    drop(rx);
+    for c in others {
+        rate += child_output(c)?.parse::<f64>()?;
+    }
+    for c in senders {
+        child_output(c)?;
+    }
+    Ok(rate)
+}
+
+/// Receive from an MPMC queue for `dur` (the first batch starts the clock):
+/// elements per second.
+fn mpmc_drain(rx: &mut mpmc::Receiver<f64>, dur: Duration) -> Result<f64> {
     let mut out = Vec::new();
     rx.recv_into(&mut out)?;
     let start = Instant::now();
@@ -155,15 +169,7 @@ pub(crate) fn mpmc_throughput(producers: usize, consumers: usize, dur: Duration)
             n += rx.recv_into(&mut out)? as u64;
         }
     }
-    let mut rate = n as f64 / start.elapsed().as_secs_f64();
-    drop(rx);
-    for c in others {
-        rate += child_output(c)?.parse::<f64>()?;
-    }
-    for c in senders {
-        child_output(c)?;
-    }
-    Ok(rate)
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// SharedArray: this process and one more update one element for `dur`, under the
@@ -482,16 +488,7 @@ pub(crate) fn child(args: &[String]) -> Result {
         "mpmc-recv" => {
             let mut rx = mpmc::Receiver::<f64>::open(a(1))?;
             let dur = Duration::from_millis(a(2).parse()?);
-            let mut out = Vec::new();
-            rx.recv_into(&mut out)?;
-            let start = Instant::now();
-            let mut n = 0u64;
-            while start.elapsed() < dur {
-                for _ in 0..64 {
-                    n += rx.recv_into(&mut out)? as u64;
-                }
-            }
-            println!("{}", n as f64 / start.elapsed().as_secs_f64());
+            println!("{}", mpmc_drain(&mut rx, dur)?);
         }
         "array" => {
             let arr = SharedArray::<f64>::open(a(1))?;

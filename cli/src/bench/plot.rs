@@ -15,6 +15,40 @@ fn log_scale(v: f64, lo: f64, hi: f64, a: f64, b: f64) -> f64 {
     a + t * (b - a)
 }
 
+/// A panel's title, frame and horizontal grid lines at every power of ten from
+/// `lo` to `hi` (log scale), labelled by `label`.
+fn log_panel(
+    s: &mut String,
+    (x0, x1, y0, y1): (f64, f64, f64, f64),
+    (lo, hi): (f64, f64),
+    title: &str,
+    label: fn(f64) -> String,
+) {
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{title}</text>"#,
+        (x0 + x1) / 2.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect x="{x0}" y="{y1}" width="{}" height="{}" fill="none" stroke="black"/>"#,
+        x1 - x0,
+        y0 - y1
+    );
+    let mut d = lo;
+    while d <= hi * 1.001 {
+        let y = log_scale(d, lo, hi, y0, y1);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x0}" x2="{x1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            x0 - 4.0,
+            y + 4.0,
+            label(d)
+        );
+        d *= 10.0;
+    }
+}
+
 /// The SVG text for a result written by `bench --json`.
 pub(crate) fn svg(r: &Value) -> String {
     let mut s = String::new();
@@ -49,28 +83,13 @@ pub(crate) fn svg(r: &Value) -> String {
         10f64.powf(vmin.log10().floor()),
         10f64.powf(vmax.log10().ceil()),
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">SPSC throughput (bytes/s) against batch size (f64)</text>"#,
-        (x0 + x1) / 2.0
+    log_panel(
+        &mut s,
+        (x0, x1, y0, y1),
+        (lo, hi),
+        "SPSC throughput (bytes/s) against batch size (f64)",
+        |d| format!("{d:.0e}"),
     );
-    let _ = writeln!(
-        s,
-        r#"<rect x="{x0}" y="{y1}" width="{}" height="{}" fill="none" stroke="black"/>"#,
-        x1 - x0,
-        y0 - y1
-    );
-    let mut d = lo;
-    while d <= hi * 1.001 {
-        let y = log_scale(d, lo, hi, y0, y1);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x0}" x2="{x1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{d:.0e}</text>"##,
-            x0 - 4.0,
-            y + 4.0
-        );
-        d *= 10.0;
-    }
     for &b in &crate::bench::SIZES {
         let x = log_scale(b as f64, bmin, bmax, x0, x1);
         let _ = writeln!(
@@ -117,11 +136,6 @@ pub(crate) fn svg(r: &Value) -> String {
     }
     // Right panel: latency percentiles.
     let (x0, x1) = (640.0, 970.0);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">Round trip, one f64 (ns)</text>"#,
-        (x0 + x1) / 2.0
-    );
     let lats: Vec<&Value> = r["latency"].as_array().into_iter().flatten().collect();
     let keys = [("p50_ns", "p50"), ("p99_ns", "p99"), ("p999_ns", "p99.9")];
     let top = lats
@@ -130,23 +144,13 @@ pub(crate) fn svg(r: &Value) -> String {
         .fold(1.0, f64::max);
     let hi = 10f64.powf(top.log10().ceil());
     let lo = 10.0;
-    let _ = writeln!(
-        s,
-        r#"<rect x="{x0}" y="{y1}" width="{}" height="{}" fill="none" stroke="black"/>"#,
-        x1 - x0,
-        y0 - y1
+    log_panel(
+        &mut s,
+        (x0, x1, y0, y1),
+        (lo, hi),
+        "Round trip, one f64 (ns)",
+        |d| format!("{d:.0}"),
     );
-    let mut d = lo;
-    while d <= hi * 1.001 {
-        let y = log_scale(d, lo, hi, y0, y1);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x0}" x2="{x1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{d:.0}</text>"##,
-            x0 - 4.0,
-            y + 4.0
-        );
-        d *= 10.0;
-    }
     let group = (x1 - x0) / keys.len() as f64;
     let bar = group / (lats.len() as f64 + 1.0);
     for (g, (key, label)) in keys.iter().enumerate() {
