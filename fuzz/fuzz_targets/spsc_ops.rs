@@ -36,7 +36,12 @@ fuzz_target!(|input: Input| {
         match op {
             Op::Send(len) => {
                 let Some(tx) = tx.as_mut() else { continue };
-                let batch: Vec<u64> = (0..len).map(|_| { counter += 1; counter }).collect();
+                let batch: Vec<u64> = (0..len)
+                    .map(|_| {
+                        counter += 1;
+                        counter
+                    })
+                    .collect();
                 match tx.try_send(&batch) {
                     Ok(()) => model.push_back(batch),
                     Err(TrySendError::Full) => {}
