@@ -205,16 +205,31 @@ impl ReadMap {
         })
     }
 
-    /// The atomic of type `A` at `offset`.
-    fn at<A>(&self, offset: usize) -> &A {
+    /// The atomic (or block of atomics) of type `A` at `offset`.
+    fn at<A: Atomics>(&self, offset: usize) -> &A {
         assert!(offset + std::mem::size_of::<A>() <= self.len);
         assert!(offset % std::mem::align_of::<A>() == 0);
         // SAFETY: in bounds and aligned (asserted above; the mapping is page
-        // aligned); `A` is an atomic or a block of atomics (callers), valid for any
-        // bits. Only loads are made through it, which read-only pages allow.
+        // aligned); `A` is made of atomics only (`Atomics`), valid for any bits.
+        // Only loads are made through it, which read-only pages allow.
         unsafe { self.ptr.add(offset).cast::<A>().as_ref() }
     }
 }
+
+/// Types made of atomics only: any bits make a valid value, and another process
+/// may change them while we hold a reference.
+///
+/// # Safety
+/// Implementors must consist of atomics only.
+unsafe trait Atomics {}
+// SAFETY: an atomic.
+unsafe impl Atomics for AtomicU32 {}
+// SAFETY: an atomic.
+unsafe impl Atomics for AtomicU64 {}
+// SAFETY: every field of the identity block is an atomic (layout.rs).
+unsafe impl Atomics for Identity {}
+// SAFETY: atomics only, as `Control` requires.
+unsafe impl Atomics for crate::spsc::SpscControl {}
 
 impl Drop for ReadMap {
     fn drop(&mut self) {
@@ -303,12 +318,14 @@ fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
                 }
             }
             info.fill = Some(Fill {
-                used: s.tail.wrapping_sub(s.head).min(g.capacity),
+                // tail may lag head by a record (see `SpscControl::tail`).
+                used: s.tail.saturating_sub(s.head).min(g.capacity),
                 total: g.capacity,
                 unit: "bytes",
             });
         }
         Kind::Array => {
+            // Relaxed: a report (module docs), never used to form a pointer.
             let word = map
                 .at::<AtomicU32>(ARRAY_LOCK_OFFSET)
                 .load(Ordering::Relaxed);

@@ -247,9 +247,11 @@ impl Segment {
         let size = rustix::fs::fstat(&fd)
             .map_err(|e| io_error("fstat", name, e))?
             .st_size;
+        // The object may have shrunk since phase 1: re-check the lower bound too,
+        // since `open_shm` reads the identity block through this mapping.
         let len = usize::try_from(size)
             .ok()
-            .filter(|&l| l <= crate::layout::MAX_SEGMENT_LEN)
+            .filter(|&l| (IDENTITY_SIZE..=crate::layout::MAX_SEGMENT_LEN).contains(&l))
             .ok_or_else(|| Error::corrupted(format!("segment size {size} is out of range")))?;
         let ptr = Self::map(&fd, len, name)?;
         Ok(Segment {
@@ -266,7 +268,7 @@ impl Drop for Segment {
         // SAFETY: the mapping was made by `map` with this length and every Region
         // holding pointers into it has been dropped (the Region owns the Segment).
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-        if self.owner.load(std::sync::atomic::Ordering::Relaxed) {
+        if *self.owner.get_mut() {
             let _ = shm::unlink(self.name.os.as_c_str());
         }
     }
@@ -349,8 +351,8 @@ impl Region {
     ) -> Result<Region> {
         let name = Name::new(name)?;
         let seg = Segment::open(&name)?;
-        // SAFETY: Segment::open mapped at least IDENTITY_SIZE bytes (it waited for
-        // the object to be that long before mapping); the mapping is page aligned.
+        // SAFETY: Segment::open mapped at least IDENTITY_SIZE bytes (it checked the
+        // length it mapped); the mapping is page aligned.
         let identity = unsafe { seg.ptr.cast::<Identity>().as_ref() };
         let g = identity.validate(seg.len, Some((C::KIND, ty)), |_| std::mem::size_of::<C>())?;
         check(&g)?;
@@ -455,6 +457,8 @@ impl Region {
     /// Keep the named segment when this handle (its creator) drops.
     pub(crate) fn persist(&self) {
         if let Backing::Shm(seg) = &self.backing {
+            // Relaxed: a process-local flag, read only by `Drop`, which the `Arc`
+            // holding the region orders after every handle's last use.
             seg.owner.store(false, std::sync::atomic::Ordering::Relaxed);
         }
     }

@@ -1,7 +1,7 @@
 //! Single-producer single-consumer queue of variable-length batches.
 //!
 //! One [`Sender`] and one [`Receiver`], usually in two processes, share a ring of
-//! bytes in a named segment. Every batch is stored contiguously — a length word,
+//! bytes in a named segment. Every batch is stored contiguously — a header word,
 //! then the elements — so the receiver gets it as one `&[T]` (or `&mut [T]`) in place.
 //!
 //! # Behaviour
@@ -70,8 +70,9 @@
 //! - "publish batch": the producer writes a record and the empty header after it,
 //!   then stores the record's header (or the wrap marker before it) with Release;
 //!   the consumer loads the header with Acquire before reading the batch. The
-//!   producer then stores `tail` (Release), which only attaching producers,
-//!   sleeping consumers and `inspect` read.
+//!   producer then stores `tail` (Release), which nothing reads to receive: only
+//!   attaching handles, the consumer's periodic sanity check (`check_tail`) and
+//!   `inspect` read it.
 //! - "free space": the consumer stores `head` (Release) after it is done with a
 //!   batch; the producer loads `head` with Acquire before reusing that space.
 //! - "detach": a leaving side stores its owner word with Release after its last
@@ -130,11 +131,15 @@ const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct SpscControl {
-    /// Bytes ever published. Written by the producer only (`SeqCst` swap), read by
-    /// the consumer (Acquire / `SeqCst`). `tail - head` is in `0..=ring`.
+    /// Bytes ever published. Written by the producer only (Release store after
+    /// each record's header), read on slow paths only: by attaching handles,
+    /// `check_tail` and `inspect`. The consumer reads records through their
+    /// headers, so it may release a record before its producer stores `tail`:
+    /// `tail` is within one ring of `head`, on either side.
     tail: Padded<AtomicU64>,
-    /// Bytes ever released. Written by the consumer only (`SeqCst` swap), read by
-    /// the producer (Acquire / `SeqCst`).
+    /// Bytes ever released. Written by the consumer only (Release store), read by
+    /// the producer (Acquire, when its cached copy says the ring is full; `SeqCst`
+    /// while it sleeps).
     head: Padded<AtomicU64>,
     /// Owner words and futex words: written rarely (attach, detach, going to
     /// sleep), read on every operation, so they share a line that stays cached.
@@ -144,7 +149,7 @@ pub(crate) struct SpscControl {
 #[repr(C)]
 #[derive(Default)]
 struct Peers {
-    /// Producer's owner word: `pid << 32 | {NEVER, ATTACHED, LEFT}`. Written by the
+    /// Producer's owner word: `pid << 32 | {0 (never attached), ATTACHED, LEFT}`. Written by the
     /// attaching/leaving producer (CAS / `SeqCst` store), and by a consumer that
     /// found the producer's process dead (CAS ATTACHED -> LEFT).
     producer: AtomicU64,
@@ -316,10 +321,12 @@ impl Link {
                     pid: owner_pid(cur),
                 });
             }
+            // Acquire as the load above (the previous holder's final stores); no
+            // Release: nobody acquires an ATTACHED word to read what we wrote.
             match mine.compare_exchange(
                 cur,
                 owner(self.pid, ATTACHED),
-                Ordering::AcqRel,
+                Ordering::Acquire,
                 Ordering::Acquire,
             ) {
                 Ok(_) => return Ok(()),
@@ -361,24 +368,26 @@ impl Link {
     #[inline(never)]
     fn mark_if_dead(peer: &AtomicU64, w: u64) -> bool {
         // Record the death for everyone; losing the race to a new peer's attach is
-        // fine (then it is not gone).
+        // fine (then it is not gone). Acquire as in `peer_gone`; no Release: we
+        // publish nothing with this word (a dead process's stores are all done).
         !pid_alive(owner_pid(w))
             && peer
                 .compare_exchange(
                     w,
                     owner(owner_pid(w), LEFT),
-                    Ordering::AcqRel,
+                    Ordering::Acquire,
                     Ordering::Acquire,
                 )
                 .is_ok()
     }
 
     /// Count a failed poll; say a pid check is due at most every
-    /// `LIVENESS_INTERVAL` (the clock is read once per `LIVENESS_EVERY` polls).
+    /// `LIVENESS_INTERVAL` (polling calls read the clock once per `LIVENESS_EVERY`
+    /// polls; a side about to sleep reads it every time).
     #[inline]
-    fn liveness_due(&mut self) -> bool {
+    fn liveness_due(&mut self, sleeping: bool) -> bool {
         self.idle = self.idle.wrapping_add(1);
-        if self.idle % LIVENESS_EVERY != 0 {
+        if !sleeping && self.idle % LIVENESS_EVERY != 0 {
             return false;
         }
         let now = Instant::now();
@@ -401,7 +410,8 @@ impl Link {
     fn header(&self, off: usize) -> &AtomicU64 {
         debug_assert!(off + 8 <= self.dims.ring && off % self.dims.unit == 0);
         // SAFETY: off + 8 <= ring = data_len (callers pass their own read or write
-        // offset, or 0, which are unit-aligned and below ring by construction); the
+        // offset, 0, or an offset reduced modulo ring from a unit-aligned position,
+        // all unit-aligned and below ring by construction); the
         // data region is LINE-aligned, so the word is aligned; the region lives as
         // long as self. The word is payload in other laps: those plain accesses are
         // ordered with the header accesses by the sync points "publish batch" and
@@ -439,16 +449,16 @@ impl fmt::Debug for Link {
 /// for a zero-sized or over-aligned `T`.
 pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>)> {
     let ty = TypeInfo::of::<T>()?;
-    let (g, _) = geometry(&ty, capacity)?;
+    let g = geometry(&ty, capacity)?;
     let region = Arc::new(Region::heap::<SpscControl>(g, &ty, |_| {}));
     let tx = Sender::from_region(Arc::clone(&region))?;
     let rx = Receiver::from_region(region)?;
     Ok((tx, rx))
 }
 
-fn geometry(ty: &TypeInfo, capacity: usize) -> Result<(Geometry, Dims)> {
+fn geometry(ty: &TypeInfo, capacity: usize) -> Result<Geometry> {
     let dims = Dims::for_capacity(ty, capacity)?;
-    let g = Geometry::new(
+    Geometry::new(
         Kind::Spsc,
         ty,
         std::mem::size_of::<SpscControl>(),
@@ -456,12 +466,11 @@ fn geometry(ty: &TypeInfo, capacity: usize) -> Result<(Geometry, Dims)> {
         dims.ring as u64,
         dims.max_batch as u64,
         0,
-    )?;
-    Ok((g, dims))
+    )
 }
 
 fn create_region(name: &str, capacity: usize, ty: &TypeInfo) -> Result<Arc<Region>> {
-    let (g, _) = geometry(ty, capacity)?;
+    let g = geometry(ty, capacity)?;
     Ok(Arc::new(Region::create_shm::<SpscControl>(
         name,
         g,
@@ -482,10 +491,12 @@ fn open_region(name: &str, ty: &TypeInfo) -> Result<Arc<Region>> {
 const MAX_POSITION: u64 = 1 << 62;
 
 /// Check positions read at attach; `mine` is the one this side will advance.
+/// `tail` may be behind `head` (see [`SpscControl::tail`]), but never by more
+/// than a ring, and never ahead by more than a ring.
 fn check_positions(head: u64, tail: u64, d: &Dims, mine: u64) -> Result<()> {
     if head > MAX_POSITION
         || tail > MAX_POSITION
-        || tail.wrapping_sub(head) > d.ring as u64
+        || head.abs_diff(tail) > d.ring as u64
         || mine % d.unit as u64 != 0
     {
         return Err(Error::corrupted("spsc positions are inconsistent"));
@@ -493,20 +504,22 @@ fn check_positions(head: u64, tail: u64, d: &Dims, mine: u64) -> Result<()> {
     Ok(())
 }
 
-/// The end of the published records, starting from the stored `tail`.
+/// The end of the published records, starting from the stored `tail` (or from
+/// `head` if the consumer is already past it).
 ///
 /// A producer that died between publishing a record's header and storing `tail`
 /// left published records after `tail`; writing over them would corrupt what the
 /// consumer reads. Records are followed by an empty header (module docs), so the
-/// end is the first empty header from `tail` on. Every header is validated: the
+/// end is the first empty header from there on. Every header is validated: the
 /// walk stays within one ring of `head`, so it ends after at most `ring / unit`
 /// steps whatever the segment holds.
-fn published_end(link: &Link, head: u64, mut tail: u64) -> Result<u64> {
+fn published_end(link: &Link, head: u64, tail: u64) -> Result<u64> {
+    let mut tail = tail.max(head);
     let d = link.dims;
     let corrupted = || Error::corrupted("spsc records after the producer position are damaged");
     loop {
         let off = (tail % d.ring as u64) as usize;
-        // Acquire pairs with the dead producer's "publish batch" store.
+        // Acquire pairs with the previous producer's "publish batch" store.
         let word = link.header(off).load(Ordering::Acquire);
         let advance = match word {
             EMPTY => return Ok(tail),
@@ -529,7 +542,7 @@ fn published_end(link: &Link, head: u64, mut tail: u64) -> Result<u64> {
 /// Where a claimed record goes.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
-    /// Offset of the record's length word.
+    /// Offset of the record's header.
     off: usize,
     /// Offset of a wrap marker to write first, if the record wraps.
     wrap_at: Option<usize>,
@@ -588,6 +601,8 @@ impl<T: Pod> Sender<T> {
         let ctl = link.ctl();
         // Acquire pairs with the consumer's "free space" store.
         let head = ctl.head.load(Ordering::Acquire);
+        // A starting point only (published_end reads the headers themselves);
+        // Acquire pairs with the previous producer's Release store of tail.
         let tail = ctl.tail.load(Ordering::Acquire);
         let d = link.dims;
         check_positions(head, tail, &d, tail)?;
@@ -654,7 +669,7 @@ impl<T: Pod> Sender<T> {
         // `need` plus the empty header after the record (module docs).
         let need = need + d.unit;
         if self.tail - self.head_cache + need as u64 > d.ring as u64 {
-            // Sync point "free space": Acquire pairs with the consumer's SeqCst swap
+            // Sync point "free space": Acquire pairs with the consumer's Release store
             // of head in `Receiver::release`; the space it frees is ours after this.
             let head = self.link.ctl().head.load(Ordering::Acquire);
             if self.tail.wrapping_sub(head) > d.ring as u64 {
@@ -664,7 +679,7 @@ impl<T: Pod> Sender<T> {
             }
             self.head_cache = head;
             if self.tail - head + need as u64 > d.ring as u64 {
-                let check = self.link.liveness_due();
+                let check = self.link.liveness_due(false);
                 if check && self.link.peer_gone(true) {
                     return Err(TrySendError::Disconnected);
                 }
@@ -701,13 +716,16 @@ impl<T: Pod> Sender<T> {
                 Err(e) => Err(e.into_blocking().expect("not Full")),
             },
             |s, slice| {
-                if s.link.peer_gone(true) {
+                let check = s.link.liveness_due(true);
+                if s.link.peer_gone(check) {
                     return Ok(());
                 }
                 let ctl = s.link.ctl();
                 let seen = s.head_cache;
                 wait::sleep(
                     &ctl.peers.space_ready,
+                    // W2 (wait.rs): pairs with K1, the consumer's store of head in
+                    // `Receiver::release` or its detach store.
                     || ctl.head.load(Ordering::SeqCst) != seen || !s.link.peer_attached_seqcst(),
                     slice,
                 );
@@ -921,9 +939,11 @@ impl<T: Pod> Receiver<T> {
     fn from_region(region: Arc<Region>) -> Result<Self> {
         let link = Link::new(region, Role::Receiver)?;
         let ctl = link.ctl();
-        // Acquire pairs with the producer's "publish batch" store.
-        let tail = ctl.tail.load(Ordering::Acquire);
+        // Our side's index, last stored by the previous consumer: Acquire pairs
+        // with its "free space" store (attach acquired its detach already).
         let head = ctl.head.load(Ordering::Acquire);
+        // Checked for sanity only (records are read through their headers).
+        let tail = ctl.tail.load(Ordering::Relaxed);
         let d = link.dims;
         check_positions(head, tail, &d, head)?;
         Ok(Receiver {
@@ -960,9 +980,10 @@ impl<T: Pod> Receiver<T> {
         self.link.peer_gone(true)
     }
 
-    /// Whether no batch is waiting right now.
+    /// Whether no batch is waiting right now (what `try_recv` would see).
     pub fn is_empty(&self) -> bool {
-        self.link.ctl().tail.load(Ordering::Acquire) == self.head
+        // Pairs with the producer's "publish batch" store, as in `look`.
+        self.link.header(self.off).load(Ordering::Acquire) == EMPTY
     }
 
     /// Find the next batch, without waiting.
@@ -971,7 +992,7 @@ impl<T: Pod> Receiver<T> {
         if let Some(p) = self.look()? {
             return Ok(p);
         }
-        let check = self.link.liveness_due();
+        let check = self.link.liveness_due(false);
         if self.link.peer_gone(check) {
             // Everything the sender published happens-before its detach, which we
             // just observed: one more look is final.
@@ -1002,9 +1023,9 @@ impl<T: Pod> Receiver<T> {
         if word == WRAP {
             skip = d.ring - off;
             off = 0;
-            // Published with the marker (it was stored before it); Acquire keeps
-            // the argument local.
-            word = self.link.header(0).load(Ordering::Acquire);
+            // Relaxed: stored before the marker, whose Acquire load above made it
+            // visible (sync point "publish batch").
+            word = self.link.header(0).load(Ordering::Relaxed);
             if word == EMPTY || word == WRAP || skip == d.ring {
                 return corrupted("wrap marker without a batch after it");
             }
@@ -1092,17 +1113,21 @@ impl<T: Pod> Receiver<T> {
                 Err(e) => Err(e.into_blocking().expect("not Empty")),
             },
             |s, slice| {
-                if s.link.peer_gone(true) {
+                let check = s.link.liveness_due(true);
+                if s.link.peer_gone(check) {
                     return Ok(());
                 }
-                // Sleeping trusts tail: a damaged one must not keep us awake.
-                s.check_tail()
-                    .map_err(|e| e.into_blocking().expect("not Empty"))?;
-                let ctl = s.link.ctl();
-                let seen = s.head;
+                if check {
+                    s.check_tail()
+                        .map_err(|e| e.into_blocking().expect("not Empty"))?;
+                }
+                let header = s.link.header(s.off);
                 wait::sleep(
-                    &ctl.peers.data_ready,
-                    || ctl.tail.load(Ordering::SeqCst) != seen || !s.link.peer_attached_seqcst(),
+                    &s.link.ctl().peers.data_ready,
+                    // W2 (wait.rs): pairs with K1, the producer's store of the header
+                    // (or wrap marker) at our offset in `Sender::publish`, or its
+                    // detach store.
+                    || header.load(Ordering::SeqCst) != EMPTY || !s.link.peer_attached_seqcst(),
                     slice,
                 );
                 Ok(())
@@ -1116,12 +1141,12 @@ impl<T: Pod> Receiver<T> {
     }
 
     fn guard(&mut self, p: Peeked) -> Batch<'_, T> {
-        // SAFETY: peek() checked payload + len * size_of::<T>() <= ring; the payload
-        // offset is unit-aligned plus unit, so aligned for T.
-        let ptr = unsafe { self.link.data.as_ptr().add(p.payload).cast::<T>() };
+        // SAFETY: look() checked payload + len * size_of::<T>() <= ring, so the
+        // offset is inside the data region; the payload offset is unit-aligned plus
+        // unit, so aligned for T.
+        let ptr = unsafe { self.link.data.add(p.payload).cast::<T>() };
         Batch {
-            // SAFETY: derived from the non-null data pointer.
-            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            ptr,
             peeked: p,
             rx: self,
         }
@@ -1200,9 +1225,12 @@ pub(crate) fn stats(ctl: &SpscControl) -> SpscStats {
             _ => None,
         }
     };
+    // head first: it only grows, so a tail read after it is less likely to look
+    // behind it.
+    let head = ctl.head.load(r);
     SpscStats {
         tail: ctl.tail.load(r),
-        head: ctl.head.load(r),
+        head,
         producer: side(&ctl.peers.producer),
         consumer: side(&ctl.peers.consumer),
     }

@@ -29,7 +29,7 @@ pub(crate) fn fill<T: Copy>(out: &mut Vec<T>, batch: &[T]) {
 
 /// The copying receive verbs (`recv_into`, `try_recv_into`, `recv_into_timeout`),
 /// for a receiver whose `recv`, `try_recv` and `recv_timeout` return a guard that
-/// derefs to `[T]`. Invoked inside `impl<T: Pod> Receiver<T>` of each queue.
+/// derefs to `[T]`. Invoked by [`recv_methods`].
 macro_rules! recv_into_methods {
     () => {
         /// Receive the next batch into `out` (replacing its contents), waiting while

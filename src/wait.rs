@@ -32,9 +32,10 @@
 //!   of liburcu and of folly's `asymmetricHeavyBarrier`; it is not expressible in
 //!   Rust's memory model, which is why loom and miri builds use the next mode.
 //! - **Symmetric** (no usable `membarrier`, and always under loom and miri): KB is
-//!   `fence(SeqCst)` and W1 is a `SeqCst` swap; with W2's loads after W1 and K2's
-//!   load after the fence, the fence rules of the `SeqCst` total order give the same
-//!   guarantee. It costs one full fence per publish.
+//!   `fence(SeqCst)` and W1 is a `SeqCst` swap; with W2's `SeqCst` loads after W1
+//!   and K2's load after the fence, the fence rules of the `SeqCst` total order give
+//!   the same guarantee (W2 must be `SeqCst`: the rule that makes it see K1 needs a
+//!   `SeqCst` read after the fence in that order). It costs one full fence per publish.
 //!
 //! A waker's mode is that of its own process, and waiters always issue WB when they
 //! can, so processes in either mode interoperate. If WB fails in a process whose
@@ -171,7 +172,8 @@ pub(crate) fn light_barrier() {
 }
 
 /// Sleep on `flag` unless `ready()` already holds; see the module docs. `ready`
-/// must load what the wakers publish (`SeqCst` or `Acquire`).
+/// must load what the wakers publish with `SeqCst` (module docs: the symmetric mode
+/// needs it).
 pub(crate) fn sleep(flag: &AtomicU32, ready: impl FnOnce() -> bool, max: Duration) {
     // W1: announce the sleeper. Pairs with K2 in `wake`.
     flag.swap(1, Ordering::SeqCst);
@@ -194,7 +196,9 @@ pub(crate) fn sleep(flag: &AtomicU32, ready: impl FnOnce() -> bool, max: Duratio
 pub(crate) fn wake(flag: &AtomicU32) {
     light_barrier();
     // K2: pairs with W1 in `sleep` (through the barriers).
-    if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::SeqCst) != 0 {
+    // The swap only decides who makes the system call; the kernel re-checks the
+    // word under its lock, so Relaxed is enough.
+    if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::Relaxed) != 0 {
         futex_wake(flag);
     }
 }
@@ -260,6 +264,9 @@ mod mode {
 
 /// Wake everyone asleep on `flag` whatever its state (used on detach).
 pub(crate) fn wake_always(flag: &AtomicU32) {
+    // SeqCst after the caller's SeqCst detach store: a sleeper whose W1 comes after
+    // this store in the SeqCst order sees the detach in W2; one whose W1 comes
+    // before it finds 0 (or is woken) in W3.
     flag.store(0, Ordering::SeqCst);
     futex_wake(flag);
 }
