@@ -133,11 +133,14 @@ const WAITERS: u32 = 1 << 31;
 const PID_MASK: u32 = !WAITERS;
 
 /// Optimistic read attempts (each followed by a back-off step) before a reader
-/// falls back to reading under the lock.
+/// falls back to reading under the lock: the whole spin-then-yield budget of
+/// [`Backoff`] (16 quick looks, 6 doubling spins, 10 yields), so that a reader
+/// under a stream of writes keeps trying for some microseconds first.
 #[cfg(not(loom))]
-const OPTIMISTIC_TRIES: u32 = 16;
+const OPTIMISTIC_TRIES: u32 = Backoff::STEPS;
 #[cfg(loom)]
 const OPTIMISTIC_TRIES: u32 = 2;
+const _: () = assert!(OPTIMISTIC_TRIES <= Backoff::STEPS);
 
 /// The array control block at [`CONTROL_OFFSET`](crate::layout::CONTROL_OFFSET): two
 /// lines.
@@ -258,7 +261,8 @@ impl Words {
     }
 
     /// Store `bytes` at the start of the region (Relaxed; padding bytes of the last
-    /// word keep their value). Used before publication, or as part of `publish`.
+    /// word keep their value). Used only before the array is shared: by
+    /// `create_from` before the header is published, and by `heap_from`.
     fn store_all(&self, bytes: &[u8]) {
         debug_assert!(bytes.len() <= 8 * self.len);
         let mut chunks = bytes.chunks_exact(8);
@@ -671,6 +675,7 @@ impl<T: Pod> SharedArray<T> {
     /// and no writer has completed a write since. A hint for readers; writers are
     /// told through [`WriteOutcome::recovered`].
     pub fn is_partial(&self) -> bool {
+        // Relaxed: a hint, nothing is read on the strength of it.
         self.ctl().lock.partial.load(Ordering::Relaxed) != 0
     }
 
@@ -690,6 +695,7 @@ impl<T: Pod> SharedArray<T> {
     #[inline]
     fn try_acquire(&self, st: &mut Acquiring) -> Option<Got> {
         let word = &self.ctl().lock.word;
+        // Relaxed: a guess that the CAS below validates (and acquires).
         let cur = word.load(Ordering::Relaxed);
         let keep = (cur & WAITERS) | if st.contended { WAITERS } else { 0 };
         if cur & PID_MASK == 0 {
@@ -717,6 +723,7 @@ impl<T: Pod> SharedArray<T> {
     /// Sleep on the lock word until a wake-up or `slice` passes.
     fn sleep_on_lock(&self, st: &mut Acquiring, slice: Duration) {
         let word = &self.ctl().lock.word;
+        // Relaxed: the CAS that sets WAITERS and the futex both re-check it.
         let cur = word.load(Ordering::Relaxed);
         if cur & PID_MASK == 0 {
             return;
@@ -782,11 +789,13 @@ impl<T: Pod> SharedArray<T> {
             Got::Stolen(pid) => {
                 line.dead.store(pid, Ordering::Relaxed);
                 // The dead holder never released: an RMW reads the last value in
-                // seq's modification order, whatever it stored last.
+                // seq's modification order, whatever it stored last; Acquire pairs
+                // with its Release store of an even value, if it got that far.
                 ctl.seq.fetch_add(0, Ordering::Acquire)
             }
         };
-        let s = if s & 1 == 1 {
+        let torn = s & 1 == 1;
+        let s = if torn {
             // It died (or a broken peer unlocked) in the middle of publishing.
             line.partial.store(1, Ordering::Relaxed);
             let even = s.wrapping_add(1);
@@ -796,8 +805,10 @@ impl<T: Pod> SharedArray<T> {
         } else {
             s
         };
+        // Relaxed: written under the lock we hold (by us, or by an earlier holder
+        // whose unlock our Acquire CAS read).
         let dead = line.dead.load(Ordering::Relaxed);
-        let partial = line.partial.load(Ordering::Relaxed) != 0;
+        let partial = torn || line.partial.load(Ordering::Relaxed) != 0;
         Held {
             ctl,
             seq: s,
@@ -948,9 +959,8 @@ impl<T: Pod> SharedArray<T> {
                     return Ok(());
                 }
             }
-            if !backoff.snooze() {
-                break;
-            }
+            // Within its budget (OPTIMISTIC_TRIES <= Backoff::STEPS), so it waits.
+            backoff.snooze();
         }
         // Writes kept landing (or a writer died while publishing): read under the
         // lock, which also recovers a dead holder.
@@ -963,12 +973,20 @@ impl<T: Pod> SharedArray<T> {
         Ok(())
     }
 
-    fn snapshot_until(&self, deadline: Deadline) -> Result<Vec<T>, LockTimeout> {
-        let mut out: Vec<T> = Vec::with_capacity(self.len);
-        // SAFETY: the capacity holds len elements = bytes() bytes.
-        unsafe { self.read_bytes(out.as_mut_ptr().cast(), deadline)? };
+    /// Replace the contents of `buf` with a consistent copy of the array.
+    fn read_into(&self, buf: &mut Vec<T>, deadline: Deadline) -> Result<(), LockTimeout> {
+        buf.clear();
+        buf.reserve(self.len);
+        // SAFETY: `buf` has room for len elements = bytes() bytes.
+        unsafe { self.read_bytes(buf.as_mut_ptr().cast(), deadline)? };
         // SAFETY: read_bytes wrote all bytes() bytes; any bytes are a valid T (Pod).
-        unsafe { out.set_len(self.len) };
+        unsafe { buf.set_len(self.len) };
+        Ok(())
+    }
+
+    fn snapshot_until(&self, deadline: Deadline) -> Result<Vec<T>, LockTimeout> {
+        let mut out = Vec::new();
+        self.read_into(&mut out, deadline)?;
         Ok(out)
     }
 
@@ -993,12 +1011,8 @@ impl<T: Pod> SharedArray<T> {
     /// Like [`snapshot`](Self::snapshot), into `out` (its contents are replaced):
     /// no allocation once `out` has room.
     pub fn snapshot_into(&self, out: &mut Vec<T>) {
-        out.clear();
-        out.reserve(self.len);
-        // SAFETY: `out` has room for len elements = bytes() bytes.
-        match unsafe { self.read_bytes(out.as_mut_ptr().cast(), Deadline::never()) } {
-            // SAFETY: all bytes() bytes were written; any bytes are a valid T.
-            Ok(()) => unsafe { out.set_len(self.len) },
+        match self.read_into(out, Deadline::never()) {
+            Ok(()) => {}
             Err(_) => unreachable!("no deadline"),
         }
     }
@@ -1019,12 +1033,7 @@ impl<T: Pod> SharedArray<T> {
         let mut guard = try_take(&self.reads);
         let mut fresh = Vec::new();
         let buf = guard.as_deref_mut().unwrap_or(&mut fresh);
-        buf.clear();
-        buf.reserve(self.len);
-        // SAFETY: `buf` has room for len elements = bytes() bytes.
-        unsafe { self.read_bytes(buf.as_mut_ptr().cast(), deadline)? };
-        // SAFETY: all bytes() bytes were written; any bytes are a valid T (Pod).
-        unsafe { buf.set_len(self.len) };
+        self.read_into(buf, deadline)?;
         Ok(f(buf))
     }
 

@@ -103,14 +103,15 @@
 //!   before reading the length and the payload.
 //! - "free slot": the receiver is done with the payload, then stores `p + one_lap`
 //!   in the stamp (Release); the next sender loads it with Acquire before writing.
-//! - "detach": a leaving handle decrements its role's count with a `SeqCst` RMW
+//! - "detach": a leaving handle decrements its role's count with a Release RMW
 //!   after its last publish or release; the other side loads the count with
 //!   Acquire and then looks at the queue once more (see `peers.rs`).
 //!
 //! Waiting follows the protocol of `wait.rs`: receivers sleep on `not_empty`,
-//! senders on `not_full`. K1 is the Release stamp store of a publish or release
-//! (or the `SeqCst` count update of a detach); then `wait::wake` runs the waker's
-//! barrier and wakes the other side's word only if someone announced sleep there. W2 reloads, with
+//! senders on `not_full`. K1 is the Release stamp store of a publish or release,
+//! after which `wait::wake` runs the waker's barrier and wakes the other side's
+//! word only if someone announced sleep there; the last handle of a role to
+//! detach wakes the other side unconditionally (`wait::wake_always`). W2 reloads, with
 //! `SeqCst`, the sleeper's position, the stamp of the slot it is waiting at and the
 //! peer count, and sleeps only if none changed.
 //!
@@ -142,7 +143,7 @@ use crate::error::{
     Error, Kind, RecvError, RecvTimeoutError, Result, Role, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-use crate::layout::{Geometry, Padded, TypeInfo, LINE, MAX_SEGMENT_LEN};
+use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
 use crate::peers::{Left, Peers, TABLE_LEN};
 use crate::segment::{Control, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
@@ -189,7 +190,8 @@ struct SlotHeader {
     /// `pid << 32 | (position as u32)` of the last handle that claimed the slot
     /// (sender or receiver), stored Relaxed right after its claim (see
     /// `record_claim`). Read by nobody yet: it is there so that a dead claimer can
-    /// be found and its slot skipped.
+    /// be found and its slot skipped. The store costs little: the claimer writes
+    /// the same line (length, stamp) right after.
     claim: AtomicU64,
     /// Reserved, 0.
     reserved: AtomicU64,
@@ -202,8 +204,9 @@ const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct MpmcControl {
-    /// Enqueue position, `lap | index`. Moved by senders only, with an AcqRel CAS
-    /// from the value they loaded (Acquire) to the next position; `index < slots`.
+    /// Enqueue position, `lap | index`. Moved by senders only, with a CAS (Release
+    /// on success, Acquire on failure) from the value they loaded (Acquire) to the
+    /// next position; `index < slots`.
     tail: Padded<AtomicU64>,
     /// Dequeue position, likewise, moved by receivers only.
     head: Padded<AtomicU64>,
@@ -224,6 +227,7 @@ struct Futexes {
 
 #[cfg(not(loom))]
 const _: () = {
+    use crate::layout::LINE;
     use std::mem::{offset_of, size_of};
     assert!(size_of::<MpmcControl>() == 8 * LINE);
     assert!(offset_of!(MpmcControl, head) == LINE);
@@ -250,7 +254,8 @@ struct Dims {
     elem: usize,
     /// Offset of the payload in a slot: `max(SLOT_HEADER, align_of::<T>())`.
     payload: usize,
-    /// Bytes per slot: a multiple of [`LINE`], at least `payload + max_batch * elem`.
+    /// Bytes per slot: a multiple of `max(SLOT_ALIGN, align_of::<T>())`, at least
+    /// `payload + max_batch * elem`.
     stride: usize,
 }
 
@@ -338,7 +343,7 @@ impl Dims {
 ///
 /// # Safety
 /// `data` must be the data region of a region with dimensions `d` (so
-/// `d.slots * d.stride` bytes, aligned to [`LINE`]), alive for `'a`, and
+/// `d.slots * d.stride` bytes, aligned to [`crate::layout::LINE`]), alive for `'a`, and
 /// `index < d.slots`.
 #[cfg(not(loom))]
 unsafe fn slot_header<'a>(data: NonNull<u8>, d: &Dims, index: usize) -> &'a SlotHeader {
@@ -437,7 +442,8 @@ impl Queue {
     #[inline]
     fn payload<T>(&self, index: usize) -> *mut T {
         debug_assert!(index < self.dims.slots);
-        // SAFETY: index < slots, so payload_off(index) + max_batch * elem <= stride *
+        // SAFETY: callers pass indices from `index()`, which are below `slots`
+        // (debug-asserted above), so payload_off(index) + max_batch * elem <= stride *
         // (index + 1) <= data_len; the payload offset is a multiple of
         // max(32, align_of::<T>()) within a slot whose start is a multiple of
         // max(64, align_of::<T>()) from the LINE-aligned data region, so aligned.
@@ -508,7 +514,7 @@ impl Attachment {
             // Our side's sleepers wait for the peer: let them see it is gone.
             wait::wake_always(q.flag_waiting_for(self.peer()));
         }
-        // Sync point "detach": Acquire pairs with the peers' SeqCst decrements.
+        // Sync point "detach": Acquire pairs with the peers' decrements (peers.rs).
         peers.gone(self.peer(), Ordering::Acquire)
     }
 }
@@ -517,7 +523,8 @@ impl Drop for Attachment {
     fn drop(&mut self) {
         let q = &self.queue;
         if q.ctl().peers.detach(self.role, self.pid, self.entry) == Left::Last {
-            // The peer's sleepers wait for us: the detach RMW was K1, this is K2.
+            // The peer's sleepers wait for us: wake them whatever the flag says
+            // (`wake_always` explains why that needs no K2).
             wait::wake_always(q.flag_waiting_for(self.role));
         }
     }
@@ -599,7 +606,10 @@ impl End {
         };
         wait::sleep(
             q.flag_waiting_for(peer),
-            // W2: SeqCst loads of what K1 (a stamp store or a detach) writes.
+            // W2: SeqCst loads of what K1 writes (the stamp we wait at) and of the
+            // peer count a detach changes. The position is not written by any K1
+            // (same-side claims move it and wake nobody): it is looked at so that
+            // a sleeper whose position moved tries again at once.
             || {
                 pos.load(Ordering::SeqCst) != seen.pos
                     || q.header(seen.index).stamp.load(Ordering::SeqCst) != seen.stamp
@@ -671,95 +681,118 @@ fn record_claim(slot: &SlotHeader, pid: u32, pos: u64) {
     let _ = (slot, pid, pos);
 }
 
-/// The producing end of an MPMC queue.
-///
-/// `Send`; clone it for more threads. See the [module docs](self) for the behaviour
-/// when full or disconnected.
-pub struct Sender<T: Pod = f64> {
-    end: End,
-    _t: PhantomData<fn(T)>,
-}
-
-impl<T: Pod> Clone for Sender<T> {
-    /// Another sender on the same attachment (no new table entry).
-    fn clone(&self) -> Self {
-        Sender {
-            end: self.end.clone_end(),
-            _t: PhantomData,
+/// What a `Sender` and a `Receiver` share: their struct, `Clone`, `Debug`, and the
+/// constructors and accessors. `$marker` is the `PhantomData` variance marker;
+/// `$what`, `$peers` and `$peer` name this role and the other one in the docs;
+/// `$gone_note` ends the doc of `is_disconnected`.
+macro_rules! handle {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $role:expr, $marker:ty,
+        what: $what:literal,
+        peers: $peers:literal,
+        peer: $peer:literal,
+        gone_note: $gone_note:literal $(,)?
+    ) => {
+        $(#[$doc])*
+        pub struct $name<T: Pod = f64> {
+            end: End,
+            _t: PhantomData<$marker>,
         }
-    }
+
+        impl<T: Pod> Clone for $name<T> {
+            #[doc = concat!("Another ", $what, " on the same attachment (no new table entry).")]
+            fn clone(&self) -> Self {
+                $name {
+                    end: self.end.clone_end(),
+                    _t: PhantomData,
+                }
+            }
+        }
+
+        impl<T: Pod> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("attachment", &self.end.att)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<T: Pod> $name<T> {
+            #[doc = concat!("Create the segment `name` with `slots` slots of up to `max_batch` elements each, and attach to it as a ", $what, ". The segment is removed when this handle (and its clones) drop, unless [`persist`](Self::persist) is called.")]
+            ///
+            /// # Errors
+            /// [`Error::InvalidName`], [`Error::InvalidSize`] (zero or absurd `slots` or
+            /// `max_batch`), [`Error::UnsupportedType`], [`Error::AlreadyExists`],
+            /// [`Error::Io`].
+            pub fn create(name: &str, slots: usize, max_batch: usize) -> Result<Self> {
+                let ty = TypeInfo::of::<T>()?;
+                Self::attach(create_queue(name, slots, max_batch, &ty)?)
+            }
+
+            #[doc = concat!("Open the existing segment `name` as one more ", $what, ".")]
+            ///
+            /// # Errors
+            /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::TypeMismatch`],
+            /// [`Error::VersionMismatch`], [`Error::Corrupted`], [`Error::NotReady`],
+            /// [`Error::TooManyAttached`], [`Error::Io`].
+            pub fn open(name: &str) -> Result<Self> {
+                let ty = TypeInfo::of::<T>()?;
+                Self::attach(open_queue(name, &ty)?)
+            }
+
+            fn attach(q: Arc<Queue>) -> Result<Self> {
+                Ok($name {
+                    end: End::new(Attachment::new(q, $role)?),
+                    _t: PhantomData,
+                })
+            }
+
+            fn queue(&self) -> &Queue {
+                &self.end.att.queue
+            }
+
+            /// Longest batch the queue carries, in elements.
+            pub fn max_batch(&self) -> usize {
+                self.queue().dims.max_batch
+            }
+
+            /// Number of slots: how many batches the queue holds.
+            pub fn capacity(&self) -> usize {
+                self.queue().dims.slots
+            }
+
+            /// The segment name (`None` for a [`channel`]).
+            pub fn name(&self) -> Option<&str> {
+                self.queue().region.name()
+            }
+
+            /// Keep the segment when the creating handle drops (no effect on an opener).
+            pub fn persist(&self) {
+                self.queue().region.persist();
+            }
+
+            #[doc = concat!("Whether ", $peers, " attached once and all are gone (checks that their processes are alive: one system call per attached ", $peer, ").", $gone_note)]
+            pub fn is_disconnected(&self) -> bool {
+                self.end.att.peer_gone(true)
+            }
+        }
+    };
 }
 
-impl<T: Pod> fmt::Debug for Sender<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sender")
-            .field("attachment", &self.end.att)
-            .finish_non_exhaustive()
-    }
+handle! {
+    /// The producing end of an MPMC queue.
+    ///
+    /// `Send`; clone it for more threads. See the [module docs](self) for the
+    /// behaviour when full or disconnected.
+    Sender, Role::Sender, fn(T),
+    what: "sender",
+    peers: "receivers",
+    peer: "receiver",
+    gone_note: "",
 }
 
 impl<T: Pod> Sender<T> {
-    /// Create the segment `name` with `slots` slots of up to `max_batch` elements
-    /// each, and attach to it as a sender. The segment is removed when this handle
-    /// (and its clones) drop, unless [`persist`](Self::persist) is called.
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`], [`Error::InvalidSize`] (zero or absurd `slots` or
-    /// `max_batch`), [`Error::UnsupportedType`], [`Error::AlreadyExists`],
-    /// [`Error::Io`].
-    pub fn create(name: &str, slots: usize, max_batch: usize) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        Self::attach(create_queue(name, slots, max_batch, &ty)?)
-    }
-
-    /// Open the existing segment `name` as one more sender.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::TypeMismatch`],
-    /// [`Error::VersionMismatch`], [`Error::Corrupted`], [`Error::NotReady`],
-    /// [`Error::TooManyAttached`], [`Error::Io`].
-    pub fn open(name: &str) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        Self::attach(open_queue(name, &ty)?)
-    }
-
-    fn attach(q: Arc<Queue>) -> Result<Self> {
-        Ok(Sender {
-            end: End::new(Attachment::new(q, Role::Sender)?),
-            _t: PhantomData,
-        })
-    }
-
-    fn queue(&self) -> &Queue {
-        &self.end.att.queue
-    }
-
-    /// Longest batch this queue accepts, in elements.
-    pub fn max_batch(&self) -> usize {
-        self.queue().dims.max_batch
-    }
-
-    /// Number of slots: how many batches the queue holds.
-    pub fn capacity(&self) -> usize {
-        self.queue().dims.slots
-    }
-
-    /// The segment name (`None` for a [`channel`]).
-    pub fn name(&self) -> Option<&str> {
-        self.queue().region.name()
-    }
-
-    /// Keep the segment when the creating handle drops (no effect on an opener).
-    pub fn persist(&self) {
-        self.queue().region.persist();
-    }
-
-    /// Whether receivers attached once and all are gone (checks that their
-    /// processes are alive: one system call per attached receiver).
-    pub fn is_disconnected(&self) -> bool {
-        self.end.att.peer_gone(true)
-    }
-
     /// Claim a free slot for a batch of `len` elements, without waiting.
     #[inline]
     fn claim(&mut self, len: usize) -> Result<Claim, TrySendError> {
@@ -773,7 +806,8 @@ impl<T: Pod> Sender<T> {
             });
         }
         let ctl = q.ctl();
-        if ctl.peers.gone(Role::Receiver, Ordering::Acquire) {
+        // Relaxed: a sender reads nothing the receivers wrote before leaving.
+        if ctl.peers.gone(Role::Receiver, Ordering::Relaxed) {
             return Err(TrySendError::Disconnected);
         }
         let corrupted = |reason| Err(TrySendError::Corrupted { reason });
@@ -786,14 +820,18 @@ impl<T: Pod> Sender<T> {
             };
             let slot = q.header(index);
             // Sync point "free slot": Acquire pairs with the Release store in
-            // `Receiver::release` of the previous lap's receiver: its reads and
+            // `release` by the previous lap's receiver: its reads and
             // writes of the payload happen before ours.
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == tail {
+                // Release on success: each claim heads a release sequence, so a
+                // later Acquire load of tail synchronises with every earlier
+                // claimer (module docs). Acquire on failure: the position we get
+                // replaces the one loaded with Acquire above.
                 match ctl.tail.compare_exchange_weak(
                     tail,
                     q.next(tail, index),
-                    Ordering::AcqRel,
+                    Ordering::Release,
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
@@ -819,7 +857,8 @@ impl<T: Pod> Sender<T> {
                 return Err(TrySendError::Full);
             } else {
                 // Our tail is stale (the stamp is from a later claim, which
-                // happens after tail moved), or the slot is damaged.
+                // happens after tail moved), or the slot is damaged. Acquire as
+                // the first load of tail above.
                 let t = ctl.tail.load(Ordering::Acquire);
                 if t == tail {
                     return corrupted("slot stamp is inconsistent with the enqueue position");
@@ -870,6 +909,7 @@ impl<T: Pod> Sender<T> {
     fn publish(&self, claim: Claim, len: u64) {
         let q = self.queue();
         let slot = q.header(claim.index);
+        // Relaxed: published by the stamp store below (see `SlotHeader::len`).
         slot.len.store(len, Ordering::Relaxed);
         // Sync point "publish batch": Release pairs with the receiver's Acquire
         // load of the stamp in `Receiver::take`. This is K1 of the wake protocol;
@@ -991,98 +1031,26 @@ struct Taken {
     len: usize,
 }
 
-/// The consuming end of an MPMC queue.
-///
-/// `Send`; clone it for more threads. See the [module docs](self) for the behaviour
-/// when empty or disconnected.
-pub struct Receiver<T: Pod = f64> {
-    end: End,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T: Pod> Clone for Receiver<T> {
-    /// Another receiver on the same attachment (no new table entry).
-    fn clone(&self) -> Self {
-        Receiver {
-            end: self.end.clone_end(),
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<T: Pod> fmt::Debug for Receiver<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receiver")
-            .field("attachment", &self.end.att)
-            .finish_non_exhaustive()
-    }
+handle! {
+    /// The consuming end of an MPMC queue.
+    ///
+    /// `Send`; clone it for more threads. See the [module docs](self) for the
+    /// behaviour when empty or disconnected.
+    Receiver, Role::Receiver, fn() -> T,
+    what: "receiver",
+    peers: "senders",
+    peer: "sender",
+    gone_note: " Batches they committed may still be waiting.",
 }
 
 impl<T: Pod> Receiver<T> {
-    /// Create the segment `name` with `slots` slots of up to `max_batch` elements
-    /// each, and attach to it as a receiver. The segment is removed when this
-    /// handle (and its clones) drop, unless [`persist`](Self::persist) is called.
-    ///
-    /// # Errors
-    /// As [`Sender::create`].
-    pub fn create(name: &str, slots: usize, max_batch: usize) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        Self::attach(create_queue(name, slots, max_batch, &ty)?)
-    }
-
-    /// Open the existing segment `name` as one more receiver.
-    ///
-    /// # Errors
-    /// As [`Sender::open`].
-    pub fn open(name: &str) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        Self::attach(open_queue(name, &ty)?)
-    }
-
-    fn attach(q: Arc<Queue>) -> Result<Self> {
-        Ok(Receiver {
-            end: End::new(Attachment::new(q, Role::Receiver)?),
-            _t: PhantomData,
-        })
-    }
-
-    fn queue(&self) -> &Queue {
-        &self.end.att.queue
-    }
-
-    /// Longest batch the queue carries, in elements.
-    pub fn max_batch(&self) -> usize {
-        self.queue().dims.max_batch
-    }
-
-    /// Number of slots: how many batches the queue holds.
-    pub fn capacity(&self) -> usize {
-        self.queue().dims.slots
-    }
-
-    /// The segment name (`None` for a [`channel`]).
-    pub fn name(&self) -> Option<&str> {
-        self.queue().region.name()
-    }
-
-    /// Keep the segment when the creating handle drops (no effect on an opener).
-    pub fn persist(&self) {
-        self.queue().region.persist();
-    }
-
-    /// Whether senders attached once and all are gone (checks that their processes
-    /// are alive: one system call per attached sender). Batches they committed may
-    /// still be waiting.
-    pub fn is_disconnected(&self) -> bool {
-        self.end.att.peer_gone(true)
-    }
-
     /// Whether no committed batch waits at the head of the queue right now.
     pub fn is_empty(&self) -> bool {
         let q = self.queue();
-        let head = q.ctl().head.load(Ordering::Acquire);
+        // Relaxed: a hint that reads nothing after these two words.
+        let head = q.ctl().head.load(Ordering::Relaxed);
         q.index(head).map_or(true, |i| {
-            q.header(i).stamp.load(Ordering::Acquire) != head.wrapping_add(1)
+            q.header(i).stamp.load(Ordering::Relaxed) != head.wrapping_add(1)
         })
     }
 
@@ -1115,10 +1083,11 @@ impl<T: Pod> Receiver<T> {
                 // `Sender::publish`; the length and payload are visible after this.
                 let stamp = slot.stamp.load(Ordering::Acquire);
                 if stamp == head.wrapping_add(1) {
+                    // Orderings as for tail in `Sender::claim`.
                     match ctl.head.compare_exchange_weak(
                         head,
                         q.next(head, index),
-                        Ordering::AcqRel,
+                        Ordering::Release,
                         Ordering::Acquire,
                     ) {
                         Ok(_) => {
@@ -1126,6 +1095,7 @@ impl<T: Pod> Receiver<T> {
                             let len = slot.len.load(Ordering::Relaxed);
                             if len == SKIPPED {
                                 release(q, head, index);
+                                // Acquire as the first load of head above.
                                 head = ctl.head.load(Ordering::Acquire);
                                 continue;
                             }
@@ -1153,7 +1123,8 @@ impl<T: Pod> Receiver<T> {
                     };
                 } else {
                     // Our head is stale (the stamp is from a later lap, which
-                    // happens after head moved), or the slot is damaged.
+                    // happens after head moved), or the slot is damaged. Acquire
+                    // as the first load of head above.
                     let h = ctl.head.load(Ordering::Acquire);
                     if h == head {
                         return corrupted("slot stamp is inconsistent with the dequeue position");

@@ -57,12 +57,14 @@ const fn entry_word(pid: u32, role: Role) -> u64 {
     (pid as u64) << 32 | role_code(role)
 }
 
-/// Apply `f` to `word` in one `SeqCst` read-modify-write (a CAS loop); returns the
-/// previous value.
+/// Apply `f` to `word` in one read-modify-write (a CAS loop); returns the previous
+/// value. Release on success, for the "detach" sync point (see `decrement`); no
+/// Acquire: an attach or detach reads nothing its peers wrote. The Relaxed loads
+/// only seed the loop: the CAS checks them.
 fn update(word: &AtomicU64, f: impl Fn(u64) -> u64) -> u64 {
     let mut cur = word.load(Ordering::Relaxed);
     loop {
-        match word.compare_exchange_weak(cur, f(cur), Ordering::SeqCst, Ordering::Relaxed) {
+        match word.compare_exchange_weak(cur, f(cur), Ordering::Release, Ordering::Relaxed) {
             Ok(prev) => return prev,
             Err(now) => cur = now,
         }
@@ -73,9 +75,10 @@ fn update(word: &AtomicU64, f: impl Fn(u64) -> u64) -> u64 {
 #[repr(C)]
 pub(crate) struct Peers {
     /// Per role (sender, receiver): `EVER | live count`. Updated by attaching,
-    /// detaching and reaping handles with `SeqCst` read-modify-writes (a detach is
-    /// K1 of the wake protocol and heads a release sequence, see [`Peers::gone`]);
-    /// read on every operation (`Acquire`) and by sleepers (`SeqCst`, W2).
+    /// detaching and reaping handles with Release read-modify-writes (a detach heads
+    /// a release sequence, see [`Peers::gone`]; the last one is followed by
+    /// `wait::wake_always`, which needs no more); read by receivers (`Acquire`),
+    /// senders (Relaxed) and sleepers (`SeqCst`, W2).
     counts: Padded<[AtomicU64; 2]>,
     /// Attachment table: 0 = free, else `pid << 32 | role code`. Claimed with a CAS
     /// from 0 by an attaching handle; freed with a CAS back to 0 by its own detach or
@@ -125,15 +128,17 @@ impl Peers {
             self.reap_all();
             self.claim_entry(word)
         })?;
-        // SeqCst RMW: after it, a peer that reads this count sees us attached.
+        // After this RMW, a peer that reads the count sees us attached.
         update(self.count(role), |c| EVER | ((c & COUNT) + 1).min(COUNT));
         Ok(entry)
     }
 
     fn claim_entry(&self, word: u64) -> Result<usize, TableFull> {
         for (i, e) in self.entries.iter().enumerate() {
+            // Relaxed: the entry publishes only itself (a pid for reapers); the
+            // CAS makes the claim exclusive.
             if e.load(Ordering::Relaxed) == 0
-                && e.compare_exchange(0, word, Ordering::SeqCst, Ordering::Relaxed)
+                && e.compare_exchange(0, word, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
                 return Ok(i);
@@ -147,8 +152,9 @@ impl Peers {
     /// alone: whoever freed the entry decremented it.
     pub(crate) fn detach(&self, role: Role, pid: u32, entry: usize) -> Left {
         let word = entry_word(pid, role);
+        // Relaxed: as in `claim_entry`; the count's RMW carries the ordering.
         let freed = self.entries.get(entry).is_some_and(|e| {
-            e.compare_exchange(word, 0, Ordering::SeqCst, Ordering::Relaxed)
+            e.compare_exchange(word, 0, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         });
         if freed {
@@ -159,7 +165,7 @@ impl Peers {
     }
 
     fn decrement(&self, role: Role) -> Left {
-        // Sync point "detach": a SeqCst RMW after every batch this handle published
+        // Sync point "detach": a Release RMW after every batch this handle published
         // or released. Pairs with the Acquire/SeqCst load in `gone`: the count words
         // are only ever changed by RMWs, so they form one release sequence, and a
         // peer that reads 0 synchronises with every earlier detach of the role.
@@ -199,13 +205,15 @@ impl Peers {
     fn reap_where(&self, pick: impl Fn(Option<Role>) -> bool) -> Left {
         let mut out = Left::Some;
         for e in &self.entries {
+            // Relaxed: a candidate only; the CAS below decides.
             let w = e.load(Ordering::Relaxed);
             let role = role_of(w & 0xffff_ffff);
             if w == 0 || !pick(role) || pid_alive((w >> 32) as u32) {
                 continue;
             }
-            // Only one reaper wins the CAS, so each dead entry is counted once.
-            if e.compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed)
+            // Only one reaper wins the CAS, so each dead entry is counted once
+            // (atomicity is all it needs).
+            if e.compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             {
                 if let Some(role) = role {

@@ -79,6 +79,9 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
+    /// Number of `snooze` calls that wait before it says to sleep.
+    pub(crate) const STEPS: u32 = QUICK_POLLS + SPIN_STEPS + YIELD_STEPS;
+
     /// Wait a little. Returns `false` once spinning and yielding are exhausted and
     /// the caller should sleep instead.
     #[inline]
@@ -96,7 +99,7 @@ impl Backoff {
             for _ in 0..pauses {
                 sync::spin_loop();
             }
-        } else if self.step < QUICK_POLLS + SPIN_STEPS + YIELD_STEPS {
+        } else if self.step < Self::STEPS {
             sync::yield_now();
         } else {
             return false;
