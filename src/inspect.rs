@@ -336,6 +336,7 @@ fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
                     process: Process::new(holder),
                 });
             }
+            // Relaxed: a report, like the lock word above.
             info.seq = Some(
                 map.at::<AtomicU64>(ARRAY_SEQ_OFFSET)
                     .load(Ordering::Relaxed),
