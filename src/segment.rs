@@ -103,45 +103,180 @@ pub fn remove(name: &str) -> Result<()> {
     shm::unlink(name.os.as_c_str()).map_err(|e| io_error("shm_unlink", &name, e))
 }
 
-/// Whether process `pid` exists and is not a zombie.
+/// A process as the kernel knows it: its pid and its start time, so that a pid the
+/// kernel has handed to a new process does not make a dead peer look alive.
 ///
-/// This is a liveness *hint*: pids are reused, and a process in another pid
-/// namespace is invisible. It costs a system call, so the queues call it only on
-/// their slow paths.
+/// The start time is field 22 of `/proc/PID/stat` (clock ticks since boot, 100 per
+/// second on Linux), truncated to 32 bits: two processes with the same pid and start
+/// times exactly a multiple of 2^32 ticks (497 days) apart are confused, nothing
+/// else is. Pids are those of the caller's pid namespace: processes that share a
+/// segment must share a pid namespace (a peer in another one looks dead).
+///
+/// Why not an OFD lock on the segment's file: a lock lives as long as its open file
+/// description, which a `fork`ed child inherits (Python's `multiprocessing` forks),
+/// so a dead process's lock can outlive it; and heap regions have no file.
+///
+/// Packed into 54 bits ([`ProcId::pack`]): `start << 22 | pid`. Linux pids are below
+/// 2^22 (`PID_MAX_LIMIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ProcId {
+    /// The process id, below 2^22 (0 is never a live process).
+    pub pid: u32,
+    /// The low 32 bits of its start time in clock ticks since boot (0 where it is
+    /// not known: under loom and miri).
+    pub start: u32,
+}
+
+/// Bits of a packed [`ProcId`].
+pub(crate) const PROC_BITS: u32 = 54;
+/// Bits of a pid in a packed [`ProcId`].
+const PID_BITS: u32 = 22;
+
+impl ProcId {
+    /// A process that is never alive (pid 0): what a zeroed word decodes to.
+    pub(crate) const NOBODY: ProcId = ProcId { pid: 0, start: 0 };
+
+    /// This process.
+    pub(crate) fn me() -> ProcId {
+        static ME: std::sync::OnceLock<ProcId> = std::sync::OnceLock::new();
+        *ME.get_or_init(|| {
+            let pid = std::process::id();
+            assert!(pid < 1 << PID_BITS, "Linux pids are below 2^22, got {pid}");
+            ProcId {
+                pid,
+                start: start_time(pid).unwrap_or(0),
+            }
+        })
+    }
+
+    /// `start << 22 | pid`, in the low [`PROC_BITS`] bits.
+    pub(crate) const fn pack(self) -> u64 {
+        (self.start as u64) << PID_BITS | (self.pid as u64 & ((1 << PID_BITS) - 1))
+    }
+
+    /// The inverse of [`pack`](Self::pack); bits above [`PROC_BITS`] are ignored,
+    /// so any word from shared memory decodes to some `ProcId`.
+    pub(crate) const fn unpack(word: u64) -> ProcId {
+        ProcId {
+            pid: (word & ((1 << PID_BITS) - 1)) as u32,
+            start: (word >> PID_BITS) as u32,
+        }
+    }
+
+    /// Whether this process still runs: it exists, is not a zombie, and started
+    /// when it says. Costs a system call and a read of `/proc` (~10 µs) for another
+    /// process: call on slow paths only.
+    pub(crate) fn alive(self) -> bool {
+        if self.pid == 0 {
+            return false;
+        }
+        let me = ProcId::me();
+        if self.pid == me.pid {
+            // Our pid with another start time: a dead process that had our pid.
+            return self.start == me.start;
+        }
+        #[cfg(any(miri, loom))]
+        {
+            true
+        }
+        #[cfg(not(any(miri, loom)))]
+        {
+            // A pid from shared memory may be anything: above i32::MAX it would be a
+            // negative pid_t, which kill(2) reads as a process group.
+            let Some(p) = i32::try_from(self.pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            else {
+                return false;
+            };
+            match rustix::process::test_kill_process(p) {
+                Ok(()) | Err(Errno::PERM) => match proc_stat(self.pid) {
+                    // Gone between the two calls, a zombie (dead, not yet reaped by
+                    // its parent), or a new process that got the pid.
+                    Ok(Some((state, start))) => state != 'Z' && start == self.start,
+                    Ok(None) => false,
+                    // /proc unreadable (hidepid, no procfs): kill(2) is all we know.
+                    Err(()) => true,
+                },
+                Err(_) => false,
+            }
+        }
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie, whatever its start time (for
+/// reports about a pid recorded without one).
 pub(crate) fn pid_alive(pid: u32) -> bool {
     if pid == 0 {
         return false;
     }
-    if pid == std::process::id() {
-        return true;
-    }
     #[cfg(any(miri, loom))]
     {
-        true
+        pid == std::process::id() || pid < 1 << PID_BITS
     }
     #[cfg(not(any(miri, loom)))]
     {
-        // A pid from shared memory may be anything: above i32::MAX it would be a
-        // negative pid_t, which kill(2) reads as a process group.
-        let Some(p) = i32::try_from(pid)
+        let start = match proc_stat(pid) {
+            Ok(Some((_, start))) => start,
+            Ok(None) => return false,
+            Err(()) => return ProcId { pid, start: 0 }.alive_by_signal(),
+        };
+        ProcId { pid, start }.alive()
+    }
+}
+
+impl ProcId {
+    /// `kill(pid, 0)` alone.
+    #[cfg(not(any(miri, loom)))]
+    fn alive_by_signal(self) -> bool {
+        i32::try_from(self.pid)
             .ok()
             .and_then(rustix::process::Pid::from_raw)
-        else {
-            return false;
-        };
-        match rustix::process::test_kill_process(p) {
-            Ok(()) | Err(Errno::PERM) => {
-                // Alive, or a zombie that nobody has reaped yet: a zombie is dead.
-                match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                    Ok(stat) => !stat
-                        .rsplit_once(')')
-                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-                    Err(_) => true,
-                }
-            }
-            Err(_) => false,
-        }
+            .is_some_and(|p| {
+                matches!(
+                    rustix::process::test_kill_process(p),
+                    Ok(()) | Err(Errno::PERM)
+                )
+            })
     }
+}
+
+/// The start time of process `pid`, if it exists (`None` under loom and miri).
+fn start_time(pid: u32) -> Option<u32> {
+    #[cfg(any(miri, loom))]
+    {
+        let _ = pid;
+        None
+    }
+    #[cfg(not(any(miri, loom)))]
+    {
+        proc_stat(pid).ok().flatten().map(|(_, start)| start)
+    }
+}
+
+/// State letter and start time (low 32 bits) from `/proc/PID/stat`: `Ok(None)` if
+/// the process does not exist, `Err` if `/proc` cannot tell.
+#[cfg(not(any(miri, loom)))]
+fn proc_stat(pid: u32) -> std::result::Result<Option<(char, u32)>, ()> {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    parse_stat(&stat).map(Some).ok_or(())
+}
+
+/// Parse the state (field 3) and start time (field 22) of a `/proc/PID/stat` line.
+/// The command name (field 2) is in parentheses and may hold spaces and `)`, so
+/// the fields are counted from the last `)`.
+#[cfg(not(any(miri, loom)))]
+fn parse_stat(stat: &str) -> Option<(char, u32)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Fields 4..=21 lie between the state and the start time.
+    let start: u64 = fields.nth(22 - 4)?.parse().ok()?;
+    Some((state, start as u32))
 }
 
 /// A mapping of a whole shared-memory object. Unmapped on drop; the name is
@@ -504,6 +639,71 @@ mod tests {
     fn own_pid_is_alive_and_zero_is_not() {
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(0));
+        assert!(ProcId::me().alive());
+        assert!(!ProcId::NOBODY.alive());
+    }
+
+    #[test]
+    fn proc_ids_pack_and_unpack() {
+        let p = ProcId {
+            pid: (1 << 22) - 1,
+            start: u32::MAX,
+        };
+        assert_eq!(ProcId::unpack(p.pack()), p);
+        assert!(p.pack() < 1 << PROC_BITS);
+        assert_eq!(ProcId::unpack(0), ProcId::NOBODY);
+        assert_eq!(ProcId::unpack(ProcId::me().pack()), ProcId::me());
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_reused_pid_does_not_look_alive() {
+        // Our own pid with another start time is a dead process that had our pid.
+        let me = ProcId::me();
+        assert!(!ProcId {
+            start: me.start.wrapping_add(1),
+            ..me
+        }
+        .alive());
+        // So is pid 1 with a start time it does not have.
+        let init = ProcId {
+            pid: 1,
+            start: start_time(1).unwrap_or(0),
+        };
+        if pid_alive(1) && proc_stat(1).is_ok() {
+            assert!(init.alive());
+            assert!(!ProcId {
+                start: init.start.wrapping_add(1),
+                ..init
+            }
+            .alive());
+        }
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_zombie_is_dead() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not waited for: once it exits it stays a zombie until `wait`.
+        let t = std::time::Instant::now();
+        while proc_stat(pid).ok().flatten().map(|(s, _)| s) != Some('Z') {
+            assert!(t.elapsed() < Duration::from_secs(10), "child never exited");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!pid_alive(pid));
+        let mut child = child;
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn stat_lines_with_odd_command_names_parse() {
+        let line = "42 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4294967301 20";
+        assert_eq!(parse_stat(line), Some(('S', 5)));
+        assert_eq!(parse_stat("42 (x) S 1"), None);
+        assert_eq!(parse_stat("garbage"), None);
     }
 
     #[cfg(not(miri))]
