@@ -144,8 +144,8 @@ use crate::error::{
     TryRecvError, TrySendError,
 };
 use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
-use crate::peers::{Left, Peers, TABLE_LEN};
-use crate::segment::{Control, Region};
+use crate::peers::{self, Left, Peers, TABLE_LEN};
+use crate::segment::{Control, ProcId, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline, SLICE};
 
@@ -171,6 +171,77 @@ const RETRY_LIMIT: u32 = 1024;
 /// [`SLICE`] apart).
 const LIVENESS_EVERY: u32 = 1024;
 
+/// The claim word of a slot: who holds it, on which side, for which position.
+///
+/// ```text
+/// bit 63       1 once claimed (0: never claimed since creation)
+/// bits 62..57  the holder's attachment entry (peers.rs)
+/// bits 56..49  that entry's generation when the claim was made
+/// bit 48       side: 0 = claimed by a sender (writing), 1 = taken by a receiver
+/// bits 47..0   the position claimed, modulo 2^48
+/// ```
+///
+/// The position makes every claim word unique for 2^48 claims, so a CAS from a
+/// word read earlier cannot succeed after the slot went round a lap (no ABA), and
+/// the entry and generation name an attachment even after its entry is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClaimWord(u64);
+
+/// Which side holds a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// A sender claimed it and is writing (stamp `p`), or committed it (`p + 1`).
+    Write,
+    /// A receiver took the committed batch (stamp `p + 1`) and is reading it.
+    Read,
+}
+
+impl ClaimWord {
+    const CLAIMED: u64 = 1 << 63;
+    const ENTRY_SHIFT: u32 = 57;
+    const GEN_SHIFT: u32 = 49;
+    const READ: u64 = 1 << 48;
+    const POS: u64 = (1 << 48) - 1;
+
+    /// The identity bits of attachment `slot`.
+    fn holder_bits(slot: peers::Slot) -> u64 {
+        Self::CLAIMED | (slot.entry as u64) << Self::ENTRY_SHIFT | slot.gen << Self::GEN_SHIFT
+    }
+
+    /// The word for a claim by the holder `bits` (from `holder_bits`).
+    #[inline]
+    fn new(bits: u64, side: Side, pos: u64) -> ClaimWord {
+        let side = match side {
+            Side::Write => 0,
+            Side::Read => Self::READ,
+        };
+        ClaimWord(bits | side | pos & Self::POS)
+    }
+
+    /// Whether this is a claim of position `pos` on `side`.
+    #[inline]
+    fn is(self, side: Side, pos: u64) -> bool {
+        let want = match side {
+            Side::Write => 0,
+            Side::Read => Self::READ,
+        };
+        self.0 & (Self::CLAIMED | Self::READ) == Self::CLAIMED | want
+            && self.0 & Self::POS == pos & Self::POS
+    }
+
+    /// The attachment that made the claim.
+    fn holder(self) -> peers::Slot {
+        peers::Slot {
+            entry: (self.0 >> Self::ENTRY_SHIFT) as usize & (TABLE_LEN - 1),
+            gen: (self.0 >> Self::GEN_SHIFT) & ((1 << peers::GEN_BITS) - 1),
+        }
+    }
+}
+
+const _: () = assert!(TABLE_LEN == 1 << peers::ENTRY_BITS);
+const _: () = assert!(ClaimWord::GEN_SHIFT + peers::GEN_BITS == ClaimWord::ENTRY_SHIFT);
+const _: () = assert!(ClaimWord::ENTRY_SHIFT + peers::ENTRY_BITS == 63);
+
 /// The header of one slot, at the start of the slot in the data region.
 ///
 /// Under loom, atomics cannot live in raw memory, so the headers live in a vector in
@@ -187,11 +258,13 @@ struct SlotHeader {
     /// (Relaxed) before its stamp store; read by the claiming receiver (Relaxed)
     /// after its Acquire load of the stamp. Checked against `max_batch`.
     len: AtomicU64,
-    /// `pid << 32 | (position as u32)` of the last handle that claimed the slot
-    /// (sender or receiver), stored Relaxed right after its claim (see
-    /// `record_claim`). Read by nobody yet: it is there so that a dead claimer can
-    /// be found and its slot skipped. The store costs little: the claimer writes
-    /// the same line (length, stamp) right after.
+    /// The claim word (see [`ClaimWord`]): who holds the slot, for which
+    /// position, on which side. A sender claims a free slot, and a receiver a
+    /// committed one, by a CAS on this word (AcqRel on success: Acquire to see the
+    /// previous holder's claim, Release so that a helper that reads ours with
+    /// Acquire and then moves the position passes on what we saw); everyone loads
+    /// it with Acquire. Handles that find the holder dead take the slot over with a
+    /// CAS from the dead holder's word.
     claim: AtomicU64,
     /// Reserved, 0.
     reserved: AtomicU64,
@@ -424,6 +497,31 @@ impl Queue {
         }
     }
 
+    /// Move `word` (tail or head) from `pos`, whose slot `index` has been claimed,
+    /// to the next position, unless someone already did: the claimer does it right
+    /// after its claim, and anyone who finds the claim while the position still
+    /// names it helps, so a claimer that dies in between holds nobody up.
+    ///
+    /// Release: each move heads a release sequence, so that an Acquire load of the
+    /// position synchronises with everyone who moved it before (and, through the
+    /// claim word, with the claimers they helped). Relaxed on failure: we read
+    /// nothing through a failed move.
+    #[inline]
+    fn advance(&self, word: &AtomicU64, pos: u64, index: usize) {
+        let _ = word.compare_exchange(
+            pos,
+            self.next(pos, index),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether the holder named by claim word `c` is still attached and alive (a
+    /// system call unless it is this process: slow paths only).
+    fn holder_alive(&self, c: ClaimWord) -> bool {
+        self.ctl().peers.holder_alive(c.holder())
+    }
+
     #[inline]
     fn header(&self, index: usize) -> &SlotHeader {
         #[cfg(loom)]
@@ -474,18 +572,20 @@ impl Queue {
 struct Attachment {
     queue: Arc<Queue>,
     role: Role,
-    pid: u32,
-    entry: usize,
+    proc: ProcId,
+    slot: peers::Slot,
+    /// `ClaimWord::holder_bits(slot)`.
+    holder: u64,
 }
 
 impl Attachment {
     fn new(queue: Arc<Queue>, role: Role) -> Result<Arc<Attachment>> {
         wait::init();
-        let pid = std::process::id();
-        let entry = queue
+        let proc = ProcId::me();
+        let slot = queue
             .ctl()
             .peers
-            .attach(role, pid)
+            .attach(role, proc)
             .map_err(|_| Error::TooManyAttached {
                 name: queue.name().to_owned(),
                 max: TABLE_LEN,
@@ -493,9 +593,60 @@ impl Attachment {
         Ok(Arc::new(Attachment {
             queue,
             role,
-            pid,
-            entry,
+            proc,
+            slot,
+            holder: ClaimWord::holder_bits(slot),
         }))
+    }
+
+    /// Our claim word for `pos` on `side`.
+    #[inline]
+    fn claim(&self, side: Side, pos: u64) -> ClaimWord {
+        ClaimWord::new(self.holder, side, pos)
+    }
+
+    /// Take over the slot at `index`, claimed as `dead` by a holder that is gone,
+    /// with our claim for `pos` on `side`. Exactly one of the handles that race
+    /// for it wins (AcqRel as the claim CAS; Acquire also pairs with the Release
+    /// of `simulate_death`, which stands for a process's end in the tests).
+    fn take_over(&self, index: usize, dead: ClaimWord, side: Side, pos: u64) -> bool {
+        self.queue
+            .header(index)
+            .claim
+            .compare_exchange(
+                dead.0,
+                self.claim(side, pos).0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Publish the slot at position `pos`, claimed by a sender that died before
+    /// committing it (its claim word is `dead`), as skipped. Returns whether we did
+    /// (another handle may have been first).
+    #[cold]
+    fn skip_dead_writer(&self, pos: u64, index: usize, dead: ClaimWord) -> bool {
+        if !self.take_over(index, dead, Side::Write, pos) {
+            return false;
+        }
+        let q = &*self.queue;
+        // It may have died before moving tail past its claim.
+        q.advance(&q.ctl().tail, pos, index);
+        let slot = q.header(index);
+        // As `Sender::publish`, with our claim.
+        slot.len.store(SKIPPED, Ordering::Relaxed);
+        slot.stamp.store(pos.wrapping_add(1), Ordering::Release);
+        wait::wake(&q.ctl().futex.not_empty);
+        true
+    }
+
+    /// Make this attachment look dead (tests): see [`Peers::simulate_death`].
+    fn simulate_death(&self) {
+        self.queue
+            .ctl()
+            .peers
+            .simulate_death(self.role, self.proc, self.slot);
     }
 
     fn peer(&self) -> Role {
@@ -505,14 +656,20 @@ impl Attachment {
         }
     }
 
-    /// Whether the other side attached once and is gone. With `check_pids`, its
-    /// dead processes are reaped first (system calls).
+    /// Whether the other side attached once and is gone. With `check_pids`, the
+    /// dead processes of both sides are reaped first (system calls; a reap of our
+    /// own side tells the others to look for batches a dead receiver held).
     fn peer_gone(&self, check_pids: bool) -> bool {
         let q = &self.queue;
         let peers = &q.ctl().peers;
-        if check_pids && peers.reap(self.peer()) == Left::Last {
-            // Our side's sleepers wait for the peer: let them see it is gone.
-            wait::wake_always(q.flag_waiting_for(self.peer()));
+        if check_pids {
+            for role in [self.peer(), self.role] {
+                if peers.reap(role) == Left::Last {
+                    // The other side's sleepers wait for `role`: let them see it
+                    // is gone.
+                    wait::wake_always(q.flag_waiting_for(role));
+                }
+            }
         }
         // Sync point "detach": Acquire pairs with the peers' decrements (peers.rs).
         peers.gone(self.peer(), Ordering::Acquire)
@@ -522,7 +679,7 @@ impl Attachment {
 impl Drop for Attachment {
     fn drop(&mut self) {
         let q = &self.queue;
-        if q.ctl().peers.detach(self.role, self.pid, self.entry) == Left::Last {
+        if q.ctl().peers.detach(self.role, self.proc, self.slot) == Left::Last {
             // The peer's sleepers wait for us: wake them whatever the flag says
             // (`wake_always` explains why that needs no K2).
             wait::wake_always(q.flag_waiting_for(self.role));
@@ -557,6 +714,9 @@ struct End {
     /// Failed polls since creation (wrapping).
     idle: u32,
     last_check: Instant,
+    /// The `deaths` count of the last scan for orphaned batches that found none
+    /// (receivers only).
+    scanned: u64,
 }
 
 impl End {
@@ -566,6 +726,8 @@ impl End {
             seen: Seen::default(),
             idle: 0,
             last_check: Instant::now(),
+            // Not a count anyone has: the first empty slow path scans.
+            scanned: u64::MAX,
         }
     }
 
@@ -662,23 +824,54 @@ fn open_queue(name: &str, ty: &TypeInfo) -> Result<Arc<Queue>> {
     Ok(Arc::new(Queue::new(region)?))
 }
 
+/// A sender at `tail` found the queue full at slot `index`: if the previous
+/// lap's holder of that slot is gone, recover the slot. Returns whether anything
+/// changed (then claiming again may succeed).
+///
+/// - Claimed for writing (`stamp == p`, `p = tail - one_lap`) by a sender that is
+///   gone: published as skipped, which the receivers step over.
+/// - Taken (`stamp == p + 1`, a read claim) by a receiver that is gone: the batch
+///   is committed again, as it lies, at position `tail` (we claim `tail` for it), so
+///   another receiver gets it. The read claim keeps the batch's length.
+///
+/// Every recovery reads the claim word, finds its holder gone, and only then reads
+/// the stamp: a holder that is gone changes neither again, so the pair is
+/// consistent, and the CAS from the claim word read first makes the takeover
+/// exclusive. (Read the other way round, a stamp from before the holder's last
+/// publish or release would pass for the current one.)
+#[cold]
+#[inline(never)]
+fn recover_tail(att: &Attachment, tail: u64, index: usize) -> bool {
+    let q = &*att.queue;
+    let p = tail.wrapping_sub(q.dims.one_lap);
+    let slot = q.header(index);
+    // Acquire: see `SlotHeader::claim`.
+    let c = ClaimWord(slot.claim.load(Ordering::Acquire));
+    let (writing, taken) = (c.is(Side::Write, p), c.is(Side::Read, p));
+    if !(writing || taken) || q.holder_alive(c) {
+        return false;
+    }
+    // Acquire as in `Sender::claim`.
+    let stamp = slot.stamp.load(Ordering::Acquire);
+    if writing && stamp == p {
+        return att.skip_dead_writer(p, index, c);
+    }
+    if taken && stamp == p.wrapping_add(1) && att.take_over(index, c, Side::Write, tail) {
+        q.advance(&q.ctl().tail, tail, index);
+        // Sync point "publish batch", as in `Sender::publish`: the payload and
+        // length are the dead receiver's batch.
+        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+        wait::wake(&q.ctl().futex.not_empty);
+        return true;
+    }
+    false
+}
+
 /// A claimed slot.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
     pos: u64,
     index: usize,
-}
-
-/// Record who claimed a slot (see [`SlotHeader::claim`]). Nothing reads the word
-/// yet, so loom models skip the store: it cannot change their outcome and would
-/// only multiply the interleavings they explore.
-#[inline]
-fn record_claim(slot: &SlotHeader, pid: u32, pos: u64) {
-    #[cfg(not(loom))]
-    slot.claim
-        .store((pid as u64) << 32 | (pos & 0xffff_ffff), Ordering::Relaxed);
-    #[cfg(loom)]
-    let _ = (slot, pid, pos);
 }
 
 /// What a `Sender` and a `Receiver` share: their struct, `Clone`, `Debug`, and the
@@ -739,6 +932,15 @@ macro_rules! handle {
             pub fn open(name: &str) -> Result<Self> {
                 let ty = TypeInfo::of::<T>()?;
                 Self::attach(open_queue(name, &ty)?)
+            }
+
+            #[doc = concat!("Attach once more to the same queue, as a new ", $what, " with its own attachment (what [`open`](Self::open) gives in another process; for tests of process death on a [`channel`]).")]
+            ///
+            /// # Errors
+            /// [`Error::TooManyAttached`].
+            #[doc(hidden)]
+            pub fn attach_again(&self) -> Result<Self> {
+                Self::attach(Arc::clone(&self.end.att.queue))
             }
 
             fn attach(q: Arc<Queue>) -> Result<Self> {
@@ -811,8 +1013,9 @@ impl<T: Pod> Sender<T> {
             return Err(TrySendError::Disconnected);
         }
         let corrupted = |reason| Err(TrySendError::Corrupted { reason });
-        // Acquire: synchronises with every earlier claimer through the release
-        // sequence of tail's CASes, so the stamp below is not older than lap - 1.
+        // Acquire: synchronises with every earlier mover of tail through the
+        // release sequence of its CASes (`Queue::advance`), so the stamp below is
+        // not older than lap - 1.
         let mut tail = ctl.tail.load(Ordering::Acquire);
         for _ in 0..RETRY_LIMIT {
             let Some(index) = q.index(tail) else {
@@ -824,23 +1027,46 @@ impl<T: Pod> Sender<T> {
             // writes of the payload happen before ours.
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == tail {
-                // Release on success: each claim heads a release sequence, so a
-                // later Acquire load of tail synchronises with every earlier
-                // claimer (module docs). Acquire on failure: the position we get
-                // replaces the one loaded with Acquire above.
-                match ctl.tail.compare_exchange_weak(
-                    tail,
-                    q.next(tail, index),
-                    Ordering::Release,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        record_claim(slot, att.pid, tail);
-                        q.region.shadow().write(d.payload_off(index), len * d.elem);
-                        return Ok(Claim { pos: tail, index });
-                    }
-                    Err(t) => tail = t,
+                // Free for this lap, or claimed for it by a sender that has not
+                // moved tail yet. Acquire: see `SlotHeader::claim`.
+                let c = ClaimWord(slot.claim.load(Ordering::Acquire));
+                if c.is(Side::Write, tail) {
+                    q.advance(&ctl.tail, tail, index);
+                    // Acquire as the first load of tail above.
+                    tail = ctl.tail.load(Ordering::Acquire);
+                    continue;
                 }
+                // A free slot holds the previous lap's read claim (or nothing yet).
+                // Anything else was written after our load of the stamp: the slot
+                // moved on (a CAS from it would claim a slot that is not free), or
+                // it is damaged.
+                if !(c.0 == 0 || c.is(Side::Read, tail.wrapping_sub(d.one_lap))) {
+                    if slot.stamp.load(Ordering::Acquire) == stamp
+                        && slot.claim.load(Ordering::Acquire) == c.0
+                    {
+                        return corrupted("claim word is inconsistent with the slot stamp");
+                    }
+                    // Acquire as the first load of tail above.
+                    tail = ctl.tail.load(Ordering::Acquire);
+                    continue;
+                }
+                // The claim (orderings in `SlotHeader::claim`). It cannot succeed
+                // once the slot moved on: every later claim word differs from `c`.
+                if slot
+                    .claim
+                    .compare_exchange(
+                        c.0,
+                        att.claim(Side::Write, tail).0,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    q.advance(&ctl.tail, tail, index);
+                    q.region.shadow().write(d.payload_off(index), len * d.elem);
+                    return Ok(Claim { pos: tail, index });
+                }
+                // Another handle claimed it first: look again.
             } else if stamp == tail.wrapping_sub(d.one_lap)
                 || stamp == tail.wrapping_sub(d.one_lap).wrapping_add(1)
             {
@@ -850,9 +1076,13 @@ impl<T: Pod> Sender<T> {
                     index,
                     stamp,
                 };
-                let check = self.end.liveness_due(false);
-                if check && self.end.att.peer_gone(true) {
-                    return Err(TrySendError::Disconnected);
+                if self.end.liveness_due(false) {
+                    if self.end.att.peer_gone(true) {
+                        return Err(TrySendError::Disconnected);
+                    }
+                    if recover_tail(&self.end.att, tail, index) {
+                        return self.claim(len);
+                    }
                 }
                 return Err(TrySendError::Full);
             } else {
@@ -984,6 +1214,16 @@ impl<T: Pod> Reservation<'_, T> {
     }
 }
 
+impl<T: Pod> Reservation<'_, T> {
+    /// Leave the slot claimed and mark the sender's attachment as that of a dead
+    /// process, as if the process had been killed here (for tests of recovery).
+    #[doc(hidden)]
+    pub fn simulate_death(self) {
+        self.tx.end.att.simulate_death();
+        std::mem::forget(self);
+    }
+}
+
 impl<T: Pod> Drop for Reservation<'_, T> {
     fn drop(&mut self) {
         if !self.committed {
@@ -1064,8 +1304,8 @@ impl<T: Pod> Receiver<T> {
             let d = &q.dims;
             let ctl = q.ctl();
             let corrupted = |reason| Err(TryRecvError::Corrupted { reason });
-            // Acquire: synchronises with every earlier claimer through the release
-            // sequence of head's CASes (see `Sender::claim`).
+            // Acquire: synchronises with every earlier mover of head through the
+            // release sequence of its CASes (`Queue::advance`).
             let mut head = ctl.head.load(Ordering::Acquire);
             let mut tries = 0;
             let empty = loop {
@@ -1083,35 +1323,50 @@ impl<T: Pod> Receiver<T> {
                 // `Sender::publish`; the length and payload are visible after this.
                 let stamp = slot.stamp.load(Ordering::Acquire);
                 if stamp == head.wrapping_add(1) {
-                    // Orderings as for tail in `Sender::claim`.
-                    match ctl.head.compare_exchange_weak(
-                        head,
-                        q.next(head, index),
-                        Ordering::Release,
-                        Ordering::Acquire,
-                    ) {
-                        Ok(_) => {
-                            record_claim(slot, att.pid, head);
-                            let len = slot.len.load(Ordering::Relaxed);
-                            if len == SKIPPED {
-                                release(q, head, index);
-                                // Acquire as the first load of head above.
-                                head = ctl.head.load(Ordering::Acquire);
-                                continue;
-                            }
-                            if len > d.max_batch as u64 {
-                                release(q, head, index);
-                                return corrupted("batch length exceeds the maximum");
-                            }
-                            let len = len as usize;
-                            q.region.shadow().write(d.payload_off(index), len * d.elem);
+                    // Committed: by its sender's claim, or taken by a receiver that
+                    // has not moved head yet. Acquire: see `SlotHeader::claim`.
+                    let c = ClaimWord(slot.claim.load(Ordering::Acquire));
+                    if c.is(Side::Read, head) {
+                        q.advance(&ctl.head, head, index);
+                        // Acquire as the first load of head above.
+                        head = ctl.head.load(Ordering::Acquire);
+                        continue;
+                    }
+                    if !c.is(Side::Write, head) {
+                        // The slot moved on since we loaded its stamp, or it is
+                        // damaged: a committed slot holds its committer's claim.
+                        if slot.stamp.load(Ordering::Acquire) == stamp
+                            && slot.claim.load(Ordering::Acquire) == c.0
+                        {
+                            return corrupted("claim word is inconsistent with the slot stamp");
+                        }
+                        continue;
+                    }
+                    // The claim (orderings in `SlotHeader::claim`).
+                    if slot
+                        .claim
+                        .compare_exchange(
+                            c.0,
+                            att.claim(Side::Read, head).0,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    q.advance(&ctl.head, head, index);
+                    match checked_len(q, head, index) {
+                        Ok(Some(len)) => {
                             return Ok(Taken {
                                 pos: head,
                                 index,
                                 len,
-                            });
+                            })
                         }
-                        Err(h) => head = h,
+                        // Skipped: released; on to the next.
+                        Ok(None) => head = ctl.head.load(Ordering::Acquire),
+                        Err(reason) => return corrupted(reason),
                     }
                 } else if stamp == head || stamp == head.wrapping_add(1).wrapping_sub(d.one_lap) {
                     // Free, claimed and not committed, or the previous lap's batch
@@ -1134,16 +1389,88 @@ impl<T: Pod> Receiver<T> {
             };
             *seen = empty;
             if last_look {
-                return Err(TryRecvError::Disconnected);
+                // Every sender is gone: what is left to deliver is what the dead
+                // left behind.
+                match self.recover(empty, true)? {
+                    Recovered::Taken(t) => return Ok(t),
+                    Recovered::Retry => continue,
+                    Recovered::Nothing => return Err(TryRecvError::Disconnected),
+                }
             }
             let check = self.end.liveness_due(false);
-            if !self.end.att.peer_gone(check) {
+            let gone = self.end.att.peer_gone(check);
+            if check {
+                match self.recover(empty, false)? {
+                    Recovered::Taken(t) => return Ok(t),
+                    Recovered::Retry => continue,
+                    Recovered::Nothing => {}
+                }
+            }
+            if !gone {
                 return Err(TryRecvError::Empty);
             }
             // Every sender is gone and we synchronised with their detaches: all they
             // committed is visible now. One more look decides.
             last_look = true;
         }
+    }
+
+    /// The slow path of an empty queue: recover what gone handles hold.
+    ///
+    /// - The slot at head (`at`), claimed by a sender that is gone: published as
+    ///   skipped (`Retry`: look at head again).
+    /// - A batch that a receiver that is gone had taken: we take it over and
+    ///   deliver it (`Taken`). This scans every slot, so it runs only when an
+    ///   attachment went away since our last scan (`Peers::deaths`), or, with
+    ///   `all`, once every sender is gone.
+    #[cold]
+    #[inline(never)]
+    fn recover(&mut self, at: Seen, all: bool) -> Result<Recovered, TryRecvError> {
+        let att = &*self.end.att;
+        let q = &*att.queue;
+        if at.stamp == at.pos {
+            // Claim word, holder, then stamp, as in `recover_tail`.
+            let slot = q.header(at.index);
+            let c = ClaimWord(slot.claim.load(Ordering::Acquire));
+            if c.is(Side::Write, at.pos)
+                && !q.holder_alive(c)
+                && slot.stamp.load(Ordering::Acquire) == at.pos
+                && att.skip_dead_writer(at.pos, at.index, c)
+            {
+                return Ok(Recovered::Retry);
+            }
+        }
+        let deaths = q.ctl().peers.deaths();
+        if !all && deaths == self.end.scanned {
+            return Ok(Recovered::Nothing);
+        }
+        for index in 0..q.dims.slots {
+            let slot = q.header(index);
+            // Claim word, holder, then stamp, as in `recover_tail`; Acquire both,
+            // as in `take`.
+            // (A first look at the stamp spares the system call of `holder_alive`
+            // for the slots that are not taken.)
+            let c = ClaimWord(slot.claim.load(Ordering::Acquire));
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            let pos = stamp.wrapping_sub(1);
+            if !c.is(Side::Read, pos)
+                || q.index(pos) != Some(index)
+                || q.holder_alive(c)
+                || slot.stamp.load(Ordering::Acquire) != stamp
+                || !att.take_over(index, c, Side::Read, pos)
+            {
+                continue;
+            }
+            // Ours now; the stamp cannot have moved: only the holder's release
+            // or a takeover of the claim word we just won moves it.
+            match checked_len(q, pos, index) {
+                Ok(Some(len)) => return Ok(Recovered::Taken(Taken { pos, index, len })),
+                Ok(None) => continue,
+                Err(reason) => return Err(TryRecvError::Corrupted { reason }),
+            }
+        }
+        self.end.scanned = deaths;
+        Ok(Recovered::Nothing)
     }
 
     #[inline]
@@ -1197,6 +1524,42 @@ impl<T: Pod> Receiver<T> {
     }
 }
 
+/// What [`Receiver::recover`] did.
+enum Recovered {
+    Nothing,
+    /// The slot at head changed: look again.
+    Retry,
+    /// We took over a batch a dead receiver held.
+    Taken(Taken),
+}
+
+/// The length of the batch in the slot at `pos` that we just took: `None` for a
+/// skipped slot (released here), `Err` for a length above `max_batch` (released
+/// too, so the queue goes on).
+#[inline]
+fn checked_len(
+    q: &Queue,
+    pos: u64,
+    index: usize,
+) -> std::result::Result<Option<usize>, &'static str> {
+    // Relaxed: published by the stamp we loaded with Acquire (see
+    // `SlotHeader::len`).
+    let len = q.header(index).len.load(Ordering::Relaxed);
+    if len == SKIPPED {
+        release(q, pos, index);
+        return Ok(None);
+    }
+    if len > q.dims.max_batch as u64 {
+        release(q, pos, index);
+        return Err("batch length exceeds the maximum");
+    }
+    let len = len as usize;
+    q.region
+        .shadow()
+        .write(q.dims.payload_off(index), len * q.dims.elem);
+    Ok(Some(len))
+}
+
 /// Give a claimed slot back to the senders.
 #[inline]
 fn release(q: &Queue, pos: u64, index: usize) {
@@ -1235,6 +1598,17 @@ impl<T: Pod> DerefMut for Batch<'_, T> {
         // SAFETY: as in `deref`; `&mut self` makes the access unique in-process, and
         // no sender touches the slot before `release`.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.taken.len) }
+    }
+}
+
+impl<T: Pod> Batch<'_, T> {
+    /// Keep the slot taken and mark the receiver's attachment as that of a dead
+    /// process, as if the process had been killed while holding the batch (for
+    /// tests of recovery).
+    #[doc(hidden)]
+    pub fn simulate_death(self) {
+        self.rx.end.att.simulate_death();
+        std::mem::forget(self);
     }
 }
 

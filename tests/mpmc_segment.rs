@@ -23,6 +23,20 @@ const ENTRIES: u64 = 256 + 4 * 128;
 const DATA: u64 = 256 + 8 * 128;
 const SLOT_LEN: u64 = 8;
 
+/// An attachment-table entry (src/peers.rs): `ProcId::pack() << 10 | generation <<
+/// 2 | role code`, where `ProcId::pack()` is `start_time << 22 | pid`.
+fn entry(pid: u64, start: u64, role: u64) -> u64 {
+    (start << 22 | pid) << 10 | 1 << 2 | role
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat), low 32 bits.
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let start: u64 = rest.split_whitespace().nth(19).unwrap().parse().unwrap();
+    start & u64::from(u32::MAX)
+}
+
 /// Slots of 4 f64 take 64 bytes each: header 32, payload 32.
 const STRIDE_4: u64 = 64;
 
@@ -236,7 +250,21 @@ fn the_claim_word_records_the_claimer() {
     let mut tx = Sender::<f64>::open(&name).unwrap();
     let r = tx.reserve(1).unwrap();
     let me = u64::from(std::process::id());
-    assert_eq!(peek_u64(&name, DATA + 16), me << 32);
+    // Claimed, entry e, generation, write side, position 0 (src/mpmc.rs, "claim
+    // word"); entry e of the table names this process as a sender.
+    let claim = peek_u64(&name, DATA + 16);
+    assert_eq!(claim >> 63, 1);
+    assert_eq!(claim & (1 << 48), 0, "a sender's claim");
+    assert_eq!(claim & ((1 << 48) - 1), 0, "position 0");
+    let e = (claim >> 57) & 63;
+    let word = peek_u64(&name, ENTRIES + 8 * e);
+    assert_eq!((word >> 10) & ((1 << 22) - 1), me);
+    assert_eq!(word & 3, 1, "a sender's entry");
+    assert_eq!(
+        (claim >> 49) & 0xff,
+        (word >> 2) & 0xff,
+        "the same generation"
+    );
     r.commit();
 }
 
@@ -251,11 +279,15 @@ fn a_dead_attached_process_counts_as_gone() {
     let _c = Cleanup(name.clone());
     let mut rx = Receiver::<f64>::create(&name, 2, 1).unwrap();
     // Forge an attached sender in a process that died without detaching.
-    poke(&name, ENTRIES + 8 * 63, &(dead << 32 | 1).to_le_bytes());
+    poke(&name, ENTRIES + 8 * 63, &entry(dead, 0, 1).to_le_bytes());
     poke(&name, SENDERS, &(1u64 << 63 | 1).to_le_bytes());
     assert!(rx.is_disconnected());
     assert_eq!(peek_u64(&name, SENDERS), 1 << 63, "the count was reaped");
-    assert_eq!(peek_u64(&name, ENTRIES + 8 * 63), 0);
+    assert_eq!(
+        peek_u64(&name, ENTRIES + 8 * 63) & 3,
+        0,
+        "the entry was freed"
+    );
     assert_eq!(
         rx.recv_timeout(Duration::from_secs(10)).unwrap_err(),
         RecvTimeoutError::Disconnected
@@ -264,7 +296,7 @@ fn a_dead_attached_process_counts_as_gone() {
     let name = unique("dead");
     let _c = Cleanup(name.clone());
     let mut tx = Sender::<f64>::create(&name, 1, 1).unwrap();
-    poke(&name, ENTRIES + 8 * 10, &(dead << 32 | 2).to_le_bytes());
+    poke(&name, ENTRIES + 8 * 10, &entry(dead, 0, 2).to_le_bytes());
     poke(&name, RECEIVERS, &(1u64 << 63 | 1).to_le_bytes());
     tx.send(&[1.0]).unwrap();
     assert_eq!(
@@ -272,6 +304,35 @@ fn a_dead_attached_process_counts_as_gone() {
             .unwrap_err(),
         shmbatch::SendTimeoutError::Disconnected
     );
+}
+
+#[test]
+fn a_reused_pid_does_not_keep_a_dead_peer_alive() {
+    // Our parent is alive; an entry naming its pid with another start time is a
+    // process that died and whose pid the kernel gave to the parent.
+    let parent = std::os::unix::process::parent_id();
+    let start = start_time(parent);
+    let name = unique("reused");
+    let _c = Cleanup(name.clone());
+    let rx = Receiver::<f64>::create(&name, 2, 1).unwrap();
+    poke(&name, SENDERS, &(1u64 << 63 | 1).to_le_bytes());
+    poke(
+        &name,
+        ENTRIES + 8 * 63,
+        &entry(u64::from(parent), start, 1).to_le_bytes(),
+    );
+    assert!(
+        !rx.is_disconnected(),
+        "the same pid and start time is alive"
+    );
+    let other = (start + 1) & u64::from(u32::MAX);
+    poke(
+        &name,
+        ENTRIES + 8 * 63,
+        &entry(u64::from(parent), other, 1).to_le_bytes(),
+    );
+    assert!(rx.is_disconnected(), "another start time is a dead process");
+    assert_eq!(peek_u64(&name, SENDERS), 1 << 63, "the count was reaped");
 }
 
 #[test]
