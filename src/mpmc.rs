@@ -717,6 +717,8 @@ struct End {
     /// The `deaths` count of the last scan for orphaned batches that found none
     /// (receivers only).
     scanned: u64,
+    /// Set by `sleep` for the next `liveness_due`.
+    check_next: bool,
 }
 
 impl End {
@@ -728,6 +730,7 @@ impl End {
             last_check: Instant::now(),
             // Not a count anyone has: the first empty slow path scans.
             scanned: u64::MAX,
+            check_next: false,
         }
     }
 
@@ -735,11 +738,15 @@ impl End {
         End::new(Arc::clone(&self.att))
     }
 
-    /// Count a failed poll and say whether to check the peers' pids now: at most
-    /// every [`SLICE`], and outside sleep only every [`LIVENESS_EVERY`] polls (so
-    /// that a spinning `try_` loop rarely reads the clock).
+    /// Count a failed poll and say whether to check the peers' pids (and recover
+    /// what the dead hold) now: at most every [`SLICE`], and outside sleep only
+    /// every [`LIVENESS_EVERY`] polls (so that a spinning `try_` loop rarely reads
+    /// the clock), or when a sleeper handed its turn to the next attempt.
     #[inline]
     fn liveness_due(&mut self, sleeping: bool) -> bool {
+        if std::mem::take(&mut self.check_next) {
+            return true;
+        }
         self.idle = self.idle.wrapping_add(1);
         if !sleeping && self.idle % LIVENESS_EVERY != 0 {
             return false;
@@ -753,10 +760,14 @@ impl End {
     }
 
     /// Sleep until the peer acts, unless the slot or position we last saw changed
-    /// or the peer left.
+    /// or the peer left. When a liveness check is due, do not sleep: the next
+    /// attempt checks, and recovers what the dead hold, where it can act on it.
     fn sleep(&mut self, slice: Duration) {
-        let check = self.liveness_due(true);
-        if self.att.peer_gone(check) {
+        if self.liveness_due(true) {
+            self.check_next = true;
+            return;
+        }
+        if self.att.peer_gone(false) {
             return; // the next attempt reports it
         }
         let q = &*self.att.queue;

@@ -450,3 +450,116 @@ fn many_producers_many_consumers_deliver_exactly_once() {
     assert_eq!(empties, expected_empties);
     assert!(all.is_empty());
 }
+
+// ------------------------------------------------------------ process death
+//
+// `simulate_death` marks a handle's attachment as that of a dead process and
+// leaves its claim in place, which is what a SIGKILL at that instant leaves (the
+// cross-process trials in mpmc_processes.rs kill real processes).
+
+/// Recovery runs on the slow path, at most every liveness slice (20 ms): wait for
+/// it with a timeout, never with a fixed sleep.
+const RECOVERY: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_producer_dying_in_reserve_is_skipped_and_the_queue_flows() {
+    let (mut tx, mut rx) = pair(4, 2);
+    let mut dying = tx.attach_again().unwrap();
+    dying.reserve(1).unwrap().simulate_death();
+    drop(dying);
+    // The other producer fills every other slot and more: the receivers get all
+    // of it, in order, past the dead claim.
+    for i in 0..3 {
+        tx.send(&[i as f64]).unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[i as f64]);
+    }
+    for i in 3..40 {
+        tx.send_timeout(&[i as f64], RECOVERY).unwrap();
+        assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[i as f64]);
+    }
+}
+
+#[test]
+fn after_a_dead_producer_every_committed_batch_is_drained_then_disconnected() {
+    // The measured failure: a producer dies holding a reservation, another sends
+    // 15 batches into 16 slots and leaves; all 15 must arrive, then Disconnected.
+    let (tx, mut rx) = pair(16, 4);
+    let mut dying = tx.attach_again().unwrap();
+    dying.reserve(4).unwrap().simulate_death();
+    drop(dying);
+    let mut b = tx;
+    for i in 0..15 {
+        b.send(&[i as f64; 3]).unwrap();
+    }
+    drop(b);
+    for i in 0..15 {
+        assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[i as f64; 3]);
+    }
+    assert_eq!(
+        rx.recv_timeout(RECOVERY).unwrap_err(),
+        RecvTimeoutError::Disconnected
+    );
+}
+
+#[test]
+fn a_batch_held_by_a_dead_receiver_is_delivered_again_while_senders_wait() {
+    let (mut tx, mut rx) = pair(2, 1);
+    let mut dying = rx.attach_again().unwrap();
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[2.0]).unwrap();
+    dying.recv().unwrap().simulate_death();
+    drop(dying);
+    assert_eq!(&*rx.recv().unwrap(), &[2.0]);
+    // The queue is "full" at the dead receiver's slot: the sender recovers it (the
+    // batch is committed again, ahead of ours) and the queue flows.
+    tx.send_timeout(&[3.0], RECOVERY).unwrap();
+    let got: Vec<f64> = (0..2)
+        .map(|_| rx.recv_timeout(RECOVERY).unwrap()[0])
+        .collect();
+    assert_eq!(got, [1.0, 3.0], "redelivered, after a later batch (2.0)");
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty, "once");
+    for i in 5..20 {
+        tx.send_timeout(&[i as f64], RECOVERY).unwrap();
+        assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[i as f64]);
+    }
+}
+
+#[test]
+fn a_batch_held_by_a_dead_receiver_is_found_by_an_idle_receiver() {
+    // No sender comes back to the slot: a waiting receiver finds the orphan.
+    let (mut tx, mut rx) = pair(8, 1);
+    let mut dying = rx.attach_again().unwrap();
+    tx.send(&[7.0]).unwrap();
+    dying.recv().unwrap().simulate_death();
+    drop(dying);
+    assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[7.0]);
+    assert_eq!(
+        rx.try_recv().unwrap_err(),
+        TryRecvError::Empty,
+        "delivered once more, not twice"
+    );
+    tx.send(&[8.0]).unwrap();
+    assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[8.0]);
+}
+
+#[test]
+fn orphaned_batches_are_drained_before_disconnected() {
+    let (mut tx, mut rx) = pair(8, 1);
+    let mut dying = rx.attach_again().unwrap();
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[2.0]).unwrap();
+    dying.recv().unwrap().simulate_death();
+    drop((dying, tx));
+    let mut got: Vec<f64> = Vec::new();
+    loop {
+        match rx.recv_timeout(RECOVERY) {
+            Ok(b) => got.push(b[0]),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got.sort_by(f64::total_cmp);
+    assert_eq!(got, [1.0, 2.0]);
+}
