@@ -407,14 +407,11 @@ pub(crate) fn mpmc_stats(map: &ReadMap, slots: u64) -> MpmcStats {
     });
     let mut peers: Vec<Peer> = Vec::new();
     for k in 0..TABLE_LEN {
-        let e = word(MPMC_TABLE + 8 * k);
-        // Entry: 0 = free, else pid << 32 | role code (1 sender, 2 receiver).
-        let role = match e & u64::from(u32::MAX) {
-            1 => Role::Sender,
-            2 => Role::Receiver,
-            _ => continue,
+        // Entry: see `peers.rs` (identity, generation, role code; 0 = free).
+        let e = crate::peers::Entry::decode(word(MPMC_TABLE + 8 * k));
+        let (Some(role), pid) = (e.role, e.proc.pid) else {
+            continue;
         };
-        let pid = (e >> 32) as u32;
         if pid == 0
             || peers
                 .iter()
@@ -424,7 +421,10 @@ pub(crate) fn mpmc_stats(map: &ReadMap, slots: u64) -> MpmcStats {
         }
         peers.push(Peer {
             role: Some(role),
-            process: Process::new(pid),
+            process: Process {
+                pid,
+                alive: e.proc.alive(),
+            },
         });
     }
     MpmcStats { used, peers }
