@@ -72,6 +72,15 @@ fn child(role: &str) -> ExitCode {
             "idle-receiver" => idle_receiver(&name),
             "crash-producer" => crash_producer(&name),
             "stuck-reservation" => stuck_reservation(&name),
+            "die-in-reserve" => die_in_reserve(&name),
+            "hold-batch" => hold_batch(&name),
+            _ if role.starts_with("send-n:") => send_n(&name, &role["send-n:".len()..]),
+            _ if role.starts_with("logged-producer:") => {
+                logged_producer(&name, role["logged-producer:".len()..].parse().unwrap())
+            }
+            _ if role.starts_with("logged-consumer:") => {
+                logged_consumer(&name, role["logged-consumer:".len()..].parse().unwrap())
+            }
             _ => Err(format!("unknown role {role}")),
         },
     };
@@ -200,6 +209,108 @@ fn stuck_reservation(name: &str) -> Result<(), String> {
     ready_then_wait_for_go()?;
     std::thread::sleep(PATIENCE);
     Err("was not killed".into())
+}
+
+/// Reserve a slot at once (nothing sent before) and wait to be killed holding it.
+fn die_in_reserve(name: &str) -> Result<(), String> {
+    let mut tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
+    let _r = tx.reserve_timeout(2, PATIENCE).map_err(|e| e.to_string())?;
+    ready_then_wait_for_go()?;
+    std::thread::sleep(PATIENCE);
+    Err("was not killed".into())
+}
+
+/// Receive one batch and wait to be killed holding its guard.
+fn hold_batch(name: &str) -> Result<(), String> {
+    let mut rx = Receiver::<f64>::open(name).map_err(|e| e.to_string())?;
+    println!("ready");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let b = rx.recv_timeout(PATIENCE).map_err(|e| e.to_string())?;
+    println!("holding {}", b[0]);
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    std::thread::sleep(PATIENCE);
+    Err("was not killed".into())
+}
+
+/// `send-n:FROM:COUNT`: attach, say `ready`, wait for the go, send batches
+/// `[FROM + i]` for `i < COUNT`, then leave.
+fn send_n(name: &str, arg: &str) -> Result<(), String> {
+    let (from, count) = arg.split_once(':').ok_or("send-n:FROM:COUNT")?;
+    let (from, count): (u64, u64) = (from.parse().unwrap(), count.parse().unwrap());
+    let mut tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
+    ready_then_wait_for_go()?;
+    for i in 0..count {
+        tx.send_timeout(&[(from + i) as f64], PATIENCE)
+            .map_err(|e| format!("send {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Batches per producer in the random-kill trials.
+const KILL_PER_PRODUCER: u64 = 20_000;
+
+fn ack_file(name: &str, p: u64) -> PathBuf {
+    std::env::temp_dir().join(format!("{name}-acked-{p}"))
+}
+
+/// Send `KILL_PER_PRODUCER` batches (alternately copied and reserved), writing
+/// after each `Ok` how many have been acknowledged to `ack_file` (a `pwrite`, which
+/// survives a SIGKILL of the writer).
+fn logged_producer(name: &str, p: u64) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let ack = std::fs::File::create(ack_file(name, p)).map_err(|e| e.to_string())?;
+    let mut tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
+    ready_then_wait_for_go()?;
+    let mut buf = Vec::with_capacity(MAX_BATCH);
+    for seq in 0..KILL_PER_PRODUCER {
+        let len = batch_len(p, seq);
+        if seq % 2 == 0 {
+            buf.clear();
+            buf.extend((0..len).map(|k| element(p, seq, k)));
+            tx.send_timeout(&buf, PATIENCE)
+                .map_err(|e| format!("send {seq}: {e}"))?;
+        } else {
+            let mut r = tx
+                .reserve_timeout(len, PATIENCE)
+                .map_err(|e| format!("reserve {seq}: {e}"))?;
+            for (k, x) in r.iter_mut().enumerate() {
+                *x = element(p, seq, k);
+            }
+            r.commit();
+        }
+        ack.write_all_at(&(seq + 1).to_le_bytes(), 0)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Receive until disconnected, checking every batch, and append each batch's id
+/// to the result file *before* releasing it (so that a batch this process dies
+/// holding is either logged here or delivered to someone else).
+fn logged_consumer(name: &str, c: u64) -> Result<(), String> {
+    let mut out = std::fs::File::create(result_file(name, c)).map_err(|e| e.to_string())?;
+    let mut rx = Receiver::<f64>::open(name).map_err(|e| e.to_string())?;
+    ready_then_wait_for_go()?;
+    loop {
+        match rx.recv_timeout(PATIENCE) {
+            Ok(b) => {
+                let id = b.first().ok_or("empty batch")?.to_bits();
+                let (p, seq) = (id >> 48, id & ((1 << 48) - 1));
+                if seq >= KILL_PER_PRODUCER || b.len() != batch_len(p, seq) {
+                    return Err(format!("bad batch id {id:#x}, length {}", b.len()));
+                }
+                for (k, x) in b.iter().enumerate() {
+                    if x.to_bits() != element(p, seq, k).to_bits() {
+                        return Err(format!("batch {p}/{seq}: element {k} differs"));
+                    }
+                }
+                out.write_all(&id.to_le_bytes())
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(e) => return Err(format!("recv: {e}")),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- parent
@@ -403,6 +514,263 @@ fn producer_killed_holding_a_reservation_does_not_hang_receivers() -> Result<(),
     no_leftover(&name)
 }
 
+/// The measured failure of issue 9: a producer dies in `reserve`, another sends
+/// 15 batches into 16 slots and leaves. All 15 arrive, then `Disconnected`; and a
+/// producer that attaches later gets more than a lap through.
+fn producer_killed_in_reserve_loses_no_other_batch() -> Result<(), Failed> {
+    let name = unique("reserve-kill");
+    let mut rx = Receiver::<f64>::create(&name, 16, 2)?;
+    let mut dying = Children::spawn(&name, &["die-in-reserve".into()])?;
+    dying.expect_line("ready")?;
+    dying.kill(0)?;
+    let killed = Instant::now();
+    let mut sender = Children::spawn(&name, &["send-n:100:15".into()])?;
+    sender.expect_line("ready")?;
+    sender.go()?;
+    sender.wait_all(TRIAL_LIMIT)?;
+    let mut first = None;
+    for i in 0..15 {
+        let b = rx
+            .recv_timeout(PATIENCE)
+            .map_err(|e| format!("batch {i}: {e}"))?;
+        first.get_or_insert_with(|| killed.elapsed());
+        if *b != [(100 + i) as f64] {
+            return Err(format!("batch {i} is {:?}", &*b).into());
+        }
+    }
+    match rx.recv_timeout(PATIENCE) {
+        Err(RecvTimeoutError::Disconnected) => {}
+        other => return Err(format!("expected Disconnected, got {other:?}").into()),
+    }
+    // The queue keeps flowing for a producer that comes later: 40 batches > 16 slots.
+    let mut later = Children::spawn(&name, &["send-n:1000:40".into()])?;
+    later.expect_line("ready")?;
+    later.go()?;
+    for i in 0..40 {
+        let b = rx.recv_timeout(PATIENCE)?;
+        if *b != [(1000 + i) as f64] {
+            return Err(format!("later batch {i} is {:?}", &*b).into());
+        }
+    }
+    later.wait_all(TRIAL_LIMIT)?;
+    eprintln!(
+        "  first batch past the dead claim {:.1?} after the kill",
+        first.unwrap()
+    );
+    drop(rx);
+    no_leftover(&name)
+}
+
+/// A receiver killed holding a `recv()` guard: its batch goes to another receiver,
+/// and its slot back to the senders (more than a lap follows).
+fn receiver_killed_holding_a_batch_is_redelivered() -> Result<(), Failed> {
+    let name = unique("hold-kill");
+    const N: u64 = 50;
+    let files = Files(vec![result_file(&name, 0)]);
+    let mut tx = Sender::<f64>::create(&name, 4, MAX_BATCH)?;
+    let mut holder = Children::spawn(&name, &["hold-batch".into()])?;
+    holder.expect_line("ready")?;
+    let b0: Vec<f64> = (0..batch_len(0, 0)).map(|k| element(0, 0, k)).collect();
+    tx.send_timeout(&b0, PATIENCE)?;
+    holder.expect_line("holding")?;
+    holder.kill(0)?;
+    let killed = Instant::now();
+    let mut consumer = Children::spawn(&name, &["logged-consumer:0".into()])?;
+    consumer.expect_line("ready")?;
+    consumer.go()?;
+    for seq in 1..N {
+        let b: Vec<f64> = (0..batch_len(0, seq)).map(|k| element(0, seq, k)).collect();
+        tx.send_timeout(&b, PATIENCE)?;
+    }
+    drop(tx);
+    consumer.wait_all(TRIAL_LIMIT)?;
+    let ids = read_ids(&files.0[0])?;
+    let mut seqs: Vec<u64> = ids.iter().map(|id| id & ((1 << 48) - 1)).collect();
+    if seqs.first() == Some(&0) {
+        return Err("batch 0 came first: it should come back after later ones".into());
+    }
+    seqs.sort_unstable();
+    if seqs != (0..N).collect::<Vec<_>>() {
+        return Err(format!("delivered {seqs:?}").into());
+    }
+    eprintln!(
+        "  all {N} batches once, the dead receiver's again, {:.1?} after the kill",
+        killed.elapsed()
+    );
+    no_leftover(&name)
+}
+
+fn read_ids(f: &std::path::Path) -> Result<Vec<u64>, Failed> {
+    Ok(std::fs::read(f)?
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// Random SIGKILLs (and SIGSTOP/SIGCONT pauses) of producers and consumers, over
+/// many trials: the survivors keep flowing, every batch a send returned `Ok` for
+/// is delivered at least once, a batch is delivered twice only when a consumer
+/// died holding it (its last logged id), and each consumer sees each producer's
+/// batches in order, except such a redelivered one.
+fn random_kills_lose_nothing() -> Result<(), Failed> {
+    const TRIALS: u64 = 16;
+    const P: u64 = 2;
+    let seed = std::env::var("SHMBATCH_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("  seed {seed} (SHMBATCH_KILL_SEED to repeat)");
+    let mut rng = seed;
+    let mut rand = move |n: u64| {
+        rng = splitmix(rng);
+        rng % n
+    };
+    let (mut kills, mut stops, mut worst) = (0, 0, Duration::ZERO);
+    for trial in 0..TRIALS {
+        let name = unique(&format!("random-kill-{trial}"));
+        let mut consumers: u64 = 2;
+        let mut files = Files(
+            (0..P)
+                .map(|p| ack_file(&name, p))
+                .chain((0..consumers).map(|c| result_file(&name, c)))
+                .collect(),
+        );
+        // The parent's receiver never receives: it keeps the segment.
+        let rx = Receiver::<f64>::create(&name, 8, MAX_BATCH)?;
+        let roles: Vec<String> = (0..P)
+            .map(|p| format!("logged-producer:{p}"))
+            .chain((0..consumers).map(|c| format!("logged-consumer:{c}")))
+            .collect();
+        let mut kids = Children::spawn(&name, &roles)?;
+        kids.expect_line("ready")?;
+        let start = Instant::now();
+        kids.go()?;
+        let mut killed_consumers = Vec::new();
+        // One or two events, each a kill or a pause, at random moments.
+        for _ in 0..1 + rand(2) {
+            std::thread::sleep(Duration::from_micros(rand(60_000)));
+            let victim = rand(kids.0.len() as u64) as usize;
+            if kids.0[victim].1.try_wait()?.is_some() {
+                continue;
+            }
+            let role = kids.0[victim].0.clone();
+            if rand(4) == 0 {
+                let pid = rustix::process::Pid::from_child(&kids.0[victim].1);
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+                std::thread::sleep(Duration::from_millis(rand(50)));
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+                stops += 1;
+                continue;
+            }
+            kids.kill(victim)?;
+            kids.0[victim].0 = format!("killed {role}");
+            kills += 1;
+            if let Some(c) = role.strip_prefix("logged-consumer:") {
+                killed_consumers.push(c.parse::<u64>()?);
+                // A replacement, so that someone drains.
+                let c = consumers;
+                consumers += 1;
+                files.0.push(result_file(&name, c));
+                let mut more = Children::spawn(&name, &[format!("logged-consumer:{c}")])?;
+                more.expect_line("ready")?;
+                more.go()?;
+                kids.0.append(&mut more.0);
+            }
+        }
+        // Every child still running ends by itself.
+        let limit = Instant::now() + TRIAL_LIMIT;
+        for (role, child, _) in &mut kids.0 {
+            if role.starts_with("killed") {
+                continue;
+            }
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    if !status.success() {
+                        return Err(format!("trial {trial}: {role} failed: {status}").into());
+                    }
+                    break;
+                }
+                if Instant::now() > limit {
+                    return Err(format!("trial {trial}: {role} still running").into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        worst = worst.max(start.elapsed());
+        drop(rx);
+        no_leftover(&name)?;
+
+        // What was acknowledged, and what was delivered where.
+        let mut acked = Vec::new();
+        for p in 0..P {
+            let b = std::fs::read(ack_file(&name, p)).unwrap_or_default();
+            acked.push(
+                b.get(..8)
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap())),
+            );
+        }
+        let mut count: HashMap<u64, u32> = HashMap::new();
+        let mut last_of_killed = Vec::new();
+        let mut late = Vec::new();
+        for c in 0..consumers {
+            let ids = read_ids(&result_file(&name, c))?;
+            if killed_consumers.contains(&c) {
+                last_of_killed.extend(ids.last().copied());
+            }
+            for &id in &ids {
+                *count.entry(id).or_default() += 1;
+            }
+            // Per producer, in order, but for batches that arrive late.
+            let mut newest: HashMap<u64, u64> = HashMap::new();
+            for &id in &ids {
+                let (p, seq) = (id >> 48, id & ((1 << 48) - 1));
+                match newest.get(&p) {
+                    Some(&n) if n >= seq => late.push((c, id, n)),
+                    _ => {
+                        newest.insert(p, seq);
+                    }
+                }
+            }
+        }
+        // A batch arrives late only when it is delivered again after its receiver
+        // died holding it: at most one per killed consumer (it holds one at a time).
+        if late.len() > killed_consumers.len() {
+            return Err(format!(
+                "trial {trial} (seed {seed}): out of order (consumer, id, newest before): \
+                 {late:x?} with {} consumers killed",
+                killed_consumers.len()
+            )
+            .into());
+        }
+        for p in 0..P {
+            for seq in 0..acked[p as usize] {
+                if !count.contains_key(&(p << 48 | seq)) {
+                    return Err(format!(
+                        "trial {trial} (seed {seed}): batch {p}/{seq} was acknowledged and never delivered"
+                    )
+                    .into());
+                }
+            }
+        }
+        for (&id, &n) in &count {
+            if n > 2 || (n == 2 && !last_of_killed.contains(&id)) {
+                return Err(format!(
+                    "trial {trial} (seed {seed}): batch {}/{} delivered {n} times",
+                    id >> 48,
+                    id & ((1 << 48) - 1)
+                )
+                .into());
+            }
+        }
+    }
+    eprintln!("  {TRIALS} trials, {kills} kills, {stops} pauses; slowest trial {worst:.2?}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if let Ok(role) = std::env::var("SHMBATCH_MPMC_CHILD") {
         return child(&role);
@@ -427,6 +795,15 @@ fn main() -> ExitCode {
             "producer_killed_holding_a_reservation_does_not_hang_receivers",
             producer_killed_holding_a_reservation_does_not_hang_receivers,
         ),
+        Trial::test(
+            "producer_killed_in_reserve_loses_no_other_batch",
+            producer_killed_in_reserve_loses_no_other_batch,
+        ),
+        Trial::test(
+            "receiver_killed_holding_a_batch_is_redelivered",
+            receiver_killed_holding_a_batch_is_redelivered,
+        ),
+        Trial::test("random_kills_lose_nothing", random_kills_lose_nothing),
     ];
     libtest_mimic::run(&args, trials).exit_code()
 }
