@@ -229,7 +229,6 @@ fn other_kind_is_reported() {
 #[test]
 fn garbage_headers_are_corrupted() {
     let cases: &[(u64, &[u8], &str)] = &[
-        (0, b"NOTSHMBT", "magic"),
         (INIT, &0xdead_beefu32.to_le_bytes(), "init"),
         (CAPACITY, &u64::MAX.to_le_bytes(), "ring length"),
         (CAPACITY, &24u64.to_le_bytes(), "ring length"),
@@ -251,9 +250,9 @@ fn garbage_headers_are_corrupted() {
             Err(Error::Corrupted(_))
         ));
     }
-    // Element size changed: a type mismatch, whatever the opener asks for.
+    // Another element size: a type mismatch, whatever the opener asks for.
     let (name, _c) = persisted("garbage");
-    poke(&name, ELEM_SIZE, &0u32.to_le_bytes());
+    poke(&name, ELEM_SIZE, &4u32.to_le_bytes());
     assert!(matches!(
         Receiver::<f64>::open(&name),
         Err(Error::TypeMismatch { .. })
@@ -262,19 +261,18 @@ fn garbage_headers_are_corrupted() {
 
 #[test]
 fn truncated_or_foreign_files_are_errors_not_crashes() {
-    // A file too short to hold a header: the creator never finished.
+    // A file too short to hold a header, and a foreign file full of bytes.
     let name = unique("short");
     let _c = Cleanup(name.clone());
     std::fs::write(path(&name), [0u8; 100]).unwrap();
     assert!(matches!(
         Receiver::<f64>::open(&name),
-        Err(Error::NotReady { .. })
+        Err(Error::NotShmbatch { .. })
     ));
-    // A foreign file full of bytes.
     std::fs::write(path(&name), vec![0xA5u8; 8192]).unwrap();
     assert!(matches!(
         Receiver::<f64>::open(&name),
-        Err(Error::Corrupted(_))
+        Err(Error::NotShmbatch { .. })
     ));
     // A header that declares more than the file holds.
     let (name, _c2) = persisted("shrunk");
