@@ -159,6 +159,7 @@ pub(crate) fn open(name: &Name, access: Access) -> Result<(OwnedFd, Stat)> {
     let fd = match rustix::fs::openat(dir(name)?, name.as_str(), flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::LOOP) => return Err(not_shmbatch(name, "is a symbolic link")),
+        Err(Errno::ISDIR) => return Err(not_shmbatch(name, "is a directory")),
         Err(e) => return Err(io_error("open", name, e)),
     };
     let stat = rustix::fs::fstat(&fd).map_err(|e| io_error("fstat", name, e))?;
