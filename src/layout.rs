@@ -70,7 +70,8 @@ pub(crate) struct Identity {
     pub kind: AtomicU32,
     /// 0 while the creator writes the header, [`INIT_READY`] after.
     pub init: AtomicU32,
-    /// Process id of the creator (for liveness reports).
+    /// Process id of the creator (for liveness reports, and for `open` to judge
+    /// whether an unpublished header may still be published).
     pub creator_pid: AtomicU32,
     /// `size_of::<T>()`, in 1..=u32::MAX.
     pub elem_size: AtomicU32,

@@ -361,7 +361,23 @@ pub(crate) fn publish(temp: &Name, name: &Name) -> Result<()> {
         Ok(()) => Ok(()),
         // EINVAL: this filesystem has no RENAME_NOREPLACE; ENOSYS: no renameat2.
         Err(Errno::INVAL) | Err(Errno::NOSYS) => link_then_unlink(&dir, temp, name),
-        Err(e) => Err(io_error("renameat2", name, e)),
+        Err(e) => Err(publish_error("renameat2", name, e)),
+    }
+}
+
+/// [`io_error`], but a missing temporary (someone removed it) is not `NotFound`,
+/// which would say that `name` does not exist.
+fn publish_error(op: &'static str, name: &Name, e: Errno) -> Error {
+    match e {
+        Errno::NOENT => Error::Io {
+            op,
+            name: name.as_str().to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the temporary file the segment was built in was removed",
+            ),
+        },
+        e => io_error(op, name, e),
     }
 }
 
@@ -370,7 +386,7 @@ pub(crate) fn publish(temp: &Name, name: &Name) -> Result<()> {
 /// temporary one is then removed as stale.
 fn link_then_unlink(dir: &OwnedFd, temp: &Name, name: &Name) -> Result<()> {
     rustix::fs::linkat(dir, temp.as_str(), dir, name.as_str(), AtFlags::empty())
-        .map_err(|e| io_error("link", name, e))?;
+        .map_err(|e| publish_error("link", name, e))?;
     // Failure here leaves a temporary that is removed as stale once we are gone.
     let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
     Ok(())
