@@ -177,8 +177,18 @@ pub enum Error {
         /// How long `open` waited.
         waited_ms: u64,
     },
-    /// The segment's contents are not a valid shmbatch object: it is damaged, hostile,
-    /// or not a shmbatch segment at all.
+    /// The file under this name is not a shmbatch segment: it has no shmbatch header
+    /// (empty, too short, zero-filled, someone else's), or it is not a regular file.
+    /// Reported at once, without waiting for a creator.
+    #[error("{name:?} is not a shmbatch segment: {reason}")]
+    NotShmbatch {
+        /// The segment name.
+        name: String,
+        /// What the file is instead (`"no shmbatch magic"`, `"is a symbolic link"`, ...).
+        reason: String,
+    },
+    /// The segment's header (past its shmbatch magic) or control block is not valid:
+    /// it is damaged or hostile. The reason holds printable text only.
     #[error("segment is corrupted: {0}")]
     Corrupted(String),
     /// An operating-system call failed.

@@ -8,22 +8,26 @@
 //! The values are a snapshot of memory that other processes are changing: a fill
 //! level can be stale by the time it is printed. Process liveness is a hint (pids
 //! are reused; a process in another pid namespace looks dead).
+//!
+//! [`list`] also shows the temporary files of segments being created (see
+//! [`Listed::half_made`]): a creator builds a segment under a hidden temporary name
+//! and renames it when it is complete, so a temporary that stays is one whose
+//! creator died (or is still at work). [`Listed::remove_if_stale`] is what
+//! `shmbatch rm --stale` calls for each entry.
 
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::ptr::NonNull;
 
 use crate::error::{Error, Kind, Result, Role};
 use crate::layout::{
-    Identity, ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET, CONTROL_OFFSET, IDENTITY_SIZE, LAYOUT_VERSION,
-    LINE, MAGIC,
+    Identity, ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET, CONTROL_OFFSET, LAYOUT_VERSION, LINE,
 };
 use crate::peers::TABLE_LEN;
+use crate::segment::files::{self, Access, Temporary};
 use crate::segment::{pid_alive, Name};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// Where POSIX shared memory objects live on Linux.
-pub const SHM_DIR: &str = "/dev/shm";
+pub use crate::segment::SHM_DIR;
 
 /// How much of a segment [`inspect`] maps: the identity block and every kind's
 /// control block fit in it.
@@ -129,30 +133,96 @@ impl SegmentInfo {
     }
 }
 
-/// One entry of [`list`]: a file in `/dev/shm` that starts with the shmbatch magic.
+/// One entry of [`list`]: a file in `/dev/shm` that starts with the shmbatch magic,
+/// or the temporary file of a segment being created.
 #[derive(Debug)]
 pub struct Listed {
-    /// Segment name, without the leading `/`.
+    /// Segment name, without the leading `/` (for a half-made segment, the
+    /// temporary file's name).
     pub name: String,
-    /// The inspection result: a damaged or half-created segment is an error here.
+    /// The inspection result: a damaged segment is an error here, and so is a
+    /// half-made one whose header is not written yet ([`Error::NotShmbatch`]).
     pub info: Result<SegmentInfo>,
+    /// `Some` for the temporary file of a segment being created: it will get its
+    /// real name when complete, or stay if its creator dies first.
+    pub half_made: Option<HalfMade>,
+}
+
+/// What the name of a half-made segment's temporary file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HalfMade {
+    /// The name it is being made for (its start, if the name was long).
+    pub for_name: String,
+    /// The creating process (liveness judged by pid and start time).
+    pub creator: Process,
+}
+
+impl Listed {
+    /// True when nobody will use or remove this file: a segment that is
+    /// [stale](SegmentInfo::is_stale), or a half-made one whose creator is dead.
+    /// A segment that fails inspection is never stale (remove it by name).
+    pub fn is_stale(&self) -> bool {
+        match (&self.half_made, &self.info) {
+            (Some(h), _) => !h.creator.alive,
+            (None, Ok(info)) => info.is_stale(),
+            (None, Err(_)) => false,
+        }
+    }
+
+    /// Remove this entry if it is stale now: liveness is judged again just before
+    /// the removal, since the listing may be old. What `shmbatch rm --stale` does.
+    /// Returns whether it was removed (`false` too if it has gone meanwhile).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be removed; the errors of [`remove`] for a
+    /// segment that changed into something else since it was listed.
+    ///
+    /// [`remove`]: crate::remove
+    pub fn remove_if_stale(&self) -> Result<bool> {
+        let name = Name::new(&self.name)?;
+        let temp = Temporary::parse(&self.name);
+        let stale = match &temp {
+            Some(temp) => !temp.creator_alive(),
+            None => match inspect_name(&name) {
+                Ok(info) => info.is_stale(),
+                Err(Error::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            },
+        };
+        if !stale {
+            return Ok(false);
+        }
+        // A temporary may hold anything (a header not written yet): its name is
+        // what makes it ours. A segment must still be one.
+        let removed = if temp.is_some() {
+            files::unlink(&name)
+        } else {
+            crate::remove(name.as_str())
+        };
+        match removed {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Inspect the segment `name` without attaching to it.
 ///
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::Io`];
-/// [`Error::NotReady`] while its creator is still writing the header;
-/// [`Error::VersionMismatch`] or [`Error::Corrupted`] for a file that is not a valid
-/// segment of this layout version.
+/// [`Error::NotShmbatch`] for a file that is not a shmbatch segment (see
+/// [`crate::remove_any`]); [`Error::NotReady`] while its creator is still writing
+/// the header; [`Error::VersionMismatch`] or [`Error::Corrupted`] for a file that
+/// is not a valid segment of this layout version.
 pub fn inspect(name: &str) -> Result<SegmentInfo> {
-    let name = Name::new(name)?;
-    inspect_path(&name, &Path::new(SHM_DIR).join(name.as_str()))
+    inspect_name(&Name::new(name)?)
 }
 
-/// Every shmbatch segment in `/dev/shm`, sorted by name. Files that do not start
-/// with the shmbatch magic are left out; segments that fail validation are listed
-/// with their error.
+/// Every shmbatch segment in `/dev/shm`, and every half-made one, sorted by name.
+/// Files that do not start with the shmbatch magic are left out (but for the
+/// temporaries of segments being created); segments that fail validation are
+/// listed with their error.
 pub fn list() -> Vec<Listed> {
     let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
         return Vec::new();
@@ -160,23 +230,28 @@ pub fn list() -> Vec<Listed> {
     let mut out: Vec<Listed> = dir
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| has_magic(&Path::new(SHM_DIR).join(n)))
         .filter_map(|n| Name::new(&n).ok())
-        .map(|name| Listed {
-            name: name.as_str().to_owned(),
-            info: inspect_path(&name, &Path::new(SHM_DIR).join(name.as_str())),
+        .filter_map(|name| {
+            let half_made = Temporary::parse(name.as_str()).map(|t| HalfMade {
+                creator: Process {
+                    pid: t.creator.pid,
+                    alive: t.creator_alive(),
+                },
+                for_name: t.for_name,
+            });
+            let info = inspect_name(&name);
+            match (&info, &half_made) {
+                (Err(Error::NotFound { .. }), _) | (Err(Error::NotShmbatch { .. }), None) => None,
+                _ => Some(Listed {
+                    name: name.as_str().to_owned(),
+                    info,
+                    half_made,
+                }),
+            }
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
-}
-
-fn has_magic(path: &Path) -> bool {
-    use std::io::Read;
-    let mut buf = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok_and(|()| u64::from_le_bytes(buf) == MAGIC)
 }
 
 /// A read-only mapping, unmapped on drop.
@@ -238,20 +313,6 @@ impl Drop for ReadMap {
     }
 }
 
-fn io(op: &'static str, name: &Name, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        Error::NotFound {
-            name: name.as_str().to_owned(),
-        }
-    } else {
-        Error::Io {
-            op,
-            name: name.as_str().to_owned(),
-            source: e,
-        }
-    }
-}
-
 fn control_size(kind: Kind) -> usize {
     match kind {
         Kind::Spsc => std::mem::size_of::<crate::spsc::SpscControl>(),
@@ -260,18 +321,17 @@ fn control_size(kind: Kind) -> usize {
     }
 }
 
-fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
-    use std::os::unix::fs::MetadataExt;
-    let file = std::fs::File::open(path).map_err(|e| io("open", name, e))?;
-    let meta = file.metadata().map_err(|e| io("fstat", name, e))?;
-    let file_len = meta.len();
-    if file_len < IDENTITY_SIZE as u64 {
-        return Err(Error::corrupted(format!(
-            "{file_len} bytes: too short for a shmbatch header"
-        )));
-    }
+fn inspect_name(name: &Name) -> Result<SegmentInfo> {
+    let (file, stat) = files::open(name, Access::Read)?;
+    let file_len = stat.st_size as u64;
+    // NotShmbatch for a file without the magic or shorter than the header.
+    files::probe(&file, file_len, name)?;
     let map_len = usize::try_from(file_len).unwrap_or(usize::MAX).min(PREFIX);
-    let map = ReadMap::new(&file, map_len).map_err(|e| io("mmap", name, e))?;
+    let map = ReadMap::new(&file, map_len).map_err(|e| Error::Io {
+        op: "mmap",
+        name: name.as_str().to_owned(),
+        source: e,
+    })?;
     let identity: &Identity = map.at(0);
     if !identity.is_ready()? {
         return Err(Error::NotReady {
@@ -290,7 +350,7 @@ fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
         name: name.as_str().to_owned(),
         layout_version: LAYOUT_VERSION,
         kind: g.kind,
-        type_name: identity.type_name(),
+        type_name: identity.type_name()?,
         elem_size: g.elem_size,
         elem_align: g.elem_align,
         capacity: g.capacity,
@@ -300,7 +360,7 @@ fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
         data_len: g.data_len,
         segment_len: g.segment_len,
         file_len,
-        allocated: meta.blocks() * 512,
+        allocated: stat.st_blocks as u64 * 512,
         creator: Process::new(g.creator_pid),
         peers: Vec::new(),
         fill: None,

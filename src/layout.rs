@@ -70,7 +70,8 @@ pub(crate) struct Identity {
     pub kind: AtomicU32,
     /// 0 while the creator writes the header, [`INIT_READY`] after.
     pub init: AtomicU32,
-    /// Process id of the creator (for liveness reports).
+    /// Process id of the creator (for liveness reports, and for `open` to judge
+    /// whether an unpublished header may still be published).
     pub creator_pid: AtomicU32,
     /// `size_of::<T>()`, in 1..=u32::MAX.
     pub elem_size: AtomicU32,
@@ -230,7 +231,12 @@ impl Identity {
         self.data_offset.store(g.data_offset as u64, r);
         self.data_len.store(g.data_len as u64, r);
         self.segment_len.store(g.segment_len as u64, r);
-        let name = &ty.name.as_bytes()[..ty.name.len().min(TYPE_NAME_MAX)];
+        // Whole characters only, so that an opener can insist on valid UTF-8.
+        let mut cut = ty.name.len().min(TYPE_NAME_MAX);
+        while !ty.name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let name = &ty.name.as_bytes()[..cut];
         self.type_name_len.store(name.len() as u32, r);
         for (i, word) in self.type_name.iter().enumerate() {
             let mut buf = [0u8; 8];
@@ -255,16 +261,37 @@ impl Identity {
         }
     }
 
-    /// The element type name recorded by the creator (lossy, truncated).
-    pub(crate) fn type_name(&self) -> String {
-        let len = (self.type_name_len.load(Ordering::Relaxed) as usize).min(TYPE_NAME_MAX);
+    /// The element type name recorded by the creator (maybe truncated), checked:
+    /// its length is in 1..=[`TYPE_NAME_MAX`] and it is UTF-8 text without control
+    /// characters, so that it can go into a message as it is.
+    pub(crate) fn type_name(&self) -> Result<String> {
+        let len = self.type_name_len.load(Ordering::Relaxed) as usize;
+        if len == 0 || len > TYPE_NAME_MAX {
+            return Err(Error::corrupted(format!(
+                "element type name length {len} is not in 1..={TYPE_NAME_MAX}"
+            )));
+        }
         let bytes: Vec<u8> = self
             .type_name
             .iter()
             .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
             .take(len)
             .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => text,
+            // `publish` keeps whole characters, but a writer that cut the name at
+            // TYPE_NAME_MAX bytes may have left the start of one at the end.
+            Err(e) if e.error_len().is_none() && len == TYPE_NAME_MAX => {
+                std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default()
+            }
+            Err(_) => return Err(Error::corrupted("element type name is not UTF-8")),
+        };
+        if text.chars().any(is_unprintable) {
+            return Err(Error::corrupted(
+                "element type name holds control characters",
+            ));
+        }
+        Ok(text.to_owned())
     }
 
     /// Read the header of a published segment mapped over `mapped_len` bytes, check
@@ -295,6 +322,14 @@ impl Identity {
             .ok_or_else(|| Error::corrupted("unknown segment kind"))?;
         let elem_size = self.elem_size.load(r) as usize;
         let elem_align = self.elem_align.load(r) as usize;
+        // What no creator writes is damage, not another type: checked before the
+        // comparison with the caller's type, so that a mismatch names a real type.
+        if elem_size == 0 || !elem_align.is_power_of_two() || elem_align > LINE {
+            return Err(Error::corrupted(format!(
+                "impossible element size {elem_size} or alignment {elem_align}"
+            )));
+        }
+        let type_name = self.type_name()?;
         if let Some((want_kind, ty)) = expect {
             if kind != want_kind {
                 return Err(Error::KindMismatch {
@@ -304,7 +339,7 @@ impl Identity {
             }
             if elem_size != ty.size || elem_align != ty.align || self.type_hash.load(r) != ty.hash {
                 return Err(Error::TypeMismatch {
-                    found: self.type_name(),
+                    found: type_name,
                     found_size: elem_size,
                     found_align: elem_align,
                     expected: ty.name,
@@ -312,9 +347,6 @@ impl Identity {
                     expected_align: ty.align,
                 });
             }
-        }
-        if elem_size == 0 || !elem_align.is_power_of_two() || elem_align > LINE {
-            return Err(Error::corrupted("invalid element size or alignment"));
         }
         let to_usize = |v: u64, what: &'static str| {
             usize::try_from(v)
@@ -365,5 +397,71 @@ impl<T> std::ops::Deref for Padded<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.0
+    }
+}
+
+/// Characters a message must not carry from shared memory: C0/C1 controls, and the
+/// bidirectional overrides that make a terminal show text in another order.
+fn is_unprintable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn header_naming(bytes: &[u8], len: u32) -> Identity {
+        let id = Identity::default();
+        id.type_name_len.store(len, Ordering::Relaxed);
+        for (word, chunk) in id.type_name.iter().zip(bytes.chunks(8)) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            word.store(u64::from_le_bytes(buf), Ordering::Relaxed);
+        }
+        id
+    }
+
+    #[test]
+    fn type_names_must_be_printable_utf8() {
+        assert_eq!(header_naming(b"f64", 3).type_name().unwrap(), "f64");
+        for (bytes, len) in [
+            (&b"f64"[..], 0),
+            (b"f64", 65),
+            (b"f64", u32::MAX),
+            (b"\xff\xfe", 2),
+            (b"a\x1b[2Jb", 6),
+            (b"tab\there", 8),
+            ("x\u{202e}y".as_bytes(), 5),
+        ] {
+            match header_naming(bytes, len).type_name() {
+                Err(Error::Corrupted(reason)) => {
+                    assert!(!reason.chars().any(is_unprintable), "{reason:?}")
+                }
+                other => panic!("{bytes:?} {len}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn long_type_names_are_cut_at_a_character() {
+        // 63 ASCII bytes then a 2-byte character: a byte cut would split it.
+        let name: &'static str = Box::leak(format!("{}é", "a".repeat(63)).into_boxed_str());
+        let ty = TypeInfo {
+            name,
+            hash: 0,
+            size: 8,
+            align: 8,
+        };
+        let g = Geometry::new(Kind::Array, &ty, 0, 0, 0, 0, 0).unwrap();
+        let id = Identity::default();
+        id.publish(&g, &ty);
+        assert_eq!(id.type_name().unwrap(), "a".repeat(63));
+        // What a writer that cut mid-character left is read up to the cut.
+        let mut bytes = "a".repeat(63).into_bytes();
+        bytes.push(0xc3);
+        assert_eq!(
+            header_naming(&bytes, 64).type_name().unwrap(),
+            "a".repeat(63)
+        );
     }
 }

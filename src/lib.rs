@@ -17,7 +17,11 @@
 //!
 //! Segments are named: a creator makes one (`create`), other processes open it by
 //! name (`open`). `"prices"` and `"/prices"` are the same name. The creator removes
-//! the segment when it drops unless told to persist; [`remove`] deletes one by name.
+//! the segment when it drops unless told to persist; [`remove`] deletes one by name
+//! ([`remove_any`] deletes any file in `/dev/shm`). Creation is all-or-nothing: a
+//! name is never visible before its segment is complete, even if the creator is
+//! killed; opening a file that is not a shmbatch segment fails at once with
+//! [`Error::NotShmbatch`].
 //!
 //! # Behaviour in brief
 //! - Blocking calls spin briefly, then yield, then sleep on a futex word in the
@@ -76,5 +80,5 @@ pub use error::{
 };
 pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
 pub use inspect::{inspect, list, SegmentInfo};
-pub use segment::{remove, MAX_NAME_LEN};
+pub use segment::{remove, remove_any, MAX_NAME_LEN};
 pub use wait::asymmetric_wake;

@@ -5,103 +5,37 @@
 //! block and the data region, with a validated [`Geometry`]. It does not say whether
 //! the memory came from `shm_open` or from `Box`, so tests run the very same code as
 //! production.
+//!
+//! Named segments live in files in `/dev/shm` ([`files`]): a creator builds one
+//! under a hidden temporary name and gives it its real name only once its header
+//! is published, so a name is never visible half-made, even when its creator is
+//! killed; `open` refuses at once a file that is not a shmbatch segment
+//! ([`Error::NotShmbatch`]) and follows no symbolic link; [`remove`] deletes
+//! shmbatch segments only, [`remove_any`] anything.
 
 use std::any::Any;
-use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
-use rustix::shm;
 
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Geometry, Identity, TypeInfo, CONTROL_OFFSET, IDENTITY_SIZE, LINE};
 use crate::sync::Shadow;
 
-/// Longest segment name we accept, in bytes, without the leading `/`.
-/// (Linux limits a name in `/dev/shm` to 255 bytes; we keep a margin for tools.)
-pub const MAX_NAME_LEN: usize = 250;
+pub(crate) mod files;
 
-/// How long `open` waits for a creator that is still writing the header.
+use files::io_error;
+pub(crate) use files::Name;
+pub use files::{remove, remove_any, MAX_NAME_LEN, SHM_DIR};
+
+/// How long `open` waits for a creator that is still writing the header (only a
+/// creator that does not build under a temporary name lets anyone see that).
 const OPEN_WAIT: Duration = Duration::from_secs(2);
-
-/// A validated segment name: `"prices"` and `"/prices"` are the same name.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Name {
-    /// With the leading `/`, as `shm_open` wants it.
-    os: CString,
-}
-
-impl Name {
-    pub(crate) fn new(name: &str) -> Result<Name> {
-        let bad = |reason| {
-            Err(Error::InvalidName {
-                name: name.to_owned(),
-                reason,
-            })
-        };
-        let bare = name.strip_prefix('/').unwrap_or(name);
-        if bare.is_empty() {
-            return bad("the name is empty");
-        }
-        if bare.len() > MAX_NAME_LEN {
-            return bad("the name is longer than 250 bytes");
-        }
-        if bare.contains('/') {
-            return bad("the name contains '/' after its first character");
-        }
-        if bare.contains('\0') {
-            return bad("the name contains a NUL byte");
-        }
-        if bare == "." || bare == ".." {
-            return bad("'.' and '..' are not segment names");
-        }
-        let os = CString::new(format!("/{bare}")).expect("NUL rejected above");
-        Ok(Name { os })
-    }
-
-    /// The name without the leading `/`.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.os.to_str().expect("built from a str")[1..]
-    }
-}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-fn io_error(op: &'static str, name: &Name, e: Errno) -> Error {
-    match e {
-        Errno::NOENT => Error::NotFound {
-            name: name.as_str().to_owned(),
-        },
-        Errno::EXIST => Error::AlreadyExists {
-            name: name.as_str().to_owned(),
-        },
-        e => Error::Io {
-            op,
-            name: name.as_str().to_owned(),
-            source: e.into(),
-        },
-    }
-}
-
-/// Delete the segment `name`. Processes that have it open keep their mapping; the
-/// name is free for a new segment at once.
-///
-/// # Errors
-/// [`Error::InvalidName`], [`Error::NotFound`], or [`Error::Io`].
-pub fn remove(name: &str) -> Result<()> {
-    let name = Name::new(name)?;
-    shm::unlink(name.os.as_c_str()).map_err(|e| io_error("shm_unlink", &name, e))
-}
 
 /// A process as the kernel knows it: its pid and its start time, so that a pid the
 /// kernel has handed to a new process does not make a dead peer look alive.
@@ -280,9 +214,11 @@ fn parse_stat(stat: &str) -> Option<(char, u32)> {
 }
 
 /// A mapping of a whole shared-memory object. Unmapped on drop; the name is
-/// unlinked on drop when `owner` is set.
+/// unlinked on drop when `owner` is set, the temporary name always.
 struct Segment {
     name: Name,
+    /// The temporary name the file still has, until [`Segment::publish`].
+    temp: Option<Name>,
     ptr: NonNull<u8>,
     len: usize,
     owner: AtomicBool,
@@ -312,70 +248,67 @@ impl Segment {
         Ok(NonNull::new(ptr.cast::<u8>()).expect("mmap never returns null on success"))
     }
 
+    /// Make the file of a new segment under a temporary name (see [`files`]) and
+    /// map it. The name stays free until [`publish`](Self::publish).
     fn create(name: &Name, len: usize) -> Result<Segment> {
-        let fd = shm::open(
-            name.os.as_c_str(),
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| io_error("shm_open", name, e))?;
-        let unlink_on_err = |e: Error| {
-            let _ = shm::unlink(name.os.as_c_str());
-            e
+        let files::Building { temp, fd } = files::create_temp(name, len)?;
+        let ptr = match Self::map(&fd, len, name) {
+            Ok(ptr) => ptr,
+            Err(e) => {
+                let _ = files::unlink(&temp);
+                return Err(e);
+            }
         };
-        rustix::fs::ftruncate(&fd, len as u64)
-            .map_err(|e| unlink_on_err(io_error("ftruncate", name, e)))?;
-        // Reserve the pages now, so that a full /dev/shm is an error here and not a
-        // SIGBUS on first touch. Filesystems without fallocate just skip it.
-        match rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, len as u64) {
-            Ok(()) | Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => {}
-            Err(e) => return Err(unlink_on_err(io_error("fallocate", name, e))),
-        }
-        let ptr = Self::map(&fd, len, name).map_err(unlink_on_err)?;
         Ok(Segment {
             name: name.clone(),
+            temp: Some(temp),
             ptr,
             len,
             owner: AtomicBool::new(true),
         })
     }
 
-    fn open_fd(name: &Name) -> Result<OwnedFd> {
-        shm::open(name.os.as_c_str(), shm::OFlags::RDWR, Mode::empty())
-            .map_err(|e| io_error("shm_open", name, e))
+    /// Give a segment made by [`create`](Self::create) its real name. On an error
+    /// the temporary is unlinked when `self` drops.
+    fn publish(&mut self) -> Result<()> {
+        if let Some(temp) = &self.temp {
+            files::publish(temp, &self.name)?;
+            self.temp = None;
+        }
+        Ok(())
     }
 
-    /// Open an existing segment, waiting up to [`OPEN_WAIT`] for its creator to
-    /// publish the header.
+    /// Open an existing segment. A file without the shmbatch magic is refused at
+    /// once. A header with the magic but not yet published (only a foreign writer
+    /// or a creator that does not build under a temporary name shows one) is waited
+    /// for up to [`OPEN_WAIT`] while the creator pid it records is alive, and is
+    /// corrupted at once when that process is dead.
     fn open(name: &Name) -> Result<Segment> {
-        let fd = Self::open_fd(name)?;
+        let (fd, stat) = files::open(name, files::Access::ReadWrite)?;
         let start = Instant::now();
-        let not_ready = || Error::NotReady {
-            name: name.as_str().to_owned(),
-            waited_ms: OPEN_WAIT.as_millis() as u64,
-        };
-        // Phase 1: wait until the header exists and is published. Map only the
-        // identity block for this, so that a hostile size cannot make us map much.
+        let mut size = stat.st_size;
+        // Phase 1: wait until the header is published.
         loop {
-            let size = rustix::fs::fstat(&fd)
-                .map_err(|e| io_error("fstat", name, e))?
-                .st_size;
-            if size as u64 >= IDENTITY_SIZE as u64 {
-                let probe = Self::map(&fd, IDENTITY_SIZE, name)?;
-                // SAFETY: the mapping is IDENTITY_SIZE bytes, page aligned, and an
-                // Identity is IDENTITY_SIZE bytes of atomics, valid for any bits.
-                let ready = unsafe { probe.cast::<Identity>().as_ref() }.is_ready();
-                // SAFETY: unmapping the probe mapping made just above; no reference
-                // into it outlives this statement.
-                let _ = unsafe { rustix::mm::munmap(probe.as_ptr().cast(), IDENTITY_SIZE) };
-                if ready? {
-                    break;
-                }
+            let probe = files::probe(&fd, size as u64, name)?;
+            if probe.ready? {
+                break;
+            }
+            if !pid_alive(probe.creator_pid) {
+                return Err(Error::corrupted(format!(
+                    "header was never published and its creator (pid {}) is not running",
+                    probe.creator_pid
+                )));
             }
             if start.elapsed() > OPEN_WAIT {
-                return Err(not_ready());
+                return Err(Error::NotReady {
+                    name: name.as_str().to_owned(),
+                    waited_ms: OPEN_WAIT.as_millis() as u64,
+                });
             }
             std::thread::sleep(Duration::from_millis(1));
+            size = rustix::fs::fstat(&fd)
+                .map_err(|e| io_error("fstat", name, e))?
+                .st_size;
         }
         // Phase 2: map the whole object. The header is validated by the caller
         // against this length before anything past the identity block is touched.
@@ -391,6 +324,7 @@ impl Segment {
         let ptr = Self::map(&fd, len, name)?;
         Ok(Segment {
             name: name.clone(),
+            temp: None,
             ptr,
             len,
             owner: AtomicBool::new(false),
@@ -403,8 +337,10 @@ impl Drop for Segment {
         // SAFETY: the mapping was made by `map` with this length and every Region
         // holding pointers into it has been dropped (the Region owns the Segment).
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-        if *self.owner.get_mut() {
-            let _ = shm::unlink(self.name.os.as_c_str());
+        if let Some(temp) = &self.temp {
+            let _ = files::unlink(temp);
+        } else if *self.owner.get_mut() {
+            let _ = files::unlink(&self.name);
         }
     }
 }
@@ -458,7 +394,8 @@ impl fmt::Debug for Region {
 
 impl Region {
     /// Create a named segment with geometry `g`, let `init` set up the control block
-    /// and data region, then publish the header.
+    /// and data region, publish the header, and only then give the segment its name
+    /// (all-or-nothing: see [`files`]).
     pub(crate) fn create_shm<C: Control>(
         name: &str,
         g: Geometry,
@@ -471,9 +408,13 @@ impl Region {
         let base = seg.ptr;
         // SAFETY: offsets were computed by Geometry::new and lie within segment_len,
         // which is the mapping's length.
-        let region = unsafe { Region::from_base(base, g, Backing::Shm(seg)) };
+        let mut region = unsafe { Region::from_base(base, g, Backing::Shm(seg)) };
         init(&region);
         region.identity().publish(&g, ty);
+        if let Backing::Shm(seg) = &mut region.backing {
+            // On an error `region` drops and unlinks the temporary.
+            seg.publish()?;
+        }
         Ok(region)
     }
 
@@ -622,18 +563,6 @@ impl Drop for Region {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_normalised_and_validated() {
-        assert_eq!(Name::new("prices").unwrap(), Name::new("/prices").unwrap());
-        for bad in ["", "/", "a/b", "//a", "a\0b", ".", "..", &"x".repeat(251)] {
-            assert!(
-                matches!(Name::new(bad), Err(Error::InvalidName { .. })),
-                "{bad:?}"
-            );
-        }
-        assert!(Name::new(&"x".repeat(250)).is_ok());
-    }
 
     #[test]
     fn own_pid_is_alive_and_zero_is_not() {

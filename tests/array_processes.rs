@@ -506,10 +506,15 @@ fn garbage_headers_are_corrupted() -> Result<(), Failed> {
         let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 151 % 251) as u8).collect();
         f.write_all_at(&bytes, 0)?;
         let r = SharedArray::<f64>::open(&junk);
-        shmbatch::remove(&junk)?;
+        let refused = shmbatch::remove(&junk);
+        shmbatch::remove_any(&junk)?;
         match r {
-            Err(Error::Corrupted(_)) => {}
+            Err(Error::NotShmbatch { .. }) => {}
             other => return Err(format!("junk: {other:?}").into()),
+        }
+        match refused {
+            Err(Error::NotShmbatch { .. }) => {}
+            other => return Err(format!("remove of junk: {other:?}").into()),
         }
     }
     // A real array header with one array field damaged at a time.

@@ -229,7 +229,6 @@ fn other_kind_is_reported() {
 #[test]
 fn garbage_headers_are_corrupted() {
     let cases: &[(u64, &[u8], &str)] = &[
-        (0, b"NOTSHMBT", "magic"),
         (INIT, &0xdead_beefu32.to_le_bytes(), "init"),
         (CAPACITY, &u64::MAX.to_le_bytes(), "ring length"),
         (CAPACITY, &24u64.to_le_bytes(), "ring length"),
@@ -251,9 +250,9 @@ fn garbage_headers_are_corrupted() {
             Err(Error::Corrupted(_))
         ));
     }
-    // Element size changed: a type mismatch, whatever the opener asks for.
+    // Another element size: a type mismatch, whatever the opener asks for.
     let (name, _c) = persisted("garbage");
-    poke(&name, ELEM_SIZE, &0u32.to_le_bytes());
+    poke(&name, ELEM_SIZE, &4u32.to_le_bytes());
     assert!(matches!(
         Receiver::<f64>::open(&name),
         Err(Error::TypeMismatch { .. })
@@ -262,19 +261,18 @@ fn garbage_headers_are_corrupted() {
 
 #[test]
 fn truncated_or_foreign_files_are_errors_not_crashes() {
-    // A file too short to hold a header: the creator never finished.
+    // A file too short to hold a header, and a foreign file full of bytes.
     let name = unique("short");
     let _c = Cleanup(name.clone());
     std::fs::write(path(&name), [0u8; 100]).unwrap();
     assert!(matches!(
         Receiver::<f64>::open(&name),
-        Err(Error::NotReady { .. })
+        Err(Error::NotShmbatch { .. })
     ));
-    // A foreign file full of bytes.
     std::fs::write(path(&name), vec![0xA5u8; 8192]).unwrap();
     assert!(matches!(
         Receiver::<f64>::open(&name),
-        Err(Error::Corrupted(_))
+        Err(Error::NotShmbatch { .. })
     ));
     // A header that declares more than the file holds.
     let (name, _c2) = persisted("shrunk");
@@ -468,4 +466,343 @@ fn positions_near_overflow_are_corrupted_at_open() {
         Receiver::<f64>::open(&name),
         Err(Error::Corrupted(_))
     ));
+}
+
+// More offsets of the wire format (src/layout.rs).
+const CREATOR_PID: u64 = 20;
+const ELEM_ALIGN: u64 = 28;
+const TYPE_NAME_LEN: u64 = 88;
+const TYPE_NAME: u64 = 128;
+
+/// A pid that no process has now: a child that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+fn assert_printable(text: &str) {
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+}
+
+#[test]
+fn foreign_files_are_not_shmbatch_at_once() {
+    let hello: Vec<u8> = b"hello, not a segment\n".repeat(400);
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        ("zero-256", vec![0; 256], "no shmbatch magic"),
+        ("zero-4096", vec![0; 4096], "no shmbatch magic"),
+        ("empty", Vec::new(), "empty"),
+        (
+            "short",
+            vec![0xA5; 100],
+            "only 100 bytes, shorter than the 256-byte header",
+        ),
+        ("foreign", hello, "no shmbatch magic"),
+        ("a5", vec![0xA5; 8192], "no shmbatch magic"),
+    ];
+    for (tag, bytes, why) in cases {
+        let name = unique(tag);
+        let _c = Cleanup(name.clone());
+        std::fs::write(path(&name), &bytes).unwrap();
+        let start = std::time::Instant::now();
+        let e = Receiver::<f64>::open(&name).unwrap_err();
+        // Generous for a loaded machine: it used to wait 2 s.
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{tag}: {:?}",
+            start.elapsed()
+        );
+        match &e {
+            Error::NotShmbatch { name: n, reason } => {
+                assert_eq!(n, &name);
+                assert!(reason.contains(why), "{tag}: {reason}");
+            }
+            other => panic!("{tag}: {other:?}"),
+        }
+        assert!(
+            e.to_string().contains(&name) && e.to_string().contains(why),
+            "{e}"
+        );
+        assert!(matches!(
+            shmbatch::SharedArray::<f64>::open(&name),
+            Err(Error::NotShmbatch { .. })
+        ));
+        assert!(matches!(
+            shmbatch::inspect(&name),
+            Err(Error::NotShmbatch { .. })
+        ));
+        assert!(
+            !shmbatch::list().iter().any(|l| l.name == name),
+            "{tag}: a foreign file is not listed"
+        );
+    }
+}
+
+#[test]
+fn garbage_after_the_magic_is_corrupted_in_printable_words() {
+    let cases: &[(&str, u64, &[u8])] = &[
+        ("zero size", ELEM_SIZE, &0u32.to_le_bytes()),
+        ("align 3", ELEM_ALIGN, &3u32.to_le_bytes()),
+        ("align 256", ELEM_ALIGN, &256u32.to_le_bytes()),
+        ("align 0", ELEM_ALIGN, &0u32.to_le_bytes()),
+        ("name length 0", TYPE_NAME_LEN, &0u32.to_le_bytes()),
+        ("name length 200", TYPE_NAME_LEN, &200u32.to_le_bytes()),
+        ("name not UTF-8", TYPE_NAME, b"\xff\xfe\xfd"),
+        ("escape in name", TYPE_NAME, b"\x1b[2J"),
+        ("bell in name", TYPE_NAME, b"f\x07\x08"),
+        ("NUL in name", TYPE_NAME, b"\0\0\0"),
+    ];
+    for &(what, off, bytes) in cases {
+        let (name, _c) = persisted("after-magic");
+        poke(&name, off, bytes);
+        // Whatever type the opener asks for: damage is not another type.
+        for e in [
+            Receiver::<f64>::open(&name).unwrap_err(),
+            Receiver::<u32>::open(&name).unwrap_err(),
+            shmbatch::inspect(&name).unwrap_err(),
+        ] {
+            match &e {
+                Error::Corrupted(reason) => assert_printable(reason),
+                other => panic!("{what}: {other:?}"),
+            }
+            assert_printable(&e.to_string());
+        }
+    }
+}
+
+#[test]
+fn an_unpublished_header_is_waited_for_only_while_its_creator_lives() {
+    let (name, _c) = persisted("unpublished");
+    poke(&name, INIT, &0u32.to_le_bytes());
+    poke(&name, CREATOR_PID, &dead_pid().to_le_bytes());
+    let start = std::time::Instant::now();
+    match Receiver::<f64>::open(&name) {
+        Err(Error::Corrupted(reason)) => assert!(reason.contains("never published"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // A live creator may still be writing it: open waits, then gives up.
+    poke(&name, CREATOR_PID, &std::process::id().to_le_bytes());
+    assert!(matches!(
+        Receiver::<f64>::open(&name),
+        Err(Error::NotReady { .. })
+    ));
+    assert!(start.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
+fn links_and_special_files_are_refused() {
+    let (target, _c) = persisted("link-target");
+    let link = unique("link");
+    let _l = Cleanup(link.clone());
+    std::os::unix::fs::symlink(path(&target), path(&link)).unwrap();
+    for e in [
+        Receiver::<f64>::open(&link).unwrap_err(),
+        shmbatch::inspect(&link).unwrap_err(),
+        shmbatch::remove(&link).unwrap_err(),
+    ] {
+        match e {
+            Error::NotShmbatch { reason, .. } => assert_eq!(reason, "is a symbolic link"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!shmbatch::list().iter().any(|l| l.name == link));
+    // remove_any removes the link itself, not its target.
+    shmbatch::remove_any(&link).unwrap();
+    assert!(path(&link).symlink_metadata().is_err());
+    assert!(Receiver::<f64>::open(&target).is_ok());
+
+    let fifo = unique("fifo");
+    let _f = Cleanup(fifo.clone());
+    let made = std::process::Command::new("mkfifo")
+        .arg(path(&fifo))
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        match Receiver::<f64>::open(&fifo) {
+            Err(Error::NotShmbatch { reason, .. }) => {
+                assert!(reason.contains("regular"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            shmbatch::inspect(&fifo),
+            Err(Error::NotShmbatch { .. })
+        ));
+    }
+    let dir = unique("dir");
+    std::fs::create_dir(path(&dir)).unwrap();
+    let opened = Receiver::<f64>::open(&dir);
+    let inspected = shmbatch::inspect(&dir);
+    std::fs::remove_dir(path(&dir)).unwrap();
+    assert!(
+        matches!(opened, Err(Error::NotShmbatch { .. })),
+        "{opened:?}"
+    );
+    assert!(matches!(inspected, Err(Error::NotShmbatch { .. })));
+}
+
+#[test]
+fn remove_refuses_a_foreign_file_and_remove_any_removes_it() {
+    let name = unique("foreign-rm");
+    let _c = Cleanup(name.clone());
+    std::fs::write(path(&name), vec![0u8; 4096]).unwrap();
+    match shmbatch::remove(&name) {
+        Err(Error::NotShmbatch { reason, .. }) => assert_eq!(reason, "no shmbatch magic"),
+        other => panic!("{other:?}"),
+    }
+    assert!(path(&name).exists());
+    shmbatch::remove_any(&name).unwrap();
+    assert!(!path(&name).exists());
+    assert!(matches!(
+        shmbatch::remove_any(&name),
+        Err(Error::NotFound { .. })
+    ));
+    // A damaged segment is still shmbatch's, and `remove` removes it.
+    let (name, _c) = persisted("damaged-rm");
+    poke(&name, INIT, &0xdead_beefu32.to_le_bytes());
+    shmbatch::remove(&name).unwrap();
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn names_of_segments_being_created_are_reserved() {
+    let name = format!(".shmbatch-tmp-1-2-3-{}", unique("reserved"));
+    assert!(matches!(
+        Sender::<f64>::create(&name, 64),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn a_half_made_segment_is_listed_and_removed_once_its_creator_is_dead() {
+    let for_name = unique("half");
+    let dead = format!(".shmbatch-tmp-{}-0-0-{for_name}", dead_pid());
+    let me = format!(
+        ".shmbatch-tmp-{}-{}-0-{for_name}",
+        std::process::id(),
+        my_start()
+    );
+    let _c = (Cleanup(dead.clone()), Cleanup(me.clone()));
+    std::fs::write(path(&dead), vec![0u8; 4096]).unwrap();
+    std::fs::write(path(&me), vec![0u8; 4096]).unwrap();
+    let listed = shmbatch::list();
+    let find = |n: &str| listed.iter().find(|l| l.name == n).expect(n);
+    for (n, stale) in [(&dead, true), (&me, false)] {
+        let l = find(n);
+        let h = l.half_made.as_ref().unwrap();
+        assert_eq!(h.for_name, for_name);
+        assert_eq!(l.is_stale(), stale, "{l:?}");
+        assert!(matches!(l.info, Err(Error::NotShmbatch { .. })), "{l:?}");
+    }
+    assert!(!find(&me).remove_if_stale().unwrap());
+    assert!(path(&me).exists(), "a live creator's temporary is kept");
+    assert!(find(&dead).remove_if_stale().unwrap());
+    assert!(!path(&dead).exists());
+}
+
+/// This process's start time as `/proc/self/stat` gives it (field 22, low 32 bits).
+fn my_start() -> u32 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let start: u64 = rest
+        .split_ascii_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    start as u32
+}
+
+/// Environment variable that makes [`child_creates_segments_until_killed`] run.
+const CREATE_CHILD: &str = "SHMBATCH_TEST_CREATE_CHILD";
+/// Elements of the arrays it creates: 64 MiB of f64.
+const CHILD_LEN: usize = 8 << 20;
+/// What the child prints once it starts creating.
+const CHILD_READY: &str = "SHMBATCH-CHILD-READY";
+
+/// The child of [`a_killed_creator_leaves_nothing_or_a_complete_segment`]: creates,
+/// holds for 10 ms and drops 64 MiB arrays under one name until it is killed (or
+/// for 10 s). Does nothing unless [`CREATE_CHILD`] names the segment.
+#[test]
+fn child_creates_segments_until_killed() {
+    let Ok(name) = std::env::var(CREATE_CHILD) else {
+        return;
+    };
+    println!("{CHILD_READY}");
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let a = shmbatch::SharedArray::<f64>::create(&name, CHILD_LEN).unwrap();
+        // Held a while, so that a kill also lands while a complete one exists.
+        std::thread::sleep(Duration::from_millis(10));
+        drop(a);
+    }
+}
+
+#[test]
+fn a_killed_creator_leaves_nothing_or_a_complete_segment() {
+    use std::io::BufRead;
+    const TRIALS: u64 = 8;
+    let (mut absent, mut complete, mut temporaries) = (0, 0, 0);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    for trial in 0..TRIALS {
+        let name = unique("killed");
+        let _c = Cleanup(name.clone());
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_creates_segments_until_killed",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CREATE_CHILD, &name)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains(CHILD_READY) {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "child exited early");
+        }
+        // Somewhere in the first few creates (each takes some 10-50 ms).
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_micros(5_000 + (seed >> 33) % 200_000));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        match shmbatch::SharedArray::<f64>::open(&name) {
+            Ok(a) => {
+                assert_eq!(a.len(), CHILD_LEN, "trial {trial}");
+                complete += 1;
+            }
+            Err(Error::NotFound { .. }) => absent += 1,
+            Err(e) => panic!("trial {trial}: a killed creator left {e:?}"),
+        }
+        // What is left is stale, and the stale sweep of `shmbatch rm --stale`
+        // removes it: the segment, and a temporary if the kill came mid-create.
+        for l in shmbatch::list() {
+            let ours = l.name == name || l.half_made.as_ref().is_some_and(|h| h.for_name == name);
+            if !ours {
+                continue;
+            }
+            assert!(l.is_stale(), "trial {trial}: {l:?}");
+            assert!(l.remove_if_stale().unwrap(), "trial {trial}: {l:?}");
+            temporaries += usize::from(l.half_made.is_some());
+        }
+        assert!(!path(&name).exists());
+        let left: Vec<String> = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(&name))
+            .collect();
+        assert!(left.is_empty(), "trial {trial}: left {left:?}");
+    }
+    println!("{TRIALS} kills: {absent} absent, {complete} complete, {temporaries} temporaries");
 }

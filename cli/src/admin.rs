@@ -1,7 +1,7 @@
 //! `ls`, `stat`, `rm`.
 
 use serde_json::{json, Value};
-use shmbatch::inspect::{Listed, Peer, SegmentInfo};
+use shmbatch::inspect::{HalfMade, Listed, Peer, SegmentInfo};
 use shmbatch::Kind;
 
 use crate::Result;
@@ -56,6 +56,33 @@ fn peers(i: &SegmentInfo) -> String {
     s
 }
 
+/// The live processes that use a segment: its creator and attached peers.
+fn live_users(i: &SegmentInfo) -> Vec<String> {
+    let creator = i
+        .creator
+        .alive
+        .then(|| format!("creator pid {}", i.creator.pid));
+    creator
+        .into_iter()
+        .chain(
+            i.peers
+                .iter()
+                .filter(|p| p.process.alive)
+                .map(|p| format!("{} pid {}", role(p), p.process.pid)),
+        )
+        .collect()
+}
+
+fn half_made(h: &HalfMade) -> String {
+    format!(
+        "half-made segment for {:?}, creator {} {}{}",
+        h.for_name,
+        h.creator.pid,
+        alive(h.creator.alive),
+        if h.creator.alive { "" } else { " (stale)" }
+    )
+}
+
 fn to_json(i: &SegmentInfo) -> Value {
     json!({
         "name": i.name,
@@ -89,9 +116,17 @@ pub(crate) fn ls(as_json: bool) -> Result {
     if as_json {
         let v: Vec<Value> = all
             .iter()
-            .map(|l| match &l.info {
-                Ok(i) => to_json(i),
-                Err(e) => json!({ "name": l.name, "error": e.to_string() }),
+            .map(|l| match (&l.half_made, &l.info) {
+                (Some(h), _) => json!({
+                    "name": l.name,
+                    "half_made": {
+                        "for": h.for_name,
+                        "creator": { "pid": h.creator.pid, "alive": h.creator.alive },
+                    },
+                    "stale": l.is_stale(),
+                }),
+                (None, Ok(i)) => to_json(i),
+                (None, Err(e)) => json!({ "name": l.name, "error": e.to_string() }),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -103,26 +138,42 @@ pub(crate) fn ls(as_json: bool) -> Result {
     }
     let rows: Vec<[String; 7]> = all
         .iter()
-        .map(|Listed { name, info }| match info {
-            Ok(i) => [
-                name.clone(),
-                i.kind.to_string(),
-                i.type_name.clone(),
-                capacity(i),
-                fill(i),
-                human_bytes(i.allocated),
-                peers(i) + if i.is_stale() { " (stale)" } else { "" },
-            ],
-            Err(e) => [
-                name.clone(),
-                "?".into(),
-                "?".into(),
-                "?".into(),
-                "?".into(),
-                "?".into(),
-                format!("error: {e}"),
-            ],
-        })
+        .map(
+            |Listed {
+                 name,
+                 info,
+                 half_made: h,
+             }| match (h, info) {
+                (Some(h), _) => [
+                    name.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    info.as_ref()
+                        .map_or_else(|_| "-".into(), |i| human_bytes(i.allocated)),
+                    half_made(h),
+                ],
+                (None, Ok(i)) => [
+                    name.clone(),
+                    i.kind.to_string(),
+                    i.type_name.clone(),
+                    capacity(i),
+                    fill(i),
+                    human_bytes(i.allocated),
+                    peers(i) + if i.is_stale() { " (stale)" } else { "" },
+                ],
+                (None, Err(e)) => [
+                    name.clone(),
+                    "?".into(),
+                    "?".into(),
+                    "?".into(),
+                    "?".into(),
+                    "?".into(),
+                    format!("error: {e}"),
+                ],
+            },
+        )
         .collect();
     let head = [
         "NAME",
@@ -233,34 +284,54 @@ pub(crate) fn stat(name: &str, as_json: bool) -> Result {
 
 pub(crate) fn rm(names: &[String], stale: bool, force: bool) -> Result {
     if stale {
-        let mut n = 0;
+        let (mut n, mut failed) = (0, 0);
         for l in shmbatch::list() {
-            match l.info {
-                Ok(i) if i.is_stale() => {
-                    shmbatch::remove(&l.name)?;
-                    println!("removed {} (creator {} dead)", l.name, i.creator.pid);
+            match l.remove_if_stale() {
+                Ok(true) => {
+                    match (&l.half_made, &l.info) {
+                        (Some(h), _) => println!("removed {} ({})", l.name, half_made(h)),
+                        (None, Ok(i)) => {
+                            println!("removed {} (creator {} dead)", l.name, i.creator.pid)
+                        }
+                        (None, Err(_)) => println!("removed {}", l.name),
+                    }
                     n += 1;
                 }
-                Ok(_) => {}
-                Err(e) => eprintln!("kept {}: {e} (remove it by name with --force)", l.name),
+                Ok(false) => {
+                    if let (None, Err(e)) = (&l.half_made, &l.info) {
+                        eprintln!("kept {}: {e} (remove it by name with --force)", l.name);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("shmbatch: {}: {e}", l.name);
+                    failed += 1;
+                }
             }
         }
         println!("{n} stale segment(s) removed");
+        if failed > 0 {
+            return Err(format!("{failed} stale segment(s) not removed").into());
+        }
         return Ok(());
     }
     let mut failed = 0;
     for name in names {
-        let check = shmbatch::inspect(name);
-        let res = match check {
+        let res: Result = match shmbatch::inspect(name) {
+            // Removing a segment in use strands its processes: the producer runs on
+            // and no consumer can attach again.
+            Ok(i) if !i.is_stale() && !force => Err(format!(
+                "in use by {}; not removed (use --force)",
+                live_users(&i).join(", ")
+            )
+            .into()),
             Ok(_) => shmbatch::remove(name).map_err(Into::into),
             Err(e @ shmbatch::Error::NotFound { .. }) => Err(e.into()),
-            Err(_) if force => shmbatch::remove(name).map_err(Into::into),
+            Err(_) if force => shmbatch::remove_any(name).map_err(Into::into),
             Err(e) => Err(format!("{e}; not removed (use --force)").into()),
         };
         match res {
             Ok(()) => println!("removed {name}"),
             Err(e) => {
-                let e: Box<dyn std::error::Error> = e;
                 eprintln!("shmbatch: {name}: {e}");
                 failed += 1;
             }

@@ -39,15 +39,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove segments by name, or every stale one.
+    /// Remove segments by name (not one in use, unless forced), or every stale one.
     Rm {
         /// Segment names.
         #[arg(required_unless_present = "stale", conflicts_with = "stale")]
         names: Vec<String>,
-        /// Remove every segment whose creator and attached peers are all dead.
+        /// Remove every segment whose creator and attached peers are all dead, and
+        /// every half-made one whose creator died.
         #[arg(long)]
         stale: bool,
-        /// Remove a file even if it is not a valid shmbatch segment.
+        /// Remove a segment that live processes use, or a file that is not a valid
+        /// shmbatch segment.
         #[arg(long)]
         force: bool,
     },

@@ -128,8 +128,13 @@ fn rm_removes_a_segment_by_name() {
     assert!(!shmbatch(&["rm", &name]).status.success());
 }
 
+/// Held by the tests that run `rm --stale`, which removes every stale segment:
+/// the other's too, before that one has looked at it.
+static STALE_SWEEP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn rm_stale_removes_dead_segments_and_keeps_live_ones() {
+    let _sweep = STALE_SWEEP.lock().unwrap_or_else(|e| e.into_inner());
     let dead = unique("stale-dead");
     let live = unique("stale-live");
     let _c = Cleanup(dead.clone());
@@ -162,6 +167,64 @@ fn rm_refuses_a_file_that_is_not_a_segment_unless_forced() {
     assert!(!stdout(&shmbatch(&["ls"])).contains(&name));
     assert!(shmbatch(&["rm", "--force", &name]).status.success());
     assert!(!exists(&name));
+}
+
+#[test]
+fn rm_refuses_a_segment_in_use_and_names_who_unless_forced() {
+    let name = unique("in-use");
+    let _c = Cleanup(name.clone());
+    let tx = shmbatch::spsc::Sender::<f64>::create(&name, 64).unwrap();
+    let _rx = shmbatch::spsc::Receiver::<f64>::open(&name).unwrap();
+    let o = shmbatch(&["rm", &name]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let pid = std::process::id();
+    for who in ["creator", "sender", "receiver"] {
+        assert!(err.contains(&format!("{who} pid {pid}")), "{err}");
+    }
+    assert!(err.contains("--force"), "{err}");
+    assert!(exists(&name));
+    let o = shmbatch(&["rm", "--force", &name]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(!exists(&name));
+    drop(tx);
+}
+
+#[test]
+fn ls_shows_and_rm_stale_removes_a_half_made_segment() {
+    let _sweep = STALE_SWEEP.lock().unwrap_or_else(|e| e.into_inner());
+    let for_name = unique("half");
+    let dead = {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let temp = format!(".shmbatch-tmp-{dead}-0-0-{for_name}");
+    let _c = Cleanup(temp.clone());
+    std::fs::write(std::path::Path::new("/dev/shm").join(&temp), [0u8; 4096]).unwrap();
+    let out = stdout(&shmbatch(&["ls"]));
+    let line = out.lines().find(|l| l.starts_with(&temp)).expect(&out);
+    assert!(
+        line.contains(&format!(
+            "half-made segment for \"{for_name}\", creator {dead} dead (stale)"
+        )),
+        "{line}"
+    );
+    let o = shmbatch(&["ls", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let me = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == temp.as_str())
+        .unwrap();
+    assert_eq!(me["half_made"]["for"], for_name.as_str(), "{me}");
+    assert_eq!(me["stale"], true, "{me}");
+    let o = shmbatch(&["rm", "--stale"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains(&format!("removed {temp}")), "{o:?}");
+    assert!(!exists(&temp));
 }
 
 #[test]

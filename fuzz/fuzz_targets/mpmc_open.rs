@@ -26,7 +26,7 @@ fn template() -> &'static [u8] {
     static T: OnceLock<Vec<u8>> = OnceLock::new();
     T.get_or_init(|| {
         let name = format!("shmbatch-fuzz-mpmc-template-{}", std::process::id());
-        let _ = shmbatch::remove(&name);
+        let _ = shmbatch::remove_any(&name);
         let tx = Sender::<f64>::create(&name, 4, 4).expect("template segment");
         let bytes = std::fs::read(format!("/dev/shm/{name}")).expect("template bytes");
         drop(tx);
@@ -73,5 +73,5 @@ fuzz_target!(|data: &[u8]| {
         let _ = tx.send_timeout(&[5.0], Duration::ZERO);
         let _ = tx.is_disconnected();
     }
-    let _ = shmbatch::remove(&name);
+    let _ = shmbatch::remove_any(&name);
 });

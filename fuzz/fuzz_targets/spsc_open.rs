@@ -27,5 +27,5 @@ fuzz_target!(|data: &[u8]| {
             r.commit();
         }
     }
-    let _ = shmbatch::remove(&name);
+    let _ = shmbatch::remove_any(&name);
 });

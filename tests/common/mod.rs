@@ -22,12 +22,13 @@ pub fn path(name: &str) -> PathBuf {
     PathBuf::from("/dev/shm").join(name)
 }
 
-/// Removes the segment when dropped, even if the test fails.
+/// Removes the segment (or whatever file has its name) when dropped, even if the
+/// test fails.
 pub struct Cleanup(pub String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = shmbatch::remove(&self.0);
+        let _ = shmbatch::remove_any(&self.0);
     }
 }
 
