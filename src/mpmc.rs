@@ -28,15 +28,28 @@
 //!   `Disconnected`. Before the first sender (receiver) attaches, the other side
 //!   waits: `Disconnected` means they came and all left. A new handle may attach
 //!   later and the queue resumes.
-//! - **A process dies**: it never detaches, but the segment records the pid of every
-//!   attachment and a waiting side checks them on its slow path (at most every
-//!   20 ms, a system call or two per attached peer), so the survivors see
-//!   `Disconnected` as if it had detached. Batches it committed are still
-//!   delivered. A slot it had *reserved and not committed* stays claimed: while
-//!   other senders live, receivers wait at that slot (their timeouts still work);
-//!   once none does, they get `Disconnected`. Each claimed slot records its
-//!   claimer's pid so that a later version can skip such a slot. A batch that a
-//!   dead receiver was holding keeps its slot taken likewise.
+//! - **A process dies** (SIGKILL at any instruction included): it never detaches,
+//!   but the segment records the identity of every attachment (pid and start time,
+//!   so a reused pid does not look alive; zombies are dead; peers must share a pid
+//!   namespace) and every slot names the attachment that holds it. A waiting side
+//!   checks them on its slow path (at most every 20 ms, a system call per attached
+//!   process), so the survivors see `Disconnected` as if it had detached, and:
+//!   - batches it committed are delivered;
+//!   - a slot it had *reserved and not committed* is skipped, by the first
+//!     receiver (or sender) that finds it; the batches behind it are delivered and
+//!     the queue goes on. Nothing of the dead reservation is delivered.
+//!   - a batch it had *received and was holding* (a [`Batch`] guard) is delivered
+//!     again, to another receiver: by the sender that next needs its slot, or by a
+//!     waiting receiver. Delivery is therefore *at least once* for the batches a
+//!     receiver holds when it dies, and exactly once for all others. A redelivered
+//!     batch may arrive after later batches of the same sender, and holds what the
+//!     dead receiver left in it (it may have modified it in place).
+//!
+//!   When every sender is gone, receivers drain every committed batch, those
+//!   redelivered included, and only then get `Disconnected`. Recovery takes one
+//!   liveness interval (20 to 40 ms measured). A process that is stopped
+//!   (SIGSTOP) is alive: its slots wait for it. A guard leaked with
+//!   `mem::forget` is recovered once its handle's attachment is gone.
 //! - **Untrusted peers**: every position, stamp and length read from the segment is
 //!   checked before use; damage gives `Corrupted`, never a panic, an out-of-bounds
 //!   access or an endless loop.
@@ -97,6 +110,30 @@
 //! `u64::MAX` ("skipped"), which receivers release and step over, so the queue
 //! never wedges on a cancelled send.
 //!
+//! ## Claims that survive their claimer
+//! Vyukov's queue claims a slot with the CAS on `tail` (or `head`); a claimer that
+//! dies after it holds the slot for ever, and nobody can tell whose it was. Here
+//! the claim is a CAS on the slot's *claim word* instead (`ClaimWord`: the
+//! claimer's attachment entry and its generation, the side, the position), and
+//! `tail` (`head`) is moved right after, by the claimer or by anyone who finds the
+//! claim while the position still names it (`Queue::advance`). So at every
+//! instruction a claimed slot names its holder, and a holder found dead
+//! (`Peers::holder_alive`) is replaced by a CAS from its claim word:
+//!
+//! ```text
+//! stamp p,     write claim of p, holder gone  -> publish p as skipped
+//! stamp p + 1, read claim of p,  holder gone  -> a sender at p + one_lap commits
+//!                                                it again there; a receiver takes
+//!                                                it over as it lies
+//! ```
+//!
+//! A sender claims only a slot whose claim word is the previous lap's read claim
+//! (or none yet), and a receiver only one holding the commit's write claim for
+//! its position; the position in the word makes every claim word unique (for
+//! 2^48 claims), so a CAS from a word read before the slot moved on fails. A
+//! recovering handle reads the claim word, finds the holder gone, and only then
+//! reads the stamp (a gone holder changes neither again).
+//!
 //! Sync points (both ends are labelled in the code):
 //! - "publish batch": the sender writes the payload and the length, then stores
 //!   `p + 1` in the stamp (Release); the receiver loads the stamp with Acquire
@@ -121,12 +158,13 @@
 //!   line 0   tail: enqueue position                (senders)
 //!   line 1   head: dequeue position                (receivers)
 //!   line 2   futex words not_empty, not_full       (sleepers and their wakers)
-//!   line 3   peer counts; lines 4..8 the attachment table (peers.rs)
+//!   line 3   peer counts and the deaths hint; lines 4..8 the attachment
+//!            table (peers.rs)
 //! data region: `slots` slots of `stride` bytes (a multiple of 64 and of
 //! align_of::<T>())
 //!   +0   stamp  u64    sequence stamp (above)
 //!   +8   len    u64    batch length in elements, or u64::MAX for a skipped slot
-//!   +16  claim  u64    pid << 32 | low 32 bits of the position, of the last claimer
+//!   +16  claim  u64    claim word of the holder (ClaimWord)
 //!   +24  reserved u64
 //!   +max(32, align_of::<T>())   payload: max_batch elements
 //! ```
@@ -232,13 +270,14 @@ impl ClaimWord {
     /// The attachment that made the claim.
     fn holder(self) -> peers::Slot {
         peers::Slot {
-            entry: (self.0 >> Self::ENTRY_SHIFT) as usize & (TABLE_LEN - 1),
+            // Any 6 bits: `Peers::holder_alive` checks the index.
+            entry: (self.0 >> Self::ENTRY_SHIFT) as usize & ((1 << peers::ENTRY_BITS) - 1),
             gen: (self.0 >> Self::GEN_SHIFT) & ((1 << peers::GEN_BITS) - 1),
         }
     }
 }
 
-const _: () = assert!(TABLE_LEN == 1 << peers::ENTRY_BITS);
+const _: () = assert!(TABLE_LEN <= 1 << peers::ENTRY_BITS);
 const _: () = assert!(ClaimWord::GEN_SHIFT + peers::GEN_BITS == ClaimWord::ENTRY_SHIFT);
 const _: () = assert!(ClaimWord::ENTRY_SHIFT + peers::ENTRY_BITS == 63);
 
@@ -623,12 +662,12 @@ impl Attachment {
     }
 
     /// Publish the slot at position `pos`, claimed by a sender that died before
-    /// committing it (its claim word is `dead`), as skipped. Returns whether we did
-    /// (another handle may have been first).
+    /// committing it (its claim word is `dead`), as skipped, unless another handle
+    /// was first.
     #[cold]
-    fn skip_dead_writer(&self, pos: u64, index: usize, dead: ClaimWord) -> bool {
+    fn skip_dead_writer(&self, pos: u64, index: usize, dead: ClaimWord) {
         if !self.take_over(index, dead, Side::Write, pos) {
-            return false;
+            return;
         }
         let q = &*self.queue;
         // It may have died before moving tail past its claim.
@@ -638,7 +677,6 @@ impl Attachment {
         slot.len.store(SKIPPED, Ordering::Relaxed);
         slot.stamp.store(pos.wrapping_add(1), Ordering::Release);
         wait::wake(&q.ctl().futex.not_empty);
-        true
     }
 
     /// Make this attachment look dead (tests): see [`Peers::simulate_death`].
@@ -744,7 +782,9 @@ impl End {
     /// the clock), or when a sleeper handed its turn to the next attempt.
     #[inline]
     fn liveness_due(&mut self, sleeping: bool) -> bool {
-        if std::mem::take(&mut self.check_next) {
+        // Under loom, every slow path checks: time does not pass in a model, and
+        // a model with a dead claimer must reach the recovery.
+        if std::mem::take(&mut self.check_next) || cfg!(loom) {
             return true;
         }
         self.idle = self.idle.wrapping_add(1);
@@ -864,10 +904,15 @@ fn recover_tail(att: &Attachment, tail: u64, index: usize) -> bool {
     }
     // Acquire as in `Sender::claim`.
     let stamp = slot.stamp.load(Ordering::Acquire);
+    // A takeover lost to another handle is progress too: look again.
     if writing && stamp == p {
-        return att.skip_dead_writer(p, index, c);
+        att.skip_dead_writer(p, index, c);
+        return true;
     }
-    if taken && stamp == p.wrapping_add(1) && att.take_over(index, c, Side::Write, tail) {
+    if taken && stamp == p.wrapping_add(1) {
+        if !att.take_over(index, c, Side::Write, tail) {
+            return true;
+        }
         q.advance(&q.ctl().tail, tail, index);
         // Sync point "publish batch", as in `Sender::publish`: the payload and
         // length are the dead receiver's batch.
@@ -952,6 +997,14 @@ macro_rules! handle {
             #[doc(hidden)]
             pub fn attach_again(&self) -> Result<Self> {
                 Self::attach(Arc::clone(&self.end.att.queue))
+            }
+
+            /// Make the next operation that finds the queue full (empty) check the
+            /// peers and recover what dead ones hold, without waiting for the
+            /// liveness interval (for tests and fuzzing).
+            #[doc(hidden)]
+            pub fn check_peers_next(&mut self) {
+                self.end.check_next = true;
             }
 
             fn attach(q: Arc<Queue>) -> Result<Self> {
@@ -1446,8 +1499,9 @@ impl<T: Pod> Receiver<T> {
             if c.is(Side::Write, at.pos)
                 && !q.holder_alive(c)
                 && slot.stamp.load(Ordering::Acquire) == at.pos
-                && att.skip_dead_writer(at.pos, at.index, c)
             {
+                // Skipped by us, or by someone faster: either way, look again.
+                att.skip_dead_writer(at.pos, at.index, c);
                 return Ok(Recovered::Retry);
             }
         }

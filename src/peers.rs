@@ -30,7 +30,9 @@ use crate::segment::ProcId;
 use crate::sync::{AtomicU64, Ordering};
 
 /// How many attachments (`create`/`open` calls; clones share one) a segment tracks.
-pub(crate) const TABLE_LEN: usize = 64;
+/// (Four under loom: the models attach at most four, and every entry a reap reads
+/// multiplies the interleavings.)
+pub(crate) const TABLE_LEN: usize = if cfg!(loom) { 4 } else { 64 };
 /// Bits of an entry index (claim words hold one).
 pub(crate) const ENTRY_BITS: u32 = 6;
 /// Bits of an entry's generation.

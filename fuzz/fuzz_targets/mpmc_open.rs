@@ -52,6 +52,9 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(mut rx) = Receiver::<f64>::open(&name) {
         for _ in 0..4 {
+            // Every look may recover slots whose (hostile) claim words name dead
+            // or absent holders.
+            rx.check_peers_next();
             match rx.try_recv() {
                 Ok(mut b) => common::touch(&mut b),
                 Err(_) => break,
@@ -63,7 +66,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = rx.is_disconnected();
     }
     if let Ok(mut tx) = Sender::<f64>::open(&name) {
+        tx.check_peers_next();
         let _ = tx.try_send(&[1.0, 2.0, 3.0]);
+        tx.check_peers_next();
         if let Ok(mut r) = tx.try_reserve(2) {
             r.fill(4.0);
             r.commit();
