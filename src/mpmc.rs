@@ -782,9 +782,7 @@ impl End {
     /// the clock), or when a sleeper handed its turn to the next attempt.
     #[inline]
     fn liveness_due(&mut self, sleeping: bool) -> bool {
-        // Under loom, every slow path checks: time does not pass in a model, and
-        // a model with a dead claimer must reach the recovery.
-        if std::mem::take(&mut self.check_next) || cfg!(loom) {
+        if std::mem::take(&mut self.check_next) {
             return true;
         }
         self.idle = self.idle.wrapping_add(1);

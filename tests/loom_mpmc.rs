@@ -174,6 +174,9 @@ fn one_producer_two_consumers_exactly_once() {
 fn try_send_each(tx: &mut Sender<u64>, batches: &[&[u64]]) -> Vec<Vec<u64>> {
     let mut sent = Vec::new();
     for b in batches {
+        // Time does not pass in a model: ask for the liveness check (and recovery)
+        // that a full queue makes every 20 ms.
+        tx.check_peers_next();
         match tx.try_send(b) {
             Ok(()) => sent.push(b.to_vec()),
             Err(TrySendError::Full) => {}
@@ -208,8 +211,10 @@ fn a_producer_dying_in_reserve_is_skipped() {
         d.join().unwrap();
         let (mut tx, mut sent) = p.join().unwrap();
         let mut got = Vec::new();
+        rx.check_peers_next();
         while let Ok(b) = rx.try_recv() {
             got.push(b.to_vec());
+            rx.check_peers_next();
         }
         // The dead claim is behind us: a whole lap fits again.
         let more = try_send_each(&mut tx, &[&[12], &[13]]);
@@ -217,6 +222,7 @@ fn a_producer_dying_in_reserve_is_skipped() {
         sent.extend(more);
         drop(tx);
         loop {
+            rx.check_peers_next();
             match rx.try_recv() {
                 Ok(b) => got.push(b.to_vec()),
                 Err(TryRecvError::Disconnected) => break,
@@ -245,6 +251,7 @@ fn a_receiver_dying_with_a_batch_is_redelivered() {
         assert_eq!(sent.len(), 2, "two slots");
         let mut got = Vec::new();
         loop {
+            rx.check_peers_next();
             match rx.try_recv() {
                 Ok(b) => got.push(b.to_vec()),
                 Err(TryRecvError::Disconnected) => break,
