@@ -19,7 +19,7 @@ use crate::layout::{
     LINE, MAGIC,
 };
 use crate::peers::TABLE_LEN;
-use crate::segment::{pid_alive, Name};
+use crate::segment::{pid_alive, Name, ProcId};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Where POSIX shared memory objects live on Linux.
@@ -39,10 +39,20 @@ pub struct Process {
 }
 
 impl Process {
+    /// A process recorded by its pid alone (the creator, MPMC peers).
     fn new(pid: u32) -> Process {
         Process {
             pid,
             alive: pid_alive(pid),
+        }
+    }
+
+    /// A process recorded with its start time (SPSC owners, the array's lock
+    /// holder): a pid now used by another process reads as dead.
+    fn of(id: ProcId) -> Process {
+        Process {
+            pid: id.pid,
+            alive: id.alive(),
         }
     }
 }
@@ -310,10 +320,10 @@ fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
         Kind::Spsc => {
             let s = crate::spsc::stats(map.at(CONTROL_OFFSET));
             for (role, side) in [(Role::Sender, s.producer), (Role::Receiver, s.consumer)] {
-                if let Some((pid, true)) = side {
+                if let Some((id, true)) = side {
                     info.peers.push(Peer {
                         role: Some(role),
-                        process: Process::new(pid),
+                        process: Process::of(id),
                     });
                 }
             }
