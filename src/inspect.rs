@@ -6,18 +6,17 @@
 //! attaches, never writes and never waits: a queue being inspected does not notice.
 //!
 //! The values are a snapshot of memory that other processes are changing: a fill
-//! level can be stale by the time it is printed. Process liveness is a hint (pids
-//! are reused; a process in another pid namespace looks dead).
+//! level can be stale by the time it is printed. Process liveness is a hint: where
+//! a segment records a process with its start time (SPSC owners, the array's lock
+//! holder) a reused pid reads as dead, where it records the pid alone a reused pid
+//! looks alive; a process in another pid namespace looks dead.
 
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::ptr::NonNull;
 
 use crate::error::{Error, Kind, Result, Role};
-use crate::layout::{
-    Identity, ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET, CONTROL_OFFSET, IDENTITY_SIZE, LAYOUT_VERSION,
-    LINE, MAGIC,
-};
+use crate::layout::{Identity, CONTROL_OFFSET, IDENTITY_SIZE, LAYOUT_VERSION, LINE, MAGIC};
 use crate::peers::TABLE_LEN;
 use crate::segment::{pid_alive, Name, ProcId};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -240,6 +239,8 @@ unsafe impl Atomics for AtomicU64 {}
 unsafe impl Atomics for Identity {}
 // SAFETY: atomics only, as `Control` requires.
 unsafe impl Atomics for crate::spsc::SpscControl {}
+// SAFETY: atomics only, as `Control` requires.
+unsafe impl Atomics for crate::array::ArrayControl {}
 
 impl Drop for ReadMap {
     fn drop(&mut self) {
@@ -335,22 +336,14 @@ fn inspect_path(name: &Name, path: &Path) -> Result<SegmentInfo> {
             });
         }
         Kind::Array => {
-            // Relaxed: a report (module docs), never used to form a pointer.
-            let word = map
-                .at::<AtomicU32>(ARRAY_LOCK_OFFSET)
-                .load(Ordering::Relaxed);
-            let holder = word & !(1 << 31);
-            if holder != 0 {
+            let s = crate::array::stats(map.at(CONTROL_OFFSET));
+            if let Some(id) = s.holder {
                 info.peers.push(Peer {
                     role: None,
-                    process: Process::new(holder),
+                    process: Process::of(id),
                 });
             }
-            // Relaxed: a report, like the lock word above.
-            info.seq = Some(
-                map.at::<AtomicU64>(ARRAY_SEQ_OFFSET)
-                    .load(Ordering::Relaxed),
-            );
+            info.seq = Some(s.seq);
         }
         Kind::Mpmc => {
             let s = mpmc_stats(&map, g.capacity);

@@ -336,6 +336,7 @@ fn zombie_sender_is_dead() -> Result<(), Failed> {
     while !is_zombie(child.id()) {
         if t.elapsed() > PATIENCE {
             let _ = child.kill();
+            let _ = child.wait();
             return Err("child never exited".into());
         }
         std::thread::sleep(Duration::from_millis(1));

@@ -569,7 +569,7 @@ fn a_blocked_receiver_sees_a_reused_pid_sender_as_disconnected() {
 #[test]
 fn a_zombie_peer_is_dead() {
     let name = unique("zombie");
-    let mut tx = Sender::<f64>::create(&name, 16).unwrap();
+    let tx = Sender::<f64>::create(&name, 16).unwrap();
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
     let (_, start) = proc_stat(pid).expect("the child exists until reaped");
