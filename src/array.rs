@@ -9,8 +9,8 @@
 //!   [`LockTimeout`].
 //! - **A writer that dies** (crash, `SIGKILL`) while holding the lock is detected by
 //!   the next process that wants the lock: it finds the holder dead (see "A process
-//!   dies" below), takes the lock over, and the next writer is told through [`WriteOutcome::recovered`]. The
-//!   notice says whether the data **may be partial** ([`Recovered::partial`]): a
+//!   dies" below), takes the lock over, and the next writer is told through
+//!   [`WriteOutcome::recovered`]. The notice says whether the data **may be partial** ([`Recovered::partial`]): a
 //!   writer works on a private copy and publishes only the words it changed at the
 //!   end, so a writer that dies anywhere but in those last stores left the array
 //!   exactly as it was, and `partial` is `false`. A closure that panics publishes
@@ -89,8 +89,8 @@
 //! interleaving; what remains is to show that reads are consistent.
 //!
 //! - Sync point "lock": the unlocking holder's `SeqCst` (so Release) store of 0 to
-//!   the lock word pairs with the next holder's `Acquire` CAS, so a writer's copy-in sees every word
-//!   published by earlier writers.
+//!   the lock word pairs with the next holder's `Acquire` CAS, so a writer's
+//!   copy-in sees every word published by earlier writers.
 //! - Sync point "publish": a writer holding the lock with even sequence `s` stores
 //!   `s + 1` (Relaxed), issues a `Release` fence, stores its changed words (Relaxed),
 //!   then stores `s + 2` with `Release`. A reader loads the sequence with `Acquire`
