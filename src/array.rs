@@ -3,14 +3,14 @@
 //!
 //! # Behaviour
 //! - **Writes** ([`SharedArray::write`]) are exclusive across processes: a lock word in
-//!   the segment (a futex) admits one writer at a time; the others spin, yield, then
-//!   sleep on it. [`try_write`](SharedArray::try_write) fails at once with
+//!   the segment admits one writer at a time; the others spin, yield, then sleep on
+//!   a futex next to it. [`try_write`](SharedArray::try_write) fails at once with
 //!   [`LockBusy`]; [`write_timeout`](SharedArray::write_timeout) gives up with
 //!   [`LockTimeout`].
 //! - **A writer that dies** (crash, `SIGKILL`) while holding the lock is detected by
-//!   the next process that wants the lock: it finds the holder's pid dead, takes the
-//!   lock over, and the next writer is told through [`WriteOutcome::recovered`]. The
-//!   notice says whether the data **may be partial** ([`Recovered::partial`]): a
+//!   the next process that wants the lock: it finds the holder dead (see "A process
+//!   dies" below), takes the lock over, and the next writer is told through
+//!   [`WriteOutcome::recovered`]. The notice says whether the data **may be partial** ([`Recovered::partial`]): a
 //!   writer works on a private copy and publishes only the words it changed at the
 //!   end, so a writer that dies anywhere but in those last stores left the array
 //!   exactly as it was, and `partial` is `false`. A closure that panics publishes
@@ -40,7 +40,11 @@
 //! ```text
 //! offset 0    identity header (see crate::layout), kind "array", element type,
 //!             capacity = number of elements
-//! offset 256  lock word: u32, holder pid | bit 31 "someone may sleep", 0 when free
+//! offset 256  lock word: u64, 0 when free, else the holder's pid (bits 0..22)
+//!             and start time (bits 22..54)
+//! offset 264  futex word: u32, 1 while someone may sleep on the lock
+//! offset 268  recovery notes: u32 pid of a dead holder not yet reported,
+//!             u32 "data may be partial"
 //! offset 384  sequence counter: u64, odd while a write is being published
 //! offset 512  element 0, then element i at 512 + i * size_of::<T>(), native endian
 //! ```
@@ -84,9 +88,9 @@
 //! padded to a whole number of words), so no access is a data race, whatever the
 //! interleaving; what remains is to show that reads are consistent.
 //!
-//! - Sync point "lock": the unlocking holder's `Release` swap of the lock word pairs
-//!   with the next holder's `Acquire` CAS, so a writer's copy-in sees every word
-//!   published by earlier writers.
+//! - Sync point "lock": the unlocking holder's `SeqCst` (so Release) store of 0 to
+//!   the lock word pairs with the next holder's `Acquire` CAS, so a writer's
+//!   copy-in sees every word published by earlier writers.
 //! - Sync point "publish": a writer holding the lock with even sequence `s` stores
 //!   `s + 1` (Relaxed), issues a `Release` fence, stores its changed words (Relaxed),
 //!   then stores `s + 2` with `Release`. A reader loads the sequence with `Acquire`
@@ -97,12 +101,53 @@
 //!   load of `s2`: `s2 != s1` and the reader retries. If `s2 == s1`, no such value was
 //!   read, and the `Acquire` load of `s1` made every write up to `s1` visible: the
 //!   copy is exactly the state after the write that stored `s1`.
-//! - Recovery: the lock word names its holder's pid; a waiter that finds it dead
-//!   (`segment::pid_alive`, checked after sleeping a whole slice without a wake-up)
-//!   replaces it with a CAS. The new holder reads the sequence with an RMW (the dead
+//! - Recovery: the lock word names its holder; a waiter that finds it dead (checked
+//!   after sleeping a whole slice without a wake-up, see "A process dies") replaces
+//!   it with a CAS. The new holder reads the sequence with an RMW (the dead
 //!   holder never released, so only an RMW is sure to read its last store); an odd
 //!   value means it died while publishing: it stores the next even value and sets
 //!   the sticky `partial` flag, which the next writer is told about.
+//!
+//! - Sleeping: a waiter sets the futex word to 1 and then loads the lock word; the
+//!   unlocking holder stores 0 to the lock word and then loads the futex word; all
+//!   four `SeqCst`. In their single total order one of the two loads sees the
+//!   other side's store: the holder wakes the sleeper, or the sleeper sees the lock
+//!   free (or held by a later holder, whose unlock then sees the 1) and does not
+//!   sleep. The holder clears the futex word before waking, so a sleeper whose
+//!   futex call comes late returns at once.
+//!
+//! # A process dies
+//! The lock word is the holder's identity as the kernel knows it: its pid and its
+//! start time (field 22 of `/proc/PID/stat`, clock ticks since boot, kept to 32
+//! bits), written by the very CAS that takes the lock. A waiter that has slept a
+//! whole slice without a wake-up asks whether that process still runs: it must
+//! exist, must not be a zombie (dead, not yet reaped by its parent), and must have
+//! the recorded start time. If not, the waiter takes the lock over with a CAS from
+//! exactly the word it judged. So:
+//! - **A reused pid does not keep a dead holder's lock**: the process that now has
+//!   the pid has another start time.
+//! - **A live holder's lock is never taken.** The word names the holder from the
+//!   instant it holds the lock (there is no window between taking the lock and
+//!   recording who took it), and a live holder passes the check: its pid exists,
+//!   it is not a zombie, and `/proc` reports the start time it recorded itself.
+//!   The takeover CAS succeeds only if the word still holds the very identity that
+//!   was found dead; a dead process never writes again, and no other process
+//!   writes that identity (a process with the same pid has another start time), so
+//!   the word cannot have passed to a live holder and back to that value in
+//!   between. Where `/proc` cannot be read the check falls back to the pid alone,
+//!   which errs on "alive" (a dead holder whose pid was reused then blocks until
+//!   that process exits); a holder that could not read its own start time records
+//!   0, which others also check by pid alone.
+//! - The one confusion left is the same pid reused with a start time exactly a
+//!   multiple of 2^32 ticks (~497 days at 100 Hz) later.
+//! - Pids are those of the caller's pid namespace: processes that share an array
+//!   must share a pid namespace (a holder in another one looks dead, and its lock
+//!   would be taken).
+//!
+//! A word written by a hostile peer decodes to some identity (bits 54..64 are
+//! ignored when judging, not when comparing): at worst the lock is taken from, or
+//! left with, a process that does not hold it, which a peer that can write the
+//! segment can do anyway.
 //!
 //! The loom models in `tests/loom_array.rs` check the lock and the seqlock with the
 //! data held in loom atomics.
@@ -123,14 +168,9 @@ use bytemuck::Pod;
 
 use crate::error::{Error, IndexOutOfBounds, Kind, LockBusy, LockTimeout, Result};
 use crate::layout::{Geometry, Padded, TypeInfo, ARRAY_DATA_OFFSET, MAX_SEGMENT_LEN};
-use crate::segment::{pid_alive, Control, Region};
+use crate::segment::{Control, ProcId, Region};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Deadline};
-
-/// Bit 31 of the lock word: someone may be asleep on it (wake them on unlock).
-const WAITERS: u32 = 1 << 31;
-/// Bits 0..31 of the lock word: the holder's pid (Linux pids are below 2^22).
-const PID_MASK: u32 = !WAITERS;
 
 /// Optimistic read attempts (each followed by a back-off step) before a reader
 /// falls back to reading under the lock: the whole spin-then-yield budget of
@@ -159,10 +199,17 @@ pub(crate) struct ArrayControl {
 #[repr(C)]
 #[derive(Default)]
 struct LockLine {
-    /// Futex lock word: 0 free, else `holder_pid | WAITERS?`. Taken with an
-    /// `Acquire` CAS (from 0, or from a dead holder's value), released with a
-    /// `Release` swap to 0; `WAITERS` is set by sleepers (Relaxed CAS).
-    word: AtomicU32,
+    /// The lock: 0 when free, else the holder's `ProcId::pack()`: pid in bits
+    /// 0..22, start time in bits 22..54, bits 54..64 zero. Taken with an `Acquire`
+    /// CAS from 0, or from the exact word of a holder found dead (module docs, "A
+    /// process dies"); released by its holder with a `SeqCst` store of 0 (a
+    /// Release store, and the first half of the wake handshake). Any bits decode
+    /// to some `ProcId`; a word that is not 0 is never free.
+    owner: AtomicU64,
+    /// Futex word: 1 while someone may sleep on the lock, else 0. Set by sleepers
+    /// (`SeqCst` swap), read and cleared by the releasing holder (`SeqCst`), which
+    /// then wakes every sleeper. Any value is harmless (at worst a wake-up).
+    waiters: AtomicU32,
     /// Pid of a dead holder whose lock was taken over and not yet reported to a
     /// writer, or 0. Written by lock holders only (Relaxed; the lock orders it).
     dead: AtomicU32,
@@ -177,7 +224,7 @@ const _: () = {
     use std::mem::offset_of;
     assert!(size_of::<ArrayControl>() == 2 * LINE);
     assert!(CONTROL_OFFSET + offset_of!(ArrayControl, lock) == ARRAY_LOCK_OFFSET);
-    assert!(offset_of!(LockLine, word) == 0);
+    assert!(offset_of!(LockLine, owner) == 0);
     assert!(CONTROL_OFFSET + offset_of!(ArrayControl, seq) == ARRAY_SEQ_OFFSET);
     assert!(
         (CONTROL_OFFSET + size_of::<ArrayControl>()).next_multiple_of(LINE) == ARRAY_DATA_OFFSET
@@ -377,8 +424,8 @@ pub struct SharedArray<T: Pod = f64> {
     words: Words,
     region: Region,
     len: usize,
-    /// Our lock word value: our pid.
-    me: u32,
+    /// Our lock word value: `ProcId::me().pack()`, never 0.
+    me: u64,
     /// Buffers reused by `write` (copy-in and working copy) and `read`, so that
     /// large arrays do not pay for an allocation and its page faults on every call.
     /// Taken with `try_lock`; a thread that finds one busy uses fresh buffers.
@@ -499,9 +546,6 @@ enum Got {
 /// State of one lock acquisition.
 #[derive(Debug, Default)]
 struct Acquiring {
-    /// We have slept on the lock: keep `WAITERS` set when we take it, since others
-    /// may still be asleep.
-    contended: bool,
     /// Check the holder's liveness on the next attempt.
     check_owner: bool,
     /// Holder seen last (for error reports).
@@ -518,13 +562,17 @@ struct Held<'a> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        let word = &self.ctl.lock.word;
+        let line = &self.ctl.lock;
         // Sync point "lock" (release side): pairs with the Acquire CAS in
         // `try_acquire` of the next holder, so our copy-in and publication happen
-        // before its copy-in.
-        let prev = word.swap(0, Ordering::Release);
-        if prev & WAITERS != 0 {
-            wait::futex_wake(word);
+        // before its copy-in. SeqCst: W1 of the wake handshake, paired with the
+        // sleeper's SeqCst load of `owner` in `sleep_on_lock`.
+        line.owner.store(0, Ordering::SeqCst);
+        // W2: pairs with the sleeper's SeqCst swap of `waiters`; either we see its
+        // 1 here, or it sees our 0 (or a later holder, who wakes it) and does not
+        // sleep. Cleared before the wake so a sleeper's futex check fails at once.
+        if line.waiters.load(Ordering::SeqCst) != 0 && line.waiters.swap(0, Ordering::SeqCst) != 0 {
+            wait::futex_wake(&line.waiters);
         }
     }
 }
@@ -610,11 +658,13 @@ impl<T: Pod> SharedArray<T> {
     fn from_parts(region: Region, words: Option<Words>, len: usize) -> Self {
         let words = words.unwrap_or_else(|| Words::over(&region));
         debug_assert!(len * size_of::<T>() <= 8 * words.len);
+        // Our lock word must not read as free (pid 0 is nobody).
+        debug_assert_ne!(ProcId::me(), ProcId::NOBODY);
         SharedArray {
             words,
             region,
             len,
-            me: std::process::id() & PID_MASK,
+            me: ProcId::me().pack(),
             scratch: Mutex::new(Scratch::default()),
             reads: Mutex::new(Vec::new()),
             _t: PhantomData,
@@ -694,55 +744,48 @@ impl<T: Pod> SharedArray<T> {
     /// One attempt at the lock.
     #[inline]
     fn try_acquire(&self, st: &mut Acquiring) -> Option<Got> {
-        let word = &self.ctl().lock.word;
+        let owner = &self.ctl().lock.owner;
         // Relaxed: a guess that the CAS below validates (and acquires).
-        let cur = word.load(Ordering::Relaxed);
-        let keep = (cur & WAITERS) | if st.contended { WAITERS } else { 0 };
-        if cur & PID_MASK == 0 {
-            // Sync point "lock" (acquire side): pairs with the Release swap in
-            // `Held::drop` of the previous holder.
-            return word
-                .compare_exchange(cur, self.me | keep, Ordering::Acquire, Ordering::Relaxed)
-                .ok()
-                .map(|_| Got::Free);
-        }
-        let holder = cur & PID_MASK;
-        st.holder = holder;
-        if std::mem::take(&mut st.check_owner) && !pid_alive(holder) {
-            // The holder died holding the lock; whoever wins this CAS recovers it.
-            // (No Release store of it will ever come: see `held` for how the new
-            // holder reads the dead one's last sequence value.)
-            return word
-                .compare_exchange(cur, self.me | keep, Ordering::Acquire, Ordering::Relaxed)
-                .ok()
-                .map(|_| Got::Stolen(holder));
-        }
-        None
+        let cur = owner.load(Ordering::Relaxed);
+        let got = if cur == 0 {
+            Got::Free
+        } else {
+            let holder = ProcId::unpack(cur);
+            st.holder = holder.pid;
+            if !std::mem::take(&mut st.check_owner) || holder.alive() {
+                return None;
+            }
+            // The process that `cur` names died holding the lock; whoever wins the
+            // CAS below, from exactly `cur`, recovers it (module docs, "A process
+            // dies"). No Release store of it will ever come: see `held` for how
+            // the new holder reads the dead one's last sequence value.
+            Got::Stolen(holder.pid)
+        };
+        // Sync point "lock" (acquire side): pairs with the SeqCst (Release) store
+        // of 0 in `Held::drop` of the previous holder.
+        owner
+            .compare_exchange(cur, self.me, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| got)
     }
 
     /// Sleep on the lock word until a wake-up or `slice` passes.
     fn sleep_on_lock(&self, st: &mut Acquiring, slice: Duration) {
-        let word = &self.ctl().lock.word;
-        // Relaxed: the CAS that sets WAITERS and the futex both re-check it.
-        let cur = word.load(Ordering::Relaxed);
-        if cur & PID_MASK == 0 {
+        let line = &self.ctl().lock;
+        // Announce the sleeper, then look at the lock: the wake handshake with
+        // `Held::drop`. The SeqCst swap pairs with the holder's SeqCst load of
+        // `waiters` (its W2), the SeqCst load with its SeqCst store of `owner`
+        // (W1): in their single total order, either the holder sees our 1 and
+        // wakes us (the futex call also returns at once if `waiters` is no longer
+        // 1), or we see the lock free (or a later holder, whose unlock sees our 1).
+        line.waiters.swap(1, Ordering::SeqCst);
+        let cur = line.owner.load(Ordering::SeqCst);
+        if cur == 0 {
             return;
         }
-        st.holder = cur & PID_MASK;
-        let want = cur | WAITERS;
-        // Announce the sleeper. If the holder unlocks before this CAS, the CAS
-        // fails and we retry; after it, the unlock's swap sees WAITERS and wakes us
-        // (and the futex call returns at once if the word is no longer `want`).
-        if cur != want
-            && word
-                .compare_exchange(cur, want, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        st.contended = true;
+        st.holder = ProcId::unpack(cur).pid;
         let start = Instant::now();
-        wait::futex_wait(word, want, slice);
+        wait::futex_wait(&line.waiters, 1, slice);
         // A whole slice without a wake-up: time to ask whether the holder lives.
         st.check_owner = start.elapsed() >= slice;
     }
@@ -1242,5 +1285,24 @@ impl<T: AtomicElement> SharedArray<T> {
                 Err(now) => cur = now,
             }
         }
+    }
+}
+
+/// A snapshot of an array control block, for inspection (`shmbatch::inspect`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArrayStats {
+    /// The lock holder, if the lock is held (the lock word is not 0).
+    pub holder: Option<ProcId>,
+    /// The sequence counter: odd while a write is being published.
+    pub seq: u64,
+}
+
+/// Read a control block without taking part in its protocol (Relaxed loads only:
+/// the values are a report, never used to form a pointer or to take the lock).
+pub(crate) fn stats(ctl: &ArrayControl) -> ArrayStats {
+    let owner = ctl.lock.owner.load(Ordering::Relaxed);
+    ArrayStats {
+        holder: (owner != 0).then(|| ProcId::unpack(owner)),
+        seq: ctl.seq.load(Ordering::Relaxed),
     }
 }

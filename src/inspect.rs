@@ -6,8 +6,11 @@
 //! attaches, never writes and never waits: a queue being inspected does not notice.
 //!
 //! The values are a snapshot of memory that other processes are changing: a fill
-//! level can be stale by the time it is printed. Process liveness is a hint (pids
-//! are reused; a process in another pid namespace looks dead).
+//! level can be stale by the time it is printed. Process liveness is a hint: where
+//! a segment records a process with its start time (SPSC owners, MPMC attachments,
+//! the array's lock holder) a reused pid reads as dead, where it records the pid
+//! alone (the creator) a reused pid looks alive; a process in another pid
+//! namespace looks dead.
 //!
 //! [`list`] also shows the temporary files of segments being created (see
 //! [`Listed::half_made`]): a creator builds a segment under a hidden temporary name
@@ -19,12 +22,10 @@ use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
 use crate::error::{Error, Kind, Result, Role};
-use crate::layout::{
-    Identity, ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET, CONTROL_OFFSET, LAYOUT_VERSION, LINE,
-};
+use crate::layout::{Identity, CONTROL_OFFSET, LAYOUT_VERSION, LINE};
 use crate::peers::TABLE_LEN;
 use crate::segment::files::{self, Access, Temporary};
-use crate::segment::{pid_alive, Name};
+use crate::segment::{pid_alive, Name, ProcId};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 pub use crate::segment::SHM_DIR;
@@ -43,10 +44,20 @@ pub struct Process {
 }
 
 impl Process {
+    /// A process recorded by its pid alone (the creator, MPMC peers).
     fn new(pid: u32) -> Process {
         Process {
             pid,
             alive: pid_alive(pid),
+        }
+    }
+
+    /// A process recorded with its start time (SPSC owners, the array's lock
+    /// holder): a pid now used by another process reads as dead.
+    fn of(id: ProcId) -> Process {
+        Process {
+            pid: id.pid,
+            alive: id.alive(),
         }
     }
 }
@@ -305,6 +316,8 @@ unsafe impl Atomics for AtomicU64 {}
 unsafe impl Atomics for Identity {}
 // SAFETY: atomics only, as `Control` requires.
 unsafe impl Atomics for crate::spsc::SpscControl {}
+// SAFETY: atomics only, as `Control` requires.
+unsafe impl Atomics for crate::array::ArrayControl {}
 
 impl Drop for ReadMap {
     fn drop(&mut self) {
@@ -370,10 +383,10 @@ fn inspect_name(name: &Name) -> Result<SegmentInfo> {
         Kind::Spsc => {
             let s = crate::spsc::stats(map.at(CONTROL_OFFSET));
             for (role, side) in [(Role::Sender, s.producer), (Role::Receiver, s.consumer)] {
-                if let Some((pid, true)) = side {
+                if let Some((id, true)) = side {
                     info.peers.push(Peer {
                         role: Some(role),
-                        process: Process::new(pid),
+                        process: Process::of(id),
                     });
                 }
             }
@@ -385,22 +398,14 @@ fn inspect_name(name: &Name) -> Result<SegmentInfo> {
             });
         }
         Kind::Array => {
-            // Relaxed: a report (module docs), never used to form a pointer.
-            let word = map
-                .at::<AtomicU32>(ARRAY_LOCK_OFFSET)
-                .load(Ordering::Relaxed);
-            let holder = word & !(1 << 31);
-            if holder != 0 {
+            let s = crate::array::stats(map.at(CONTROL_OFFSET));
+            if let Some(id) = s.holder {
                 info.peers.push(Peer {
                     role: None,
-                    process: Process::new(holder),
+                    process: Process::of(id),
                 });
             }
-            // Relaxed: a report, like the lock word above.
-            info.seq = Some(
-                map.at::<AtomicU64>(ARRAY_SEQ_OFFSET)
-                    .load(Ordering::Relaxed),
-            );
+            info.seq = Some(s.seq);
         }
         Kind::Mpmc => {
             let s = mpmc_stats(&map, g.capacity);

@@ -39,8 +39,9 @@ pub const MAX_SEGMENT_LEN: usize = 1 << 40;
 /// How many bytes of the element type's name the header keeps.
 pub const TYPE_NAME_MAX: usize = 64;
 
-/// Array segments: offset of the lock word (a `u32` futex: the holder's pid, bit 31
-/// set while someone may sleep on it; 0 when free). See [`crate::SharedArray`].
+/// Array segments: offset of the lock word (a `u64`: 0 when free, else the holder's
+/// pid in bits 0..22 and start time in bits 22..54), followed by a `u32` futex
+/// word. See [`crate::SharedArray`] ("Layout, and Python", "A process dies").
 pub const ARRAY_LOCK_OFFSET: usize = CONTROL_OFFSET;
 /// Array segments: offset of the sequence counter (a `u64`, odd while a write is
 /// being published, on its own line).

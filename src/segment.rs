@@ -57,7 +57,8 @@ pub(crate) struct ProcId {
     /// The process id, below 2^22 (0 is never a live process).
     pub pid: u32,
     /// The low 32 bits of its start time in clock ticks since boot (0 where it is
-    /// not known: under loom and miri).
+    /// not known: under loom and miri, or when `/proc` could not be read; a 0 is
+    /// then judged by the pid alone, see [`alive`](Self::alive)).
     pub start: u32,
 }
 
@@ -98,7 +99,8 @@ impl ProcId {
     }
 
     /// Whether this process still runs: it exists, is not a zombie, and started
-    /// when it says. Costs a system call and a read of `/proc` (~10 µs) for another
+    /// when it says (a start of 0 says nothing: the process that recorded it could
+    /// not read its own start time, and a live process must not look dead). Costs a system call and a read of `/proc` (~10 µs) for another
     /// process: call on slow paths only.
     pub(crate) fn alive(self) -> bool {
         if self.pid == 0 {
@@ -107,7 +109,7 @@ impl ProcId {
         let me = ProcId::me();
         if self.pid == me.pid {
             // Our pid with another start time: a dead process that had our pid.
-            return self.start == me.start;
+            return self.start == me.start || self.start == 0;
         }
         #[cfg(any(miri, loom))]
         {
@@ -127,7 +129,9 @@ impl ProcId {
                 Ok(()) | Err(Errno::PERM) => match proc_stat(self.pid) {
                     // Gone between the two calls, a zombie (dead, not yet reaped by
                     // its parent), or a new process that got the pid.
-                    Ok(Some((state, start))) => state != 'Z' && start == self.start,
+                    Ok(Some((state, start))) => {
+                        state != 'Z' && (start == self.start || self.start == 0)
+                    }
                     Ok(None) => false,
                     // /proc unreadable (hidepid, no procfs): kill(2) is all we know.
                     Err(()) => true,

@@ -22,6 +22,19 @@
 //!   handle takes its place: a batch that a dead receiver was reading is delivered
 //!   again, a batch that a dead sender had not committed is gone.
 //!
+//! # A process dies
+//! Each owner word records its process as the kernel knows it: pid and start time
+//! (field 22 of `/proc/PID/stat`). A side that finds its peer attached but idle
+//! asks, at most every 20 ms while polling and before each sleep slice, whether
+//! that process still runs: it must exist, must not be a zombie (dead, not yet
+//! reaped by its parent), and must have the recorded start time. So a pid that the
+//! kernel has handed to a new process does not make a dead peer look alive, and an
+//! attaching handle takes a dead holder's place at once. Pids are those of the
+//! caller's pid namespace: processes that share a queue must share a pid namespace
+//! (a peer in another one looks dead). Start times are kept to 32 bits of clock
+//! ticks, so only the same pid reused a multiple of ~497 days later is confused;
+//! where `/proc` cannot be read, only the pid is checked.
+//!
 //! # Example
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -95,7 +108,7 @@ use crate::error::{
     TryRecvError, TrySendError,
 };
 use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
-use crate::segment::{pid_alive, Control, Region};
+use crate::segment::{Control, ProcId, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline};
 
@@ -104,20 +117,24 @@ const WRAP: u64 = u64::MAX;
 /// Header of a place where nothing is published yet (a zeroed ring is all empty).
 const EMPTY: u64 = 0;
 
-/// States of an owner word: `pid << 32 | state`.
+/// States of an owner word: `ProcId::pack() << 8 | state` (module docs, "A
+/// process dies").
 // 0 = never attached (the zeroed initial state).
 const ATTACHED: u64 = 1;
 const LEFT: u64 = 2;
 
-const fn owner(pid: u32, state: u64) -> u64 {
-    (pid as u64) << 32 | state
+const fn owner(who: ProcId, state: u64) -> u64 {
+    who.pack() << 8 | state
 }
 const fn owner_state(word: u64) -> u64 {
-    word & 0xffff_ffff
+    word & 0xff
 }
-const fn owner_pid(word: u64) -> u32 {
-    (word >> 32) as u32
+/// The process in an owner word; any bits decode to some `ProcId` (the top two
+/// bits are ignored), whose `alive` is at worst a wrong answer, never a panic.
+const fn owner_id(word: u64) -> ProcId {
+    ProcId::unpack(word >> 8)
 }
+const _: () = assert!(crate::segment::PROC_BITS + 8 <= 64);
 
 /// How many failed polls between two liveness checks of the peer's process.
 const LIVENESS_EVERY: u32 = 1024;
@@ -149,9 +166,12 @@ pub(crate) struct SpscControl {
 #[repr(C)]
 #[derive(Default)]
 struct Peers {
-    /// Producer's owner word: `pid << 32 | {0 (never attached), ATTACHED, LEFT}`. Written by the
-    /// attaching/leaving producer (CAS / `SeqCst` store), and by a consumer that
-    /// found the producer's process dead (CAS ATTACHED -> LEFT).
+    /// Producer's owner word: `ProcId::pack() << 8 | state`, the state in bits
+    /// 0..8 (0 never attached, `ATTACHED`, `LEFT`), the producer's pid in bits
+    /// 8..30 and its start time in bits 30..62; bits 62..64 are 0. Written by the
+    /// attaching/leaving producer (Acquire CAS / `SeqCst` store), and by a
+    /// consumer that found the producer's process dead (Acquire CAS ATTACHED ->
+    /// LEFT, keeping the `ProcId`); read with Acquire (`SeqCst` before sleeping).
     producer: AtomicU64,
     /// Consumer's owner word, likewise.
     consumer: AtomicU64,
@@ -259,7 +279,8 @@ struct Link {
     data: NonNull<u8>,
     dims: Dims,
     role: Role,
-    pid: u32,
+    /// This process, as recorded in our owner word.
+    me: ProcId,
     /// Failed polls since the last liveness check of the peer.
     idle: u32,
     /// When the non-blocking calls last checked the peer's process.
@@ -284,7 +305,7 @@ impl Link {
             data,
             dims,
             role,
-            pid: std::process::id(),
+            me: ProcId::me(),
             idle: 0,
             checked_at: Instant::now(),
             attached: false,
@@ -314,18 +335,20 @@ impl Link {
         // start from its final index.
         let mut cur = mine.load(Ordering::Acquire);
         loop {
-            if owner_state(cur) == ATTACHED && pid_alive(owner_pid(cur)) {
+            // A holder whose process died, is a zombie, or whose pid now names
+            // another process (another start time) is gone: take its place.
+            if owner_state(cur) == ATTACHED && owner_id(cur).alive() {
                 return Err(Error::AlreadyAttached {
                     name: self.region.name().unwrap_or("<heap>").to_owned(),
                     role: self.role,
-                    pid: owner_pid(cur),
+                    pid: owner_id(cur).pid,
                 });
             }
             // Acquire as the load above (the previous holder's final stores); no
             // Release: nobody acquires an ATTACHED word to read what we wrote.
             match mine.compare_exchange(
                 cur,
-                owner(self.pid, ATTACHED),
+                owner(self.me, ATTACHED),
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
@@ -340,7 +363,7 @@ impl Link {
         // Sync point "detach": SeqCst (a Release store) after our last index store;
         // pairs with the peer's Acquire load in `peer_gone`, and is K1 of the wake
         // protocol for a peer about to sleep (wait.rs).
-        mine.store(owner(self.pid, LEFT), Ordering::SeqCst);
+        mine.store(owner(self.me, LEFT), Ordering::SeqCst);
         let p = &self.ctl().peers;
         wait::wake_always(match self.role {
             Role::Sender => &p.data_ready,
@@ -370,11 +393,13 @@ impl Link {
         // Record the death for everyone; losing the race to a new peer's attach is
         // fine (then it is not gone). Acquire as in `peer_gone`; no Release: we
         // publish nothing with this word (a dead process's stores are all done).
-        !pid_alive(owner_pid(w))
+        // Only a word that names the same process (pid and start time) is marked:
+        // a new peer's ATTACHED word is another value, so the CAS fails on it.
+        !owner_id(w).alive()
             && peer
                 .compare_exchange(
                     w,
-                    owner(owner_pid(w), LEFT),
+                    owner(owner_id(w), LEFT),
                     Ordering::Acquire,
                     Ordering::Acquire,
                 )
@@ -1208,9 +1233,10 @@ pub(crate) struct SpscStats {
     /// Bytes ever published and released; `tail - head` is the fill in bytes.
     pub tail: u64,
     pub head: u64,
-    /// `(pid, attached)` of the producer and the consumer; `None` if never attached.
-    pub producer: Option<(u32, bool)>,
-    pub consumer: Option<(u32, bool)>,
+    /// `(process, attached)` of the producer and the consumer; `None` if never
+    /// attached.
+    pub producer: Option<(ProcId, bool)>,
+    pub consumer: Option<(ProcId, bool)>,
 }
 
 /// Read a control block without taking part in its protocol (Relaxed loads only:
@@ -1220,8 +1246,8 @@ pub(crate) fn stats(ctl: &SpscControl) -> SpscStats {
     let side = |w: &AtomicU64| {
         let w = w.load(r);
         match owner_state(w) {
-            ATTACHED => Some((owner_pid(w), true)),
-            LEFT => Some((owner_pid(w), false)),
+            ATTACHED => Some((owner_id(w), true)),
+            LEFT => Some((owner_id(w), false)),
             _ => None,
         }
     };

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use shmbatch::layout::{ARRAY_DATA_OFFSET, ARRAY_LOCK_OFFSET, ARRAY_SEQ_OFFSET};
-use shmbatch::{Error, LockBusy, Recovered, SharedArray};
+use shmbatch::{Error, LockBusy, LockTimeout, Recovered, SharedArray};
+
+mod common;
 
 const ROLE: &str = "SHMBATCH_ARRAY_ROLE";
 const NAME: &str = "SHMBATCH_ARRAY_NAME";
@@ -52,6 +54,18 @@ fn main() {
         Trial::test(
             "holder_dead_while_publishing_is_reported_partial",
             dead_publisher_is_partial,
+        ),
+        Trial::test(
+            "lock_held_by_a_reused_pid_is_recovered",
+            reused_pid_holder_is_recovered,
+        ),
+        Trial::test(
+            "lock_held_by_a_live_process_is_not_stolen",
+            live_holder_is_not_stolen,
+        ),
+        Trial::test(
+            "lock_held_by_a_zombie_is_recovered",
+            zombie_holder_is_recovered,
         ),
         Trial::test(
             "python_numpy_adds_10_in_place",
@@ -324,15 +338,109 @@ fn open_rw(name: &str) -> Result<File, Failed> {
         .open(shm_path(name))?)
 }
 
+/// Forge the lock word: held by process `pid` with start time `start`.
+fn set_holder(f: &File, pid: u32, start: u32) -> Result<(), Failed> {
+    let word = common::proc_word(pid, start);
+    Ok(f.write_all_at(&word.to_ne_bytes(), ARRAY_LOCK_OFFSET as u64)?)
+}
+
+/// Live processes to forge a holder from: ourselves, and pid 1 where its `/proc`
+/// entry is readable; with their start times.
+fn live_processes() -> Vec<(u32, u32)> {
+    [std::process::id(), 1]
+        .into_iter()
+        .filter_map(|pid| common::proc_stat(pid).map(|(_, start)| (pid, start)))
+        .collect()
+}
+
+fn reused_pid_holder_is_recovered() -> Result<(), Failed> {
+    let name = unique("reused");
+    {
+        let a = SharedArray::<f64>::create_from(&name, &[1.0, 2.0])?;
+        let f = open_rw(&name)?;
+        for (pid, start) in live_processes() {
+            // A holder that died, whose pid now names a live process.
+            set_holder(&f, pid, start.wrapping_add(1))?;
+            let out = a.write_timeout(Duration::from_secs(10), |xs| xs[0] += 1.0);
+            check(
+                out.as_ref().map(|o| o.recovered)
+                    == Ok(Some(Recovered {
+                        pid,
+                        partial: false,
+                    })),
+                || format!("pid {pid}: {out:?}"),
+            )?;
+        }
+        let s = a.snapshot();
+        check(s[0] == 1.0 + live_processes().len() as f64, || {
+            format!("{s:?}")
+        })?;
+    }
+    no_leftover(&name)
+}
+
+fn live_holder_is_not_stolen() -> Result<(), Failed> {
+    let name = unique("live");
+    {
+        let a = SharedArray::<f64>::create_from(&name, &[1.0, 2.0])?;
+        let f = open_rw(&name)?;
+        for (pid, start) in live_processes() {
+            // Held by a live process (as if another thread of ours held it): the
+            // liveness check runs (several sleep slices pass) and must say alive.
+            set_holder(&f, pid, start)?;
+            let busy = a.try_write(|xs| xs[0] = -1.0);
+            check(busy == Err(LockBusy { pid }), || {
+                format!("pid {pid}: try_write {busy:?}")
+            })?;
+            let out = a.write_timeout(Duration::from_millis(300), |xs| xs[0] = -1.0);
+            check(out == Err(LockTimeout { pid }), || {
+                format!("pid {pid}: write_timeout {out:?}")
+            })?;
+            let snap = a.snapshot_timeout(Duration::from_millis(100));
+            check(snap.is_ok(), || format!("a reader waited: {snap:?}"))?;
+        }
+        f.write_all_at(&0u64.to_ne_bytes(), ARRAY_LOCK_OFFSET as u64)?;
+        let out = a.write(|xs| xs[1] = 5.0);
+        check(out.recovered.is_none(), || format!("{:?}", out.recovered))?;
+        check(a.snapshot() == [1.0, 5.0], || format!("{:?}", a.snapshot()))?;
+    }
+    no_leftover(&name)
+}
+
+fn zombie_holder_is_recovered() -> Result<(), Failed> {
+    let name = unique("zombie");
+    let mut child = Command::new("true").spawn()?;
+    let pid = child.id();
+    let start = common::proc_stat(pid).map(|(_, s)| s);
+    common::wait_for_zombie(pid);
+    let r = (|| {
+        let start = start.ok_or("no /proc entry for the child")?;
+        let a = SharedArray::<f64>::create_from(&name, &[1.0])?;
+        set_holder(&open_rw(&name)?, pid, start)?;
+        let out = a.write_timeout(Duration::from_secs(10), |xs| xs[0] = 2.0)?;
+        check(
+            out.recovered
+                == Some(Recovered {
+                    pid,
+                    partial: false,
+                }),
+            || format!("recovery notice: {:?}", out.recovered),
+        )
+    })();
+    child.wait()?;
+    r?;
+    no_leftover(&name)
+}
+
 fn dead_publisher_is_partial() -> Result<(), Failed> {
     let name = unique("partial");
     let dead = dead_pid()?;
     {
         let a = SharedArray::<f64>::create_from(&name, &[1.0, 2.0, 3.0])?;
-        // What a holder killed in the middle of publishing leaves: its pid in the
-        // lock word, an odd sequence number, and some new words.
+        // What a holder killed in the middle of publishing leaves: its identity in
+        // the lock word, an odd sequence number, and some new words.
         let f = open_rw(&name)?;
-        f.write_all_at(&dead.to_ne_bytes(), ARRAY_LOCK_OFFSET as u64)?;
+        set_holder(&f, dead, 0)?;
         f.write_all_at(&7u64.to_ne_bytes(), ARRAY_SEQ_OFFSET as u64)?;
         f.write_all_at(&50.0f64.to_ne_bytes(), ARRAY_DATA_OFFSET as u64)?;
         // A reader recovers the lock rather than wait forever.

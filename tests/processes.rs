@@ -318,6 +318,50 @@ fn second_sender_process_is_refused() -> Result<(), Failed> {
     r
 }
 
+/// Whether process `pid` is a zombie (exited, not yet reaped), from `/proc`.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_ascii_whitespace().next()? == "Z"))
+        .unwrap_or(false)
+}
+
+fn zombie_sender_is_dead() -> Result<(), Failed> {
+    let name = unique("zombie");
+    let mut rx = Receiver::<f64>::create(&name, 1024)?;
+    // The child attaches, sends one batch and exits without detaching; it stays a
+    // zombie until we reap it.
+    let mut child = spawn("produce-then-abort", &name, 1);
+    let t = Instant::now();
+    while !is_zombie(child.id()) {
+        if t.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("child never exited".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let got = rx.recv_timeout(Duration::from_secs(10)).map(|b| b.to_vec());
+    let after = rx.recv_timeout(Duration::from_secs(10)).map(|b| b.len());
+    // Its place can be taken while it is still a zombie.
+    let reopened = Sender::<f64>::open(&name).map(drop);
+    let still_zombie = is_zombie(child.id());
+    reap(child, PATIENCE)?;
+    if got != Ok(vec![0.0; 3]) {
+        return Err(format!("first batch: {got:?}").into());
+    }
+    if !matches!(after, Err(RecvTimeoutError::Disconnected)) {
+        return Err(format!("expected Disconnected, got {after:?}").into());
+    }
+    if let Err(e) = reopened {
+        return Err(format!("a new sender could not attach: {e}").into());
+    }
+    if !still_zombie {
+        return Err("the child was reaped too early for the test to mean anything".into());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if let Ok(role) = std::env::var("SHMBATCH_CHILD") {
         return child(&role);
@@ -343,6 +387,10 @@ fn main() -> ExitCode {
         Trial::test(
             "second_sender_process_is_refused",
             second_sender_process_is_refused,
+        ),
+        Trial::test(
+            "zombie_sender_is_dead_before_it_is_reaped",
+            zombie_sender_is_dead,
         ),
     ];
     libtest_mimic::run(&args, trials).exit_code()

@@ -6,10 +6,10 @@ use std::fs::OpenOptions;
 use std::time::Duration;
 
 mod common;
-use common::{path, poke, unique, Cleanup};
+use common::{path, poke, proc_stat, spsc_owner, unique, wait_for_zombie, Cleanup};
 
 use shmbatch::spsc::{Receiver, Sender};
-use shmbatch::{Error, Kind, Role, TryRecvError, TrySendError};
+use shmbatch::{Error, Kind, RecvTimeoutError, Role, TryRecvError, TrySendError};
 
 /// A persisted segment with no attached handles, to be damaged by the test.
 fn persisted(tag: &str) -> (String, Cleanup) {
@@ -32,6 +32,10 @@ const DATA_LEN: u64 = 72;
 const SEGMENT_LEN: u64 = 80;
 const TAIL: u64 = 256;
 const SPSC_DATA: u64 = 640;
+/// The owner words (src/spsc.rs, `Peers`): producer, then consumer.
+const PRODUCER: u64 = TAIL + 2 * 128;
+const CONSUMER: u64 = PRODUCER + 8;
+const ATTACHED: u64 = 1;
 
 #[test]
 fn create_then_open_by_name_both_ways() {
@@ -442,8 +446,8 @@ fn a_dead_peer_is_detected() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = child.id();
     child.wait().unwrap();
-    let word = (u64::from(dead_pid) << 32) | 1;
-    poke(&name, TAIL + 2 * 128 + 8, &word.to_le_bytes());
+    let word = spsc_owner(dead_pid, 0, ATTACHED);
+    poke(&name, CONSUMER, &word.to_le_bytes());
     assert!(tx.is_disconnected());
     assert_eq!(tx.try_send(&[1.0]).unwrap_err(), TrySendError::Disconnected);
     // Its place can be taken.
@@ -805,4 +809,116 @@ fn a_killed_creator_leaves_nothing_or_a_complete_segment() {
         assert!(left.is_empty(), "trial {trial}: left {left:?}");
     }
     println!("{TRIALS} kills: {absent} absent, {complete} complete, {temporaries} temporaries");
+}
+
+/// Live processes to forge owner words for: ourselves, and pid 1 where its
+/// `/proc` entry is readable; with their start times.
+fn live_processes() -> Vec<(u32, u32)> {
+    [std::process::id(), 1]
+        .into_iter()
+        .filter_map(|pid| proc_stat(pid).map(|(_, start)| (pid, start)))
+        .collect()
+}
+
+#[test]
+fn a_live_pid_with_another_start_time_does_not_hold_an_end() {
+    let procs = live_processes();
+    assert!(procs.iter().any(|&(pid, _)| pid == std::process::id()));
+    for (pid, start) in procs {
+        let name = unique("reused");
+        let _c = Cleanup(name.clone());
+        let mut tx = Sender::<f64>::create(&name, 16).unwrap();
+        tx.persist(); // the sender is dropped and reopened below
+                      // A receiver that attached from a dead process whose pid now names a live
+                      // one (another start time).
+        let forged = spsc_owner(pid, start.wrapping_add(1), ATTACHED);
+        poke(&name, CONSUMER, &forged.to_le_bytes());
+        assert!(tx.is_disconnected(), "pid {pid}");
+        assert_eq!(tx.try_send(&[1.0]).unwrap_err(), TrySendError::Disconnected);
+        // Its place can be taken, and the queue works.
+        poke(&name, CONSUMER, &forged.to_le_bytes());
+        let mut rx = Receiver::<f64>::open(&name).unwrap();
+        tx.send(&[2.0]).unwrap();
+        assert_eq!(&*rx.recv().unwrap(), &[2.0]);
+        drop(rx);
+        // The same pid with its real start time is alive: refused.
+        poke(
+            &name,
+            CONSUMER,
+            &spsc_owner(pid, start, ATTACHED).to_le_bytes(),
+        );
+        match Receiver::<f64>::open(&name) {
+            Err(Error::AlreadyAttached {
+                role: Role::Receiver,
+                pid: p,
+                ..
+            }) => assert_eq!(p, pid),
+            other => panic!("pid {pid}: {other:?}"),
+        }
+        assert!(!tx.is_disconnected());
+        // Same for a sender slot.
+        poke(&name, CONSUMER, &0u64.to_le_bytes());
+        drop(tx);
+        let rx = Receiver::<f64>::open(&name).unwrap();
+        poke(
+            &name,
+            PRODUCER,
+            &spsc_owner(pid, start, ATTACHED).to_le_bytes(),
+        );
+        assert!(matches!(
+            Sender::<f64>::open(&name),
+            Err(Error::AlreadyAttached {
+                role: Role::Sender,
+                ..
+            })
+        ));
+        poke(&name, PRODUCER, &forged.to_le_bytes());
+        let tx = Sender::<f64>::open(&name).unwrap();
+        drop((tx, rx));
+    }
+}
+
+#[test]
+fn a_blocked_receiver_sees_a_reused_pid_sender_as_disconnected() {
+    let (pid, start) = live_processes()[0];
+    let name = unique("reused-block");
+    let mut rx = Receiver::<f64>::create(&name, 16).unwrap();
+    let forged = spsc_owner(pid, start.wrapping_add(1), ATTACHED);
+    poke(&name, PRODUCER, &forged.to_le_bytes());
+    let t = std::time::Instant::now();
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Err(RecvTimeoutError::Disconnected) => {}
+        other => panic!("expected Disconnected, got {:?}", other.map(|b| b.len())),
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // With the real start time the sender is alive: a bounded wait times out.
+    poke(
+        &name,
+        PRODUCER,
+        &spsc_owner(pid, start, ATTACHED).to_le_bytes(),
+    );
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(100)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+}
+
+#[test]
+fn a_zombie_peer_is_dead() {
+    let name = unique("zombie");
+    let tx = Sender::<f64>::create(&name, 16).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    let (_, start) = proc_stat(pid).expect("the child exists until reaped");
+    wait_for_zombie(pid);
+    // The zombie's own identity, exactly.
+    assert_eq!(proc_stat(pid).map(|(_, s)| s), Some(start));
+    poke(
+        &name,
+        CONSUMER,
+        &spsc_owner(pid, start, ATTACHED).to_le_bytes(),
+    );
+    assert!(tx.is_disconnected());
+    assert!(Receiver::<f64>::open(&name).is_ok());
+    child.wait().unwrap();
 }

@@ -45,3 +45,36 @@ pub fn peek_u64(name: &str, offset: u64) -> u64 {
     f.read_exact_at(&mut b, offset).unwrap();
     u64::from_le_bytes(b)
 }
+
+/// State letter and start time (field 22 of `/proc/PID/stat`, low 32 bits) of
+/// process `pid`, or `None` if it does not exist.
+pub fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start: u64 = fields.nth(22 - 4)?.parse().ok()?;
+    Some((state, start as u32))
+}
+
+/// A process identity as the wire format packs it (54 bits): `start << 22 | pid`.
+pub fn proc_word(pid: u32, start: u32) -> u64 {
+    u64::from(start) << 22 | u64::from(pid)
+}
+
+/// An SPSC owner word: `proc_word << 8 | state` (1 attached, 2 left).
+pub fn spsc_owner(pid: u32, start: u32, state: u64) -> u64 {
+    proc_word(pid, start) << 8 | state
+}
+
+/// Wait (up to 10 s) until child `pid` has exited but is not reaped: a zombie.
+pub fn wait_for_zombie(pid: u32) {
+    let t = std::time::Instant::now();
+    while proc_stat(pid).map(|(s, _)| s) != Some('Z') {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "child {pid} never became a zombie"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
