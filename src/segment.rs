@@ -20,6 +20,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+#[cfg(not(any(miri, loom)))]
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
