@@ -1143,6 +1143,8 @@ impl<T: Pod> Sender<T> {
                         return Err(TrySendError::Disconnected);
                     }
                     if recover_tail(&self.end.att, tail, index) {
+                        // The next slot may be a dead holder's too.
+                        self.end.check_next = true;
                         return self.claim(len);
                     }
                 }
@@ -1464,7 +1466,12 @@ impl<T: Pod> Receiver<T> {
             if check {
                 match self.recover(empty, false)? {
                     Recovered::Taken(t) => return Ok(t),
-                    Recovered::Retry => continue,
+                    Recovered::Retry => {
+                        // What lies behind the recovered slot may need recovering
+                        // too: the next look checks again.
+                        self.end.check_next = true;
+                        continue;
+                    }
                     Recovered::Nothing => {}
                 }
             }
