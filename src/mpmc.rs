@@ -312,6 +312,15 @@ struct SlotHeader {
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
 
+impl SlotHeader {
+    /// Whether the slot still shows `stamp` and `claim`, read again (Acquire, as
+    /// the first reads): two reads that disagree with each other and do not
+    /// change are damage, not a race.
+    fn unchanged(&self, stamp: u64, claim: ClaimWord) -> bool {
+        self.stamp.load(Ordering::Acquire) == stamp && self.claim.load(Ordering::Acquire) == claim.0
+    }
+}
+
 /// The MPMC control block at `CONTROL_OFFSET`.
 #[repr(C)]
 #[derive(Default)]
@@ -644,21 +653,28 @@ impl Attachment {
         ClaimWord::new(self.holder, side, pos)
     }
 
-    /// Take over the slot at `index`, claimed as `dead` by a holder that is gone,
-    /// with our claim for `pos` on `side`. Exactly one of the handles that race
-    /// for it wins (AcqRel as the claim CAS; Acquire also pairs with the Release
-    /// of `simulate_death`, which stands for a process's end in the tests).
-    fn take_over(&self, index: usize, dead: ClaimWord, side: Side, pos: u64) -> bool {
-        self.queue
-            .header(index)
-            .claim
+    /// Claim `slot` for `pos` on `side` by a CAS from the claim word `from` that we
+    /// read: exactly one of the handles that race for it wins, and none once the
+    /// slot moved on (every later claim word differs from `from`). AcqRel on
+    /// success, see [`SlotHeader::claim`]; Relaxed on failure: the caller loads
+    /// again.
+    #[inline]
+    fn claim_from(&self, slot: &SlotHeader, from: ClaimWord, side: Side, pos: u64) -> bool {
+        slot.claim
             .compare_exchange(
-                dead.0,
+                from.0,
                 self.claim(side, pos).0,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             )
             .is_ok()
+    }
+
+    /// Take over the slot at `index`, claimed as `dead` by a holder that is gone,
+    /// with our claim for `pos` on `side` (its Acquire also pairs with the
+    /// Release of `simulate_death`, which stands for a process's end in tests).
+    fn take_over(&self, index: usize, dead: ClaimWord, side: Side, pos: u64) -> bool {
+        self.claim_from(self.queue.header(index), dead, side, pos)
     }
 
     /// Publish the slot at position `pos`, claimed by a sender that died before
@@ -1103,9 +1119,7 @@ impl<T: Pod> Sender<T> {
                 // moved on (a CAS from it would claim a slot that is not free), or
                 // it is damaged.
                 if !(c.0 == 0 || c.is(Side::Read, tail.wrapping_sub(d.one_lap))) {
-                    if slot.stamp.load(Ordering::Acquire) == stamp
-                        && slot.claim.load(Ordering::Acquire) == c.0
-                    {
+                    if slot.unchanged(stamp, c) {
                         return corrupted("claim word is inconsistent with the slot stamp");
                     }
                     // Acquire as the first load of tail above.
@@ -1114,16 +1128,7 @@ impl<T: Pod> Sender<T> {
                 }
                 // The claim (orderings in `SlotHeader::claim`). It cannot succeed
                 // once the slot moved on: every later claim word differs from `c`.
-                if slot
-                    .claim
-                    .compare_exchange(
-                        c.0,
-                        att.claim(Side::Write, tail).0,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
+                if att.claim_from(slot, c, Side::Write, tail) {
                     q.advance(&ctl.tail, tail, index);
                     q.region.shadow().write(d.payload_off(index), len * d.elem);
                     return Ok(Claim { pos: tail, index });
@@ -1399,24 +1404,13 @@ impl<T: Pod> Receiver<T> {
                     if !c.is(Side::Write, head) {
                         // The slot moved on since we loaded its stamp, or it is
                         // damaged: a committed slot holds its committer's claim.
-                        if slot.stamp.load(Ordering::Acquire) == stamp
-                            && slot.claim.load(Ordering::Acquire) == c.0
-                        {
+                        if slot.unchanged(stamp, c) {
                             return corrupted("claim word is inconsistent with the slot stamp");
                         }
                         continue;
                     }
                     // The claim (orderings in `SlotHeader::claim`).
-                    if slot
-                        .claim
-                        .compare_exchange(
-                            c.0,
-                            att.claim(Side::Read, head).0,
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        )
-                        .is_err()
-                    {
+                    if !att.claim_from(slot, c, Side::Read, head) {
                         continue;
                     }
                     q.advance(&ctl.head, head, index);

@@ -246,6 +246,27 @@ fn send_n(name: &str, arg: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Send batch `seq` of producer `p`: copied through `buf` for even `seq`, written
+/// in place for odd ones.
+fn send_batch(tx: &mut Sender<f64>, p: u64, seq: u64, buf: &mut Vec<f64>) -> Result<(), String> {
+    let len = batch_len(p, seq);
+    if seq % 2 == 0 {
+        buf.clear();
+        buf.extend((0..len).map(|k| element(p, seq, k)));
+        tx.send_timeout(buf, PATIENCE)
+            .map_err(|e| format!("send {seq}: {e}"))
+    } else {
+        let mut r = tx
+            .reserve_timeout(len, PATIENCE)
+            .map_err(|e| format!("reserve {seq}: {e}"))?;
+        for (k, x) in r.iter_mut().enumerate() {
+            *x = element(p, seq, k);
+        }
+        r.commit();
+        Ok(())
+    }
+}
+
 /// Batches per producer in the random-kill trials.
 const KILL_PER_PRODUCER: u64 = 20_000;
 
@@ -263,21 +284,7 @@ fn logged_producer(name: &str, p: u64) -> Result<(), String> {
     ready_then_wait_for_go()?;
     let mut buf = Vec::with_capacity(MAX_BATCH);
     for seq in 0..KILL_PER_PRODUCER {
-        let len = batch_len(p, seq);
-        if seq % 2 == 0 {
-            buf.clear();
-            buf.extend((0..len).map(|k| element(p, seq, k)));
-            tx.send_timeout(&buf, PATIENCE)
-                .map_err(|e| format!("send {seq}: {e}"))?;
-        } else {
-            let mut r = tx
-                .reserve_timeout(len, PATIENCE)
-                .map_err(|e| format!("reserve {seq}: {e}"))?;
-            for (k, x) in r.iter_mut().enumerate() {
-                *x = element(p, seq, k);
-            }
-            r.commit();
-        }
+        send_batch(&mut tx, p, seq, &mut buf)?;
         ack.write_all_at(&(seq + 1).to_le_bytes(), 0)
             .map_err(|e| e.to_string())?;
     }
