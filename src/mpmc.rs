@@ -1109,9 +1109,16 @@ impl<T: Pod> Sender<T> {
                 // moved tail yet. Acquire: see `SlotHeader::claim`.
                 let c = ClaimWord(slot.claim.load(Ordering::Acquire));
                 if c.is(Side::Write, tail) {
-                    q.advance(&ctl.tail, tail, index);
+                    // Claimed: help move tail only if its claimer has not (a load
+                    // first: a CAS that fails still takes the line from them).
                     // Acquire as the first load of tail above.
-                    tail = ctl.tail.load(Ordering::Acquire);
+                    let t = ctl.tail.load(Ordering::Acquire);
+                    if t == tail {
+                        q.advance(&ctl.tail, tail, index);
+                        tail = ctl.tail.load(Ordering::Acquire);
+                    } else {
+                        tail = t;
+                    }
                     continue;
                 }
                 // A free slot holds the previous lap's read claim (or nothing yet).
@@ -1396,9 +1403,15 @@ impl<T: Pod> Receiver<T> {
                     // has not moved head yet. Acquire: see `SlotHeader::claim`.
                     let c = ClaimWord(slot.claim.load(Ordering::Acquire));
                     if c.is(Side::Read, head) {
-                        q.advance(&ctl.head, head, index);
-                        // Acquire as the first load of head above.
-                        head = ctl.head.load(Ordering::Acquire);
+                        // Taken: help move head only if its taker has not, as in
+                        // `Sender::claim`. Acquire as the first load of head above.
+                        let h = ctl.head.load(Ordering::Acquire);
+                        if h == head {
+                            q.advance(&ctl.head, head, index);
+                            head = ctl.head.load(Ordering::Acquire);
+                        } else {
+                            head = h;
+                        }
                         continue;
                     }
                     if !c.is(Side::Write, head) {
