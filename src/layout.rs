@@ -446,7 +446,12 @@ mod tests {
     #[test]
     fn long_type_names_are_cut_at_a_character() {
         // 63 ASCII bytes then a 2-byte character: a byte cut would split it.
-        let name: &'static str = Box::leak(format!("{}é", "a".repeat(63)).into_boxed_str());
+        const NAME: &str = concat!(
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "é"
+        );
+        assert_eq!(NAME.len(), 65);
+        let name = NAME;
         let ty = TypeInfo {
             name,
             hash: 0,
