@@ -10,6 +10,18 @@ fn shmbatch(args: &[&str]) -> Output {
         .expect("run shmbatch")
 }
 
+/// The entry of `shmbatch ls --json` for segment (or temporary) `name`.
+fn ls_json_entry(name: &str) -> serde_json::Value {
+    let o = shmbatch(&["ls", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+        .clone()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -46,14 +58,7 @@ fn ls_shows_a_live_queue_and_its_peers() {
     assert!(line.contains(&format!("receiver {pid} alive")), "{line}");
     assert!(!line.contains("stale"), "{line}");
 
-    let o = shmbatch(&["ls", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let me = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name.as_str())
-        .unwrap();
+    let me = ls_json_entry(&name);
     assert_eq!(me["fill"]["used"], 8 + 100 * 8, "{me}");
 }
 
@@ -211,14 +216,7 @@ fn ls_shows_and_rm_stale_removes_a_half_made_segment() {
         )),
         "{line}"
     );
-    let o = shmbatch(&["ls", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let me = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == temp.as_str())
-        .unwrap();
+    let me = ls_json_entry(&temp);
     assert_eq!(me["half_made"]["for"], for_name.as_str(), "{me}");
     assert_eq!(me["stale"], true, "{me}");
     let o = shmbatch(&["rm", "--stale"]);
