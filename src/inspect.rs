@@ -456,20 +456,7 @@ pub(crate) fn mpmc_stats(map: &ReadMap, slots: u64) -> MpmcStats {
     // later tail is at least the earlier head.
     let head = word(MPMC_HEAD);
     let tail = word(MPMC_TAIL);
-    let one_lap = slots.saturating_add(1).checked_next_power_of_two();
-    let used = one_lap.and_then(|one_lap| {
-        let split = |p: u64| (p / one_lap, p % one_lap);
-        let ((hl, hi), (tl, ti)) = (split(head), split(tail));
-        if hi >= slots || ti >= slots {
-            return None;
-        }
-        let used = tl
-            .checked_sub(hl)?
-            .checked_mul(slots)?
-            .checked_add(ti)?
-            .checked_sub(hi)?;
-        Some(used.min(slots))
-    });
+    let used = crate::mpmc::used(head, tail, slots);
     let mut peers: Vec<Peer> = Vec::new();
     for k in 0..TABLE_LEN {
         // Entry: see `peers.rs` (identity, generation, role code; 0 = free).

@@ -26,7 +26,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMBATCH"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBATCH");
 /// Version of the layout this build writes and reads.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Size of the identity block that starts every segment.
 pub const IDENTITY_SIZE: usize = 256;
 /// Offset of the kind-specific control block.

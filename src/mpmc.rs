@@ -113,12 +113,16 @@
 //! ## Claims that survive their claimer
 //! Vyukov's queue claims a slot with the CAS on `tail` (or `head`); a claimer that
 //! dies after it holds the slot for ever, and nobody can tell whose it was. Here
-//! the claim is a CAS on the slot's *claim word* instead (`ClaimWord`: the
-//! claimer's attachment entry and its generation, the side, the position), and
-//! `tail` (`head`) is moved right after, by the claimer or by anyone who finds the
-//! claim while the position still names it (`Queue::advance`). So at every
-//! instruction a claimed slot names its holder, and a holder found dead
-//! (`Peers::holder_alive`) is replaced by a CAS from its claim word:
+//! the CAS also names the claimer: `tail` and `head` carry the last claimer's
+//! attachment entry and generation above a 48-bit position (`PosWord`), so the
+//! claim CAS moves the position and says who moved it in one instruction. Right
+//! after it, the claimer writes the slot's *claim word* (`ClaimWord`: its
+//! identity, the side, the position). If it dies in between, the next claimer
+//! writes that claim word for it before its own CAS replaces the name
+//! (`Queue::record`: on the fast path one load of the previous slot's claim word),
+//! and so does every recovery (`Queue::settle`). So at every instruction a claimed
+//! slot is named, by its claim word or by the position word, and a holder found
+//! dead (`Peers::holder_alive`) is replaced by a CAS from its claim word:
 //!
 //! ```text
 //! stamp p,     write claim of p, holder gone  -> publish p as skipped
@@ -127,12 +131,19 @@
 //!                                                it over as it lies
 //! ```
 //!
-//! A sender claims only a slot whose claim word is the previous lap's read claim
-//! (or none yet), and a receiver only one holding the commit's write claim for
-//! its position; the position in the word makes every claim word unique (for
-//! 2^48 claims), so a CAS from a word read before the slot moved on fails. A
-//! recovering handle reads the claim word, finds the holder gone, and only then
-//! reads the stamp (a gone holder changes neither again).
+//! The claim word a `record` CAS expects is the one the slot held before that
+//! claim (the previous lap's read claim for a sender's claim, the commit's write
+//! claim for a receiver's); the position in it makes every claim word unique (for
+//! 2^48 claims), so the CAS fails once the claim word was written or the slot moved
+//! on. A recovering handle reads the claim word, finds the holder gone, and only
+//! then reads the stamp (a gone holder changes neither again).
+//!
+//! The fast path pays for this with one load (of a line the previous claimer of
+//! the same side wrote) and one plain store per claim; the read-modify-writes are
+//! Vyukov's: one CAS per claim.
+//!
+//! Positions count modulo 2^48 (stamps and claim words too); `one_lap` divides
+//! 2^48, so the lap encoding is unaffected by the wrap.
 //!
 //! Sync points (both ends are labelled in the code):
 //! - "publish batch": the sender writes the payload and the length, then stores
@@ -155,8 +166,8 @@
 //! # Wire format
 //! ```text
 //! control block (at CONTROL_OFFSET, 1024 bytes)
-//!   line 0   tail: enqueue position                (senders)
-//!   line 1   head: dequeue position                (receivers)
+//!   line 0   tail: enqueue position and last claimer (senders; PosWord)
+//!   line 1   head: dequeue position and last claimer (receivers; PosWord)
 //!   line 2   futex words not_empty, not_full       (sleepers and their wakers)
 //!   line 3   peer counts and the deaths hint; lines 4..8 the attachment
 //!            table (peers.rs)
@@ -209,19 +220,103 @@ const RETRY_LIMIT: u32 = 1024;
 /// [`SLICE`] apart).
 const LIVENESS_EVERY: u32 = 1024;
 
+/// Positions (`tail`, `head`, stamps, the position in a claim word) are counted
+/// modulo 2^48: this mask. `one_lap` (a power of two, at most 2^31) divides 2^48,
+/// so a lap never straddles the wrap, and the 16 bits above are free for the
+/// claimer's identity in `tail` and `head` ([`PosWord`]).
+const POS: u64 = (1 << 48) - 1;
+
+/// `a + b` in position arithmetic (modulo 2^48).
+#[inline]
+fn add(a: u64, b: u64) -> u64 {
+    a.wrapping_add(b) & POS
+}
+
+/// `a - b` in position arithmetic (modulo 2^48).
+#[inline]
+fn sub(a: u64, b: u64) -> u64 {
+    a.wrapping_sub(b) & POS
+}
+
+/// The identity bits of an attachment, as claim words and position words carry
+/// them: bit 63 set, the attachment's entry (peers.rs) in bits 62..57, that
+/// entry's generation in bits 56..49. An entry reused by a later attachment has
+/// another generation, so these bits name one attachment for 256 reuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Holder(u64);
+
+impl Holder {
+    const PRESENT: u64 = 1 << 63;
+    const ENTRY_SHIFT: u32 = 57;
+    const GEN_SHIFT: u32 = 49;
+    /// Every identity bit.
+    const BITS: u64 = !((1 << 49) - 1);
+
+    fn of(slot: peers::Slot) -> Holder {
+        Holder(
+            Self::PRESENT | (slot.entry as u64) << Self::ENTRY_SHIFT | slot.gen << Self::GEN_SHIFT,
+        )
+    }
+
+    /// The identity bits of `word` (a claim word or a position word), if any.
+    #[inline]
+    fn in_word(word: u64) -> Option<Holder> {
+        (word & Self::PRESENT != 0).then_some(Holder(word & Self::BITS))
+    }
+
+    /// The attachment these bits name.
+    fn slot(self) -> peers::Slot {
+        peers::Slot {
+            // Any 6 bits: `Peers::holder_alive` checks the index.
+            entry: (self.0 >> Self::ENTRY_SHIFT) as usize & ((1 << peers::ENTRY_BITS) - 1),
+            gen: (self.0 >> Self::GEN_SHIFT) & ((1 << peers::GEN_BITS) - 1),
+        }
+    }
+}
+
+const _: () = assert!(TABLE_LEN <= 1 << peers::ENTRY_BITS);
+const _: () = assert!(Holder::GEN_SHIFT + peers::GEN_BITS == Holder::ENTRY_SHIFT);
+const _: () = assert!(Holder::ENTRY_SHIFT + peers::ENTRY_BITS == 63);
+const _: () = assert!(Holder::GEN_SHIFT == 49 && POS == (1 << 48) - 1);
+
+/// The word in `tail` (`head`): the position, and who claimed the position before
+/// it, i.e. who made the last successful claim CAS on this word.
+///
+/// ```text
+/// bits 63..49  the last claimer's identity (Holder); bit 63 clear: nobody yet
+/// bit 48       0
+/// bits 47..0   the position, lap | index, modulo 2^48
+/// ```
+///
+/// The claim CAS moves the position and names its claimer in one instruction, so
+/// a claimer that dies right after it is still known: the next claimer (before its
+/// own CAS replaces the name) or a recovering handle writes the dead claimer's
+/// claim word for it (`Queue::record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PosWord(u64);
+
+impl PosWord {
+    #[inline]
+    fn new(pos: u64, by: Holder) -> PosWord {
+        PosWord(by.0 | pos & POS)
+    }
+
+    #[inline]
+    fn pos(self) -> u64 {
+        self.0 & POS
+    }
+}
+
 /// The claim word of a slot: who holds it, on which side, for which position.
 ///
 /// ```text
-/// bit 63       1 once claimed (0: never claimed since creation)
-/// bits 62..57  the holder's attachment entry (peers.rs)
-/// bits 56..49  that entry's generation when the claim was made
+/// bits 63..49  the holder's identity (Holder); 0: never claimed since creation
 /// bit 48       side: 0 = claimed by a sender (writing), 1 = taken by a receiver
-/// bits 47..0   the position claimed, modulo 2^48
+/// bits 47..0   the position claimed
 /// ```
 ///
 /// The position makes every claim word unique for 2^48 claims, so a CAS from a
-/// word read earlier cannot succeed after the slot went round a lap (no ABA), and
-/// the entry and generation name an attachment even after its entry is reused.
+/// word read earlier cannot succeed after the slot went round a lap (no ABA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ClaimWord(u64);
 
@@ -235,25 +330,16 @@ enum Side {
 }
 
 impl ClaimWord {
-    const CLAIMED: u64 = 1 << 63;
-    const ENTRY_SHIFT: u32 = 57;
-    const GEN_SHIFT: u32 = 49;
     const READ: u64 = 1 << 48;
-    const POS: u64 = (1 << 48) - 1;
 
-    /// The identity bits of attachment `slot`.
-    fn holder_bits(slot: peers::Slot) -> u64 {
-        Self::CLAIMED | (slot.entry as u64) << Self::ENTRY_SHIFT | slot.gen << Self::GEN_SHIFT
-    }
-
-    /// The word for a claim by the holder `bits` (from `holder_bits`).
+    /// The word for a claim by `by` of `pos` on `side`.
     #[inline]
-    fn new(bits: u64, side: Side, pos: u64) -> ClaimWord {
+    fn new(by: Holder, side: Side, pos: u64) -> ClaimWord {
         let side = match side {
             Side::Write => 0,
             Side::Read => Self::READ,
         };
-        ClaimWord(bits | side | pos & Self::POS)
+        ClaimWord(by.0 | side | pos & POS)
     }
 
     /// Whether this is a claim of position `pos` on `side`.
@@ -263,23 +349,16 @@ impl ClaimWord {
             Side::Write => 0,
             Side::Read => Self::READ,
         };
-        self.0 & (Self::CLAIMED | Self::READ) == Self::CLAIMED | want
-            && self.0 & Self::POS == pos & Self::POS
+        self.0 & (Holder::PRESENT | Self::READ) == Holder::PRESENT | want
+            && self.0 & POS == pos & POS
     }
 
-    /// The attachment that made the claim.
+    /// The attachment that made the claim (any bits for a word that is no claim:
+    /// callers check `is` first).
     fn holder(self) -> peers::Slot {
-        peers::Slot {
-            // Any 6 bits: `Peers::holder_alive` checks the index.
-            entry: (self.0 >> Self::ENTRY_SHIFT) as usize & ((1 << peers::ENTRY_BITS) - 1),
-            gen: (self.0 >> Self::GEN_SHIFT) & ((1 << peers::GEN_BITS) - 1),
-        }
+        Holder(self.0 & Holder::BITS).slot()
     }
 }
-
-const _: () = assert!(TABLE_LEN <= 1 << peers::ENTRY_BITS);
-const _: () = assert!(ClaimWord::GEN_SHIFT + peers::GEN_BITS == ClaimWord::ENTRY_SHIFT);
-const _: () = assert!(ClaimWord::ENTRY_SHIFT + peers::ENTRY_BITS == 63);
 
 /// The header of one slot, at the start of the slot in the data region.
 ///
@@ -298,12 +377,14 @@ struct SlotHeader {
     /// after its Acquire load of the stamp. Checked against `max_batch`.
     len: AtomicU64,
     /// The claim word (see [`ClaimWord`]): who holds the slot, for which
-    /// position, on which side. A sender claims a free slot, and a receiver a
-    /// committed one, by a CAS on this word (AcqRel on success: Acquire to see the
-    /// previous holder's claim, Release so that a helper that reads ours with
-    /// Acquire and then moves the position passes on what we saw); everyone loads
-    /// it with Acquire. Handles that find the holder dead take the slot over with a
-    /// CAS from the dead holder's word.
+    /// position, on which side. Stored (Relaxed) by the claimer right after its
+    /// claim CAS on `tail`/`head`, or, if it has not yet, by a CAS from the
+    /// slot's previous claim word in `Queue::record` (the same value: the first
+    /// write wins, the other is a no-op or fails). Handles that find the holder
+    /// dead take the slot over with a CAS from the dead holder's word (AcqRel:
+    /// Acquire to see what a recoverer that died before us did to the slot,
+    /// Release for the next one). Loaded with Acquire by recoverers, which then
+    /// judge the holder and only then load the stamp (`recover_tail`).
     claim: AtomicU64,
     /// Reserved, 0.
     reserved: AtomicU64,
@@ -312,24 +393,16 @@ struct SlotHeader {
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
 
-impl SlotHeader {
-    /// Whether the slot still shows `stamp` and `claim`, read again (Acquire, as
-    /// the first reads): two reads that disagree with each other and do not
-    /// change are damage, not a race.
-    fn unchanged(&self, stamp: u64, claim: ClaimWord) -> bool {
-        self.stamp.load(Ordering::Acquire) == stamp && self.claim.load(Ordering::Acquire) == claim.0
-    }
-}
-
 /// The MPMC control block at `CONTROL_OFFSET`.
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct MpmcControl {
-    /// Enqueue position, `lap | index`. Moved by senders only, with a CAS (Release
-    /// on success, Acquire on failure) from the value they loaded (Acquire) to the
-    /// next position; `index < slots`.
+    /// Enqueue position and its last claimer ([`PosWord`]). Moved by senders
+    /// only, with the claim CAS (Release on success, Acquire on failure) from the
+    /// value they loaded (Acquire) to the next position and their identity;
+    /// `index < slots`.
     tail: Padded<AtomicU64>,
-    /// Dequeue position, likewise, moved by receivers only.
+    /// Dequeue position and its last claimer, likewise, moved by receivers only.
     head: Padded<AtomicU64>,
     /// Futex words: written only when a handle goes to sleep or wakes sleepers.
     futex: Padded<Futexes>,
@@ -486,6 +559,29 @@ fn init_slots(_region: &Region, _d: &Dims) {
     }
 }
 
+/// Claimed slots between the position words `head` and `tail` (read in that
+/// order) of a queue of `slots` slots: committed batches plus those being written
+/// or read. `None` when a position is not a valid `lap | index`, or tail is behind
+/// head. For `inspect`, which reads an untrusted segment.
+pub(crate) fn used(head: u64, tail: u64, slots: u64) -> Option<u64> {
+    let one_lap = slots.checked_add(1)?.checked_next_power_of_two()?;
+    if one_lap > 1 << 32 {
+        return None;
+    }
+    let (head, tail) = (PosWord(head).pos(), PosWord(tail).pos());
+    let split = |p: u64| (p & !(one_lap - 1), p & (one_lap - 1));
+    let ((hl, hi), (tl, ti)) = (split(head), split(tail));
+    if hi >= slots || ti >= slots {
+        return None;
+    }
+    // Laps between them, modulo 2^48 like the positions. Head was read first and
+    // tail never falls behind it; it may have moved on since, by more than a
+    // lap's worth in all: clamp.
+    let laps = sub(tl, hl) / one_lap;
+    let used = laps.checked_mul(slots)?.checked_add(ti)?.checked_sub(hi)?;
+    Some(used.min(slots))
+}
+
 /// A queue mapped into this process: the region and its validated dimensions.
 struct Queue {
     region: Region,
@@ -539,29 +635,91 @@ impl Queue {
     #[inline]
     fn next(&self, pos: u64, index: usize) -> u64 {
         if index + 1 < self.dims.slots {
-            pos.wrapping_add(1) // index + 1 < one_lap: no carry into the lap bits
+            add(pos, 1) // index + 1 < one_lap: no carry into the lap bits
         } else {
-            (pos & !(self.dims.one_lap - 1)).wrapping_add(self.dims.one_lap)
+            add(pos & !(self.dims.one_lap - 1), self.dims.one_lap)
         }
     }
 
-    /// Move `word` (tail or head) from `pos`, whose slot `index` has been claimed,
-    /// to the next position, unless someone already did: the claimer does it right
-    /// after its claim, and anyone who finds the claim while the position still
-    /// names it helps, so a claimer that dies in between holds nobody up.
-    ///
-    /// Release: each move heads a release sequence, so that an Acquire load of the
-    /// position synchronises with everyone who moved it before (and, through the
-    /// claim word, with the claimers they helped). Relaxed on failure: we read
-    /// nothing through a failed move.
+    /// The position before `pos` (whose index is valid), and its index.
     #[inline]
-    fn advance(&self, word: &AtomicU64, pos: u64, index: usize) {
-        let _ = word.compare_exchange(
-            pos,
-            self.next(pos, index),
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+    fn prev(&self, pos: u64, index: usize) -> (u64, usize) {
+        if index > 0 {
+            (sub(pos, 1), index - 1)
+        } else {
+            let last = self.dims.slots - 1;
+            (
+                add(
+                    sub(pos & !(self.dims.one_lap - 1), self.dims.one_lap),
+                    last as u64,
+                ),
+                last,
+            )
+        }
+    }
+
+    /// The position word of `side`: `tail` for senders, `head` for receivers.
+    #[inline]
+    fn word(&self, side: Side) -> &AtomicU64 {
+        match side {
+            Side::Write => &self.ctl().tail,
+            Side::Read => &self.ctl().head,
+        }
+    }
+
+    /// Write the claim word of the last claim made on `word` (the tail word for
+    /// `Side::Write`, the head word for `Side::Read`), unless it is written
+    /// already: the claimer stores it right after its claim CAS, but may die
+    /// before, and the next claim CAS on the word replaces the claimer's name.
+    /// So every claimer calls this before its CAS (the fast path: one load of the
+    /// previous slot's claim word, which its claimer has usually written), and
+    /// every recovery before it reads a claim word (`settle`).
+    ///
+    /// The CAS is from the claim word the slot held before that claim (a sender's
+    /// claim replaces the previous lap's read claim, or 0 before the first lap; a
+    /// receiver's replaces the commit's write claim), which is unique to that
+    /// claim: once the claimer or anyone else wrote the claim, or the slot moved
+    /// on, it fails. Relaxed: it publishes nothing but the word itself (recoverers
+    /// reach the payload through the stamp), and the load sees the previous claim
+    /// word because our Acquire load of `word` synchronised with the claimer's
+    /// Release CAS, which came after its Acquire load of the stamp, which came
+    /// after the previous holder's claim word.
+    #[inline]
+    fn record(&self, side: Side, word: PosWord) {
+        let Some(by) = Holder::in_word(word.0) else {
+            return; // no claim on this word yet
+        };
+        let Some(index) = self.index(word.pos()) else {
+            return; // damage: the caller's own checks report it
+        };
+        let (pos, index) = self.prev(word.pos(), index);
+        let slot = self.header(index);
+        let c = ClaimWord(slot.claim.load(Ordering::Relaxed));
+        let before = match side {
+            Side::Write => c.0 == 0 || c.is(Side::Read, sub(pos, self.dims.one_lap)),
+            Side::Read => c.is(Side::Write, pos),
+        };
+        if before {
+            self.record_cold(slot, c, ClaimWord::new(by, side, pos));
+        }
+    }
+
+    /// The CAS of `record`, which the fast path rarely needs.
+    #[cold]
+    fn record_cold(&self, slot: &SlotHeader, before: ClaimWord, claim: ClaimWord) {
+        let _ =
+            slot.claim
+                .compare_exchange(before.0, claim.0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// `record` the last claim of both position words: the first step of every
+    /// recovery, so that every claimed slot names its holder.
+    #[cold]
+    fn settle(&self) {
+        for side in [Side::Write, Side::Read] {
+            // Acquire: see `record`.
+            self.record(side, PosWord(self.word(side).load(Ordering::Acquire)));
+        }
     }
 
     /// Whether the holder named by claim word `c` is still attached and alive (a
@@ -622,8 +780,8 @@ struct Attachment {
     role: Role,
     proc: ProcId,
     slot: peers::Slot,
-    /// `ClaimWord::holder_bits(slot)`.
-    holder: u64,
+    /// `Holder::of(slot)`.
+    holder: Holder,
 }
 
 impl Attachment {
@@ -643,7 +801,7 @@ impl Attachment {
             role,
             proc,
             slot,
-            holder: ClaimWord::holder_bits(slot),
+            holder: Holder::of(slot),
         }))
     }
 
@@ -653,28 +811,23 @@ impl Attachment {
         ClaimWord::new(self.holder, side, pos)
     }
 
-    /// Claim `slot` for `pos` on `side` by a CAS from the claim word `from` that we
-    /// read: exactly one of the handles that race for it wins, and none once the
-    /// slot moved on (every later claim word differs from `from`). AcqRel on
-    /// success, see [`SlotHeader::claim`]; Relaxed on failure: the caller loads
-    /// again.
-    #[inline]
-    fn claim_from(&self, slot: &SlotHeader, from: ClaimWord, side: Side, pos: u64) -> bool {
-        slot.claim
+    /// Take over the slot at `index`, claimed as `dead` by a holder that is gone,
+    /// with our claim for `pos` on `side`: exactly one of the handles that race
+    /// for it wins, and none once the slot moved on (every later claim word
+    /// differs from `dead`). AcqRel on success, see [`SlotHeader::claim`]; its
+    /// Acquire also pairs with the Release of `simulate_death`, which stands for a
+    /// process's end in tests. Relaxed on failure: the caller looks again.
+    fn take_over(&self, index: usize, dead: ClaimWord, side: Side, pos: u64) -> bool {
+        self.queue
+            .header(index)
+            .claim
             .compare_exchange(
-                from.0,
+                dead.0,
                 self.claim(side, pos).0,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             )
             .is_ok()
-    }
-
-    /// Take over the slot at `index`, claimed as `dead` by a holder that is gone,
-    /// with our claim for `pos` on `side` (its Acquire also pairs with the
-    /// Release of `simulate_death`, which stands for a process's end in tests).
-    fn take_over(&self, index: usize, dead: ClaimWord, side: Side, pos: u64) -> bool {
-        self.claim_from(self.queue.header(index), dead, side, pos)
     }
 
     /// Publish the slot at position `pos`, claimed by a sender that died before
@@ -686,12 +839,46 @@ impl Attachment {
             return;
         }
         let q = &*self.queue;
-        // It may have died before moving tail past its claim.
-        q.advance(&q.ctl().tail, pos, index);
         let slot = q.header(index);
         // As `Sender::publish`, with our claim.
         slot.len.store(SKIPPED, Ordering::Relaxed);
-        slot.stamp.store(pos.wrapping_add(1), Ordering::Release);
+        slot.stamp.store(add(pos, 1), Ordering::Release);
+        wait::wake(&q.ctl().futex.not_empty);
+    }
+
+    /// Commit the batch in the slot at `index` again, at position `tail`, whose
+    /// slot it is: its claim word `dead` is the read claim of the previous lap by
+    /// a receiver that is gone (or our own kind of claim of `tail`, by a handle
+    /// that died doing this), so the batch is delivered again. Unless another
+    /// handle was first.
+    #[cold]
+    fn recommit(&self, tail: u64, index: usize, dead: ClaimWord) {
+        if !self.take_over(index, dead, Side::Write, tail) {
+            return;
+        }
+        let q = &*self.queue;
+        let word = &q.ctl().tail;
+        // Claim `tail` for it: no sender can (its stamp says full), so only a
+        // handle that died doing this has moved it. Acquire as in `Sender::claim`.
+        let mut now = PosWord(word.load(Ordering::Acquire));
+        for _ in 0..RETRY_LIMIT {
+            if now.pos() != tail {
+                break;
+            }
+            // Release as the claim CAS in `Sender::claim`.
+            match word.compare_exchange(
+                now.0,
+                PosWord::new(q.next(tail, index), self.holder).0,
+                Ordering::Release,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(w) => now = PosWord(w),
+            }
+        }
+        // Sync point "publish batch", as in `Sender::publish`: the payload and
+        // length are the dead receiver's batch.
+        q.header(index).stamp.store(add(tail, 1), Ordering::Release);
         wait::wake(&q.ctl().futex.not_empty);
     }
 
@@ -864,6 +1051,34 @@ pub fn channel<T: Pod>(slots: usize, max_batch: usize) -> Result<(Sender<T>, Rec
     Ok((Sender::attach(Arc::clone(&q))?, Receiver::attach(q)?))
 }
 
+/// [`channel`], with its positions started `laps` laps before they wrap around
+/// at 2^48 (for tests of the wrap, which a real queue reaches after 2^48 claims).
+///
+/// # Errors
+/// As [`channel`].
+#[doc(hidden)]
+pub fn channel_near_wrap<T: Pod>(
+    slots: usize,
+    max_batch: usize,
+    laps: u64,
+) -> Result<(Sender<T>, Receiver<T>)> {
+    let ty = TypeInfo::of::<T>()?;
+    let (g, dims) = geometry(&ty, slots, max_batch)?;
+    let region = Region::heap::<MpmcControl>(g, &ty, |r| init_slots(r, &dims));
+    let q = Queue::new(region)?;
+    let start = sub(0, laps.wrapping_mul(dims.one_lap));
+    for index in 0..dims.slots {
+        // Relaxed: nobody else sees the queue before the handles below exist.
+        q.header(index)
+            .stamp
+            .store(add(start, index as u64), Ordering::Relaxed);
+    }
+    q.ctl().tail.store(start, Ordering::Relaxed);
+    q.ctl().head.store(start, Ordering::Relaxed);
+    let q = Arc::new(q);
+    Ok((Sender::attach(Arc::clone(&q))?, Receiver::attach(q)?))
+}
+
 fn geometry(ty: &TypeInfo, slots: usize, max_batch: usize) -> Result<(Geometry, Dims)> {
     let d = Dims::new(ty, slots, max_batch)?;
     let g = Geometry::new(
@@ -897,22 +1112,27 @@ fn open_queue(name: &str, ty: &TypeInfo) -> Result<Arc<Queue>> {
 ///   gone: published as skipped, which the receivers step over.
 /// - Taken (`stamp == p + 1`, a read claim) by a receiver that is gone: the batch
 ///   is committed again, as it lies, at position `tail` (we claim `tail` for it), so
-///   another receiver gets it. The read claim keeps the batch's length.
+///   another receiver gets it. The read claim keeps the batch's length. A write
+///   claim of `tail` here is such a commit by a handle that died doing it: we
+///   finish it.
 ///
-/// Every recovery reads the claim word, finds its holder gone, and only then reads
-/// the stamp: a holder that is gone changes neither again, so the pair is
-/// consistent, and the CAS from the claim word read first makes the takeover
-/// exclusive. (Read the other way round, a stamp from before the holder's last
-/// publish or release would pass for the current one.)
+/// Every recovery first writes the claim words that the last claimers may not
+/// have written yet (`Queue::settle`), then reads the claim word, finds its holder
+/// gone, and only then reads the stamp: a holder that is gone changes neither
+/// again, so the pair is consistent, and the CAS from the claim word read first
+/// makes the takeover exclusive. (Read the other way round, a stamp from before
+/// the holder's last publish or release would pass for the current one.)
 #[cold]
 #[inline(never)]
 fn recover_tail(att: &Attachment, tail: u64, index: usize) -> bool {
     let q = &*att.queue;
-    let p = tail.wrapping_sub(q.dims.one_lap);
+    q.settle();
+    let p = sub(tail, q.dims.one_lap);
     let slot = q.header(index);
     // Acquire: see `SlotHeader::claim`.
     let c = ClaimWord(slot.claim.load(Ordering::Acquire));
-    let (writing, taken) = (c.is(Side::Write, p), c.is(Side::Read, p));
+    let writing = c.is(Side::Write, p);
+    let taken = c.is(Side::Read, p) || c.is(Side::Write, tail);
     if !(writing || taken) || q.holder_alive(c) {
         return false;
     }
@@ -923,15 +1143,8 @@ fn recover_tail(att: &Attachment, tail: u64, index: usize) -> bool {
         att.skip_dead_writer(p, index, c);
         return true;
     }
-    if taken && stamp == p.wrapping_add(1) {
-        if !att.take_over(index, c, Side::Write, tail) {
-            return true;
-        }
-        q.advance(&q.ctl().tail, tail, index);
-        // Sync point "publish batch", as in `Sender::publish`: the payload and
-        // length are the dead receiver's batch.
-        slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
-        wait::wake(&q.ctl().futex.not_empty);
+    if taken && stamp == add(p, 1) {
+        att.recommit(tail, index, c);
         return true;
     }
     false
@@ -1076,6 +1289,13 @@ impl<T: Pod> Sender<T> {
     /// Claim a free slot for a batch of `len` elements, without waiting.
     #[inline]
     fn claim(&mut self, len: usize) -> Result<Claim, TrySendError> {
+        self.claim_as::<false>(len)
+    }
+
+    /// `claim`; with `DIES` (tests), leave the claim word unwritten, as a sender
+    /// killed right after its claim CAS would.
+    #[inline]
+    fn claim_as<const DIES: bool>(&mut self, len: usize) -> Result<Claim, TrySendError> {
         let End { att, seen, .. } = &mut self.end;
         let q = &*att.queue;
         let d = &q.dims;
@@ -1091,12 +1311,13 @@ impl<T: Pod> Sender<T> {
             return Err(TrySendError::Disconnected);
         }
         let corrupted = |reason| Err(TrySendError::Corrupted { reason });
-        // Acquire: synchronises with every earlier mover of tail through the
-        // release sequence of its CASes (`Queue::advance`), so the stamp below is
-        // not older than lap - 1.
-        let mut tail = ctl.tail.load(Ordering::Acquire);
+        // Acquire: synchronises with every earlier claimer through the release
+        // sequence of the claim CASes on tail, so the stamp below is not older
+        // than lap - 1.
+        let mut tail = PosWord(ctl.tail.load(Ordering::Acquire));
         for _ in 0..RETRY_LIMIT {
-            let Some(index) = q.index(tail) else {
+            let t = tail.pos();
+            let Some(index) = q.index(t) else {
                 return corrupted("enqueue position names no slot");
             };
             let slot = q.header(index);
@@ -1104,49 +1325,35 @@ impl<T: Pod> Sender<T> {
             // `release` by the previous lap's receiver: its reads and
             // writes of the payload happen before ours.
             let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp == tail {
-                // Free for this lap, or claimed for it by a sender that has not
-                // moved tail yet. Acquire: see `SlotHeader::claim`.
-                let c = ClaimWord(slot.claim.load(Ordering::Acquire));
-                if c.is(Side::Write, tail) {
-                    // Claimed: help move tail only if its claimer has not (a load
-                    // first: a CAS that fails still takes the line from them).
-                    // Acquire as the first load of tail above.
-                    let t = ctl.tail.load(Ordering::Acquire);
-                    if t == tail {
-                        q.advance(&ctl.tail, tail, index);
-                        tail = ctl.tail.load(Ordering::Acquire);
-                    } else {
-                        tail = t;
+            if stamp == t {
+                // Free for this lap. Our CAS replaces the name of the last
+                // claimer in tail: make sure its claim word is written first.
+                q.record(Side::Write, tail);
+                // The claim. Release: heads a release sequence (see the load of
+                // tail above) and passes on what `record` saw. Acquire on
+                // failure, as the load of tail above.
+                match ctl.tail.compare_exchange(
+                    tail.0,
+                    PosWord::new(q.next(t, index), att.holder).0,
+                    Ordering::Release,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        if !DIES {
+                            // Relaxed: see `SlotHeader::claim`.
+                            slot.claim
+                                .store(att.claim(Side::Write, t).0, Ordering::Relaxed);
+                        }
+                        q.region.shadow().write(d.payload_off(index), len * d.elem);
+                        return Ok(Claim { pos: t, index });
                     }
-                    continue;
+                    // Another sender claimed it first: look again.
+                    Err(now) => tail = PosWord(now),
                 }
-                // A free slot holds the previous lap's read claim (or nothing yet).
-                // Anything else was written after our load of the stamp: the slot
-                // moved on (a CAS from it would claim a slot that is not free), or
-                // it is damaged.
-                if !(c.0 == 0 || c.is(Side::Read, tail.wrapping_sub(d.one_lap))) {
-                    if slot.unchanged(stamp, c) {
-                        return corrupted("claim word is inconsistent with the slot stamp");
-                    }
-                    // Acquire as the first load of tail above.
-                    tail = ctl.tail.load(Ordering::Acquire);
-                    continue;
-                }
-                // The claim (orderings in `SlotHeader::claim`). It cannot succeed
-                // once the slot moved on: every later claim word differs from `c`.
-                if att.claim_from(slot, c, Side::Write, tail) {
-                    q.advance(&ctl.tail, tail, index);
-                    q.region.shadow().write(d.payload_off(index), len * d.elem);
-                    return Ok(Claim { pos: tail, index });
-                }
-                // Another handle claimed it first: look again.
-            } else if stamp == tail.wrapping_sub(d.one_lap)
-                || stamp == tail.wrapping_sub(d.one_lap).wrapping_add(1)
-            {
+            } else if stamp == sub(t, d.one_lap) || stamp == add(sub(t, d.one_lap), 1) {
                 // The slot still holds the previous lap's batch: full.
                 *seen = Seen {
-                    pos: tail,
+                    pos: t,
                     index,
                     stamp,
                 };
@@ -1154,10 +1361,10 @@ impl<T: Pod> Sender<T> {
                     if self.end.att.peer_gone(true) {
                         return Err(TrySendError::Disconnected);
                     }
-                    if recover_tail(&self.end.att, tail, index) {
+                    if recover_tail(&self.end.att, t, index) {
                         // The next slot may be a dead holder's too.
                         self.end.check_next = true;
-                        return self.claim(len);
+                        return self.claim_as::<DIES>(len);
                     }
                 }
                 return Err(TrySendError::Full);
@@ -1165,15 +1372,15 @@ impl<T: Pod> Sender<T> {
                 // Our tail is stale (the stamp is from a later claim, which
                 // happens after tail moved), or the slot is damaged. Acquire as
                 // the first load of tail above.
-                let t = ctl.tail.load(Ordering::Acquire);
-                if t == tail {
+                let now = PosWord(ctl.tail.load(Ordering::Acquire));
+                if now == tail {
                     return corrupted("slot stamp is inconsistent with the enqueue position");
                 }
-                tail = t;
+                tail = now;
             }
         }
         // Heavy contention: let a sleeper's condition fire at once.
-        seen.pos = tail.wrapping_add(1);
+        seen.pos = add(tail.pos(), 1);
         Err(TrySendError::Full)
     }
 
@@ -1220,8 +1427,7 @@ impl<T: Pod> Sender<T> {
         // Sync point "publish batch": Release pairs with the receiver's Acquire
         // load of the stamp in `Receiver::take`. This is K1 of the wake protocol;
         // `wake` supplies its barrier (wait.rs).
-        slot.stamp
-            .store(claim.pos.wrapping_add(1), Ordering::Release);
+        slot.stamp.store(add(claim.pos, 1), Ordering::Release);
         wait::wake(&q.ctl().futex.not_empty);
     }
 
@@ -1300,6 +1506,21 @@ impl<T: Pod> Reservation<'_, T> {
     }
 }
 
+impl<T: Pod> Sender<T> {
+    /// Claim a slot for `len` elements and mark this attachment as that of a dead
+    /// process before the slot's claim word is written: what a sender killed
+    /// right after its claim CAS leaves (for tests of recovery).
+    ///
+    /// # Errors
+    /// As [`try_reserve`](Self::try_reserve).
+    #[doc(hidden)]
+    pub fn simulate_death_claiming(&mut self, len: usize) -> Result<(), TrySendError> {
+        let claim = self.claim_as::<true>(len)?;
+        self.reservation(claim, len).simulate_death();
+        Ok(())
+    }
+}
+
 impl<T: Pod> Drop for Reservation<'_, T> {
     fn drop(&mut self) {
         if !self.committed {
@@ -1364,15 +1585,22 @@ impl<T: Pod> Receiver<T> {
     pub fn is_empty(&self) -> bool {
         let q = self.queue();
         // Relaxed: a hint that reads nothing after these two words.
-        let head = q.ctl().head.load(Ordering::Relaxed);
+        let head = PosWord(q.ctl().head.load(Ordering::Relaxed)).pos();
         q.index(head).map_or(true, |i| {
-            q.header(i).stamp.load(Ordering::Relaxed) != head.wrapping_add(1)
+            q.header(i).stamp.load(Ordering::Relaxed) != add(head, 1)
         })
     }
 
     /// Claim the next committed batch, without waiting.
     #[inline]
     fn take(&mut self) -> Result<Taken, TryRecvError> {
+        self.take_as::<false>()
+    }
+
+    /// `take`; with `DIES` (tests), leave the claim word unwritten, as a receiver
+    /// killed right after its claim CAS would.
+    #[inline]
+    fn take_as<const DIES: bool>(&mut self) -> Result<Taken, TryRecvError> {
         let mut last_look = false;
         loop {
             let End { att, seen, .. } = &mut self.end;
@@ -1380,70 +1608,54 @@ impl<T: Pod> Receiver<T> {
             let d = &q.dims;
             let ctl = q.ctl();
             let corrupted = |reason| Err(TryRecvError::Corrupted { reason });
-            // Acquire: synchronises with every earlier mover of head through the
-            // release sequence of its CASes (`Queue::advance`).
-            let mut head = ctl.head.load(Ordering::Acquire);
+            // Acquire: synchronises with every earlier claimer through the
+            // release sequence of the claim CASes on head.
+            let mut head = PosWord(ctl.head.load(Ordering::Acquire));
             let mut tries = 0;
             let empty = loop {
+                let h = head.pos();
                 if tries == RETRY_LIMIT {
                     // Heavy contention: let a sleeper's condition fire at once.
-                    seen.pos = head.wrapping_add(1);
+                    seen.pos = add(h, 1);
                     return Err(TryRecvError::Empty);
                 }
                 tries += 1;
-                let Some(index) = q.index(head) else {
+                let Some(index) = q.index(h) else {
                     return corrupted("dequeue position names no slot");
                 };
                 let slot = q.header(index);
                 // Sync point "publish batch": Acquire pairs with the Release store in
                 // `Sender::publish`; the length and payload are visible after this.
                 let stamp = slot.stamp.load(Ordering::Acquire);
-                if stamp == head.wrapping_add(1) {
-                    // Committed: by its sender's claim, or taken by a receiver that
-                    // has not moved head yet. Acquire: see `SlotHeader::claim`.
-                    let c = ClaimWord(slot.claim.load(Ordering::Acquire));
-                    if c.is(Side::Read, head) {
-                        // Taken: help move head only if its taker has not, as in
-                        // `Sender::claim`. Acquire as the first load of head above.
-                        let h = ctl.head.load(Ordering::Acquire);
-                        if h == head {
-                            q.advance(&ctl.head, head, index);
-                            head = ctl.head.load(Ordering::Acquire);
-                        } else {
-                            head = h;
-                        }
+                if stamp == add(h, 1) {
+                    // Committed. As in `Sender::claim`: record the last claim on
+                    // head, then claim ours (orderings there).
+                    q.record(Side::Read, head);
+                    if let Err(now) = ctl.head.compare_exchange(
+                        head.0,
+                        PosWord::new(q.next(h, index), att.holder).0,
+                        Ordering::Release,
+                        Ordering::Acquire,
+                    ) {
+                        head = PosWord(now);
                         continue;
                     }
-                    if !c.is(Side::Write, head) {
-                        // The slot moved on since we loaded its stamp, or it is
-                        // damaged: a committed slot holds its committer's claim.
-                        if slot.unchanged(stamp, c) {
-                            return corrupted("claim word is inconsistent with the slot stamp");
-                        }
-                        continue;
+                    if !DIES {
+                        // Relaxed: see `SlotHeader::claim`.
+                        slot.claim
+                            .store(att.claim(Side::Read, h).0, Ordering::Relaxed);
                     }
-                    // The claim (orderings in `SlotHeader::claim`).
-                    if !att.claim_from(slot, c, Side::Read, head) {
-                        continue;
-                    }
-                    q.advance(&ctl.head, head, index);
-                    match checked_len(q, head, index) {
-                        Ok(Some(len)) => {
-                            return Ok(Taken {
-                                pos: head,
-                                index,
-                                len,
-                            })
-                        }
+                    match checked_len(q, h, index) {
+                        Ok(Some(len)) => return Ok(Taken { pos: h, index, len }),
                         // Skipped: released; on to the next.
-                        Ok(None) => head = ctl.head.load(Ordering::Acquire),
+                        Ok(None) => head = PosWord(ctl.head.load(Ordering::Acquire)),
                         Err(reason) => return corrupted(reason),
                     }
-                } else if stamp == head || stamp == head.wrapping_add(1).wrapping_sub(d.one_lap) {
+                } else if stamp == h || stamp == sub(add(h, 1), d.one_lap) {
                     // Free, claimed and not committed, or the previous lap's batch
                     // still being read: nothing to take at head.
                     break Seen {
-                        pos: head,
+                        pos: h,
                         index,
                         stamp,
                     };
@@ -1451,11 +1663,11 @@ impl<T: Pod> Receiver<T> {
                     // Our head is stale (the stamp is from a later lap, which
                     // happens after head moved), or the slot is damaged. Acquire
                     // as the first load of head above.
-                    let h = ctl.head.load(Ordering::Acquire);
-                    if h == head {
+                    let now = PosWord(ctl.head.load(Ordering::Acquire));
+                    if now == head {
                         return corrupted("slot stamp is inconsistent with the dequeue position");
                     }
-                    head = h;
+                    head = now;
                 }
             };
             *seen = empty;
@@ -1495,6 +1707,8 @@ impl<T: Pod> Receiver<T> {
     ///
     /// - The slot at head (`at`), claimed by a sender that is gone: published as
     ///   skipped (`Retry`: look at head again).
+    /// - The slot at head, which a handle that is gone was committing again for a
+    ///   dead receiver (`Attachment::recommit`): we finish that (`Retry`).
     /// - A batch that a receiver that is gone had taken: we take it over and
     ///   deliver it (`Taken`). This scans every slot, so it runs only when an
     ///   attachment went away since our last scan (`Peers::deaths`), or, with
@@ -1504,16 +1718,19 @@ impl<T: Pod> Receiver<T> {
     fn recover(&mut self, at: Seen, all: bool) -> Result<Recovered, TryRecvError> {
         let att = &*self.end.att;
         let q = &*att.queue;
-        if at.stamp == at.pos {
-            // Claim word, holder, then stamp, as in `recover_tail`.
-            let slot = q.header(at.index);
-            let c = ClaimWord(slot.claim.load(Ordering::Acquire));
-            if c.is(Side::Write, at.pos)
-                && !q.holder_alive(c)
-                && slot.stamp.load(Ordering::Acquire) == at.pos
-            {
+        q.settle();
+        // Claim word, holder, then stamp, as in `recover_tail`.
+        let slot = q.header(at.index);
+        let c = ClaimWord(slot.claim.load(Ordering::Acquire));
+        if c.is(Side::Write, at.pos) && !q.holder_alive(c) {
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == at.pos {
                 // Skipped by us, or by someone faster: either way, look again.
                 att.skip_dead_writer(at.pos, at.index, c);
+                return Ok(Recovered::Retry);
+            }
+            if stamp == sub(add(at.pos, 1), q.dims.one_lap) {
+                att.recommit(at.pos, at.index, c);
                 return Ok(Recovered::Retry);
             }
         }
@@ -1529,7 +1746,7 @@ impl<T: Pod> Receiver<T> {
             // for the slots that are not taken.)
             let c = ClaimWord(slot.claim.load(Ordering::Acquire));
             let stamp = slot.stamp.load(Ordering::Acquire);
-            let pos = stamp.wrapping_sub(1);
+            let pos = sub(stamp, 1);
             if !c.is(Side::Read, pos)
                 || q.index(pos) != Some(index)
                 || q.holder_alive(c)
@@ -1646,7 +1863,7 @@ fn release(q: &Queue, pos: u64, index: usize) {
     // happen before it reuses the slot). K1 of the wake protocol; `wake` supplies
     // its barrier.
     slot.stamp
-        .store(pos.wrapping_add(q.dims.one_lap), Ordering::Release);
+        .store(add(pos, q.dims.one_lap), Ordering::Release);
     wait::wake(&q.ctl().futex.not_full);
 }
 
@@ -1686,6 +1903,24 @@ impl<T: Pod> Batch<'_, T> {
     pub fn simulate_death(self) {
         self.rx.end.att.simulate_death();
         std::mem::forget(self);
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    /// Take the next batch and mark this attachment as that of a dead process
+    /// before the slot's claim word is written: what a receiver killed right after
+    /// its claim CAS leaves (for tests of recovery). Returns a copy of the batch,
+    /// which the queue delivers again.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    #[doc(hidden)]
+    pub fn simulate_death_taking(&mut self) -> Result<Vec<T>, TryRecvError> {
+        let taken = self.take_as::<true>()?;
+        let batch = self.guard(taken);
+        let copy = batch.to_vec();
+        batch.simulate_death();
+        Ok(copy)
     }
 }
 

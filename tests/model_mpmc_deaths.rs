@@ -1,5 +1,6 @@
 //! Property test: random single-threaded operation sequences on the MPMC queue in
-//! which handles die holding a reservation or a batch (`simulate_death`), checked
+//! which handles die holding a reservation or a batch (`simulate_death`), or right
+//! after their claim CAS (`simulate_death_claiming`, `_taking`), checked
 //! against a model: a `VecDeque` of committed batches and dead reservations (which
 //! take a slot until a receiver steps over them), and the set of batches that dead
 //! receivers held, which must each be delivered again exactly once. Every
@@ -30,6 +31,17 @@ enum Op {
     RecvDie {
         h: usize,
     },
+    /// A new attachment dies right after its claim CAS, before it wrote its
+    /// claim word.
+    ClaimDie {
+        h: usize,
+        len: usize,
+    },
+    /// A new attachment dies right after it took a batch, before it wrote its
+    /// claim word.
+    TakeDie {
+        h: usize,
+    },
     CloneSender(usize),
     CloneReceiver(usize),
 }
@@ -41,6 +53,8 @@ fn op(max: usize) -> impl Strategy<Value = Op> {
         6 => h.clone().prop_map(|h| Op::Recv { h }),
         1 => (h.clone(), 1..=max).prop_map(|(h, len)| Op::ReserveDie { h, len }),
         1 => h.clone().prop_map(|h| Op::RecvDie { h }),
+        1 => (h.clone(), 1..=max).prop_map(|(h, len)| Op::ClaimDie { h, len }),
+        1 => h.clone().prop_map(|h| Op::TakeDie { h }),
         1 => h.clone().prop_map(Op::CloneSender),
         1 => h.prop_map(Op::CloneReceiver),
     ]
@@ -147,6 +161,28 @@ proptest! {
                         }
                         Err(TryRecvError::Empty) => prop_assert!(m.nothing_to_deliver()),
                         Err(e) => prop_assert!(false, "recv: {e}"),
+                    };
+                }
+                Op::ClaimDie { h, len } => {
+                    let mut dying = txs[h % nt].attach_again().unwrap();
+                    dying.check_peers_next();
+                    match dying.simulate_death_claiming(len) {
+                        Ok(()) => m.queue.push_back(None),
+                        Err(TrySendError::Full) => prop_assert!(m.used() >= m.slots),
+                        Err(e) => prop_assert!(false, "claim: {e}"),
+                    };
+                }
+                Op::TakeDie { h } => {
+                    let mut dying = rxs[h % nr].attach_again().unwrap();
+                    dying.check_peers_next();
+                    match dying.simulate_death_taking() {
+                        Ok(b) => {
+                            let got = bits(&b);
+                            m.delivered(got.clone())?;
+                            m.limbo.push(got);
+                        }
+                        Err(TryRecvError::Empty) => prop_assert!(m.nothing_to_deliver()),
+                        Err(e) => prop_assert!(false, "take: {e}"),
                     };
                 }
                 Op::CloneSender(h) => txs.push(txs[h % nt].clone()),

@@ -349,10 +349,34 @@ fn handles_are_send_and_clone() {
 /// contents and per-producer order, and the union is checked for exactly once.
 #[test]
 fn many_producers_many_consumers_deliver_exactly_once() {
+    exactly_once_in_order(pair(4, 5), if cfg!(miri) { 30 } else { 20_000 });
+}
+
+#[test]
+fn positions_wrap_around_at_2_pow_48() {
+    // Started 3 laps of 4 positions (3 slots, one_lap 4) before the wrap: the
+    // positions, stamps and claim words go through it while threads race.
+    let per = if cfg!(miri) { 30 } else { 2_000 };
+    exactly_once_in_order(mpmc::channel_near_wrap::<f64>(3, 5, 3).unwrap(), per);
+    // And single-threaded, lap by lap through it.
+    let (mut tx, mut rx) = mpmc::channel_near_wrap::<f64>(3, 2, 2).unwrap();
+    for i in 0..40 {
+        for k in 0..(i % 4) {
+            tx.try_send(&[i as f64, k as f64]).unwrap();
+        }
+        for k in 0..(i % 4) {
+            assert_eq!(&*rx.try_recv().unwrap(), &[i as f64, k as f64]);
+        }
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    }
+}
+
+/// `PRODUCERS` threads send `per` batches each through `(tx, rx)`, cancelling a
+/// reservation now and then; `CONSUMERS` threads receive: every batch arrives
+/// exactly once, whole, in its producer's order.
+fn exactly_once_in_order((tx, rx): (Sender<f64>, Receiver<f64>), per: u64) {
     const PRODUCERS: u64 = 3;
     const CONSUMERS: usize = 2;
-    let per = if cfg!(miri) { 30 } else { 20_000 };
-    let (tx, rx) = pair(4, 5);
     let value = |p: u64, seq: u64, k: usize| f64::from_bits(p << 56 | seq << 8 | k as u64);
     let len = |p: u64, seq: u64| ((p + seq) % 6) as usize;
 
@@ -562,4 +586,124 @@ fn orphaned_batches_are_drained_before_disconnected() {
     }
     got.sort_by(f64::total_cmp);
     assert_eq!(got, [1.0, 2.0]);
+}
+
+#[test]
+fn a_producer_killed_right_after_its_claim_is_skipped() {
+    // The claim CAS names its claimer in tail; the claim word is written after it.
+    // A claimer killed in between is known all the same.
+    let (mut tx, mut rx) = pair(4, 2);
+    let mut dying = tx.attach_again().unwrap();
+    dying.simulate_death_claiming(1).unwrap();
+    drop(dying);
+    // Before anyone claims after it (the dead claimer is named in tail only), a
+    // receiver's liveness check steps over it.
+    rx.check_peers_next();
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    for i in 0..3 {
+        tx.send(&[i as f64]).unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[i as f64]);
+    }
+    for i in 3..40 {
+        tx.send_timeout(&[i as f64], RECOVERY).unwrap();
+        assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[i as f64]);
+    }
+}
+
+#[test]
+fn producers_killed_one_after_another_right_after_their_claims_are_skipped() {
+    // The second dead claimer replaced the first one's name in tail: it wrote the
+    // first one's claim word before its own CAS.
+    for slots in [1, 2, 3, 5] {
+        let (tx, mut rx) = pair(slots, 2);
+        for _ in 0..slots.min(3) {
+            let mut dying = tx.attach_again().unwrap();
+            dying.simulate_death_claiming(2).unwrap();
+        }
+        if slots <= 3 {
+            // Every slot holds a dead claim: the receiver steps over them first.
+            rx.check_peers_next();
+            assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+        }
+        let mut b = tx;
+        let n = 3 * slots;
+        for i in 0..n {
+            b.send_timeout(&[i as f64], RECOVERY)
+                .unwrap_or_else(|e| panic!("{slots} slots, send {i}: {e}"));
+            assert_eq!(
+                &*rx.recv_timeout(RECOVERY).unwrap(),
+                &[i as f64],
+                "{slots} slots"
+            );
+        }
+        drop(b);
+        assert_eq!(
+            rx.recv_timeout(RECOVERY).unwrap_err(),
+            RecvTimeoutError::Disconnected
+        );
+    }
+}
+
+#[test]
+fn a_receiver_killed_right_after_its_take_is_redelivered() {
+    for slots in [1, 2, 4] {
+        let (mut tx, mut rx) = pair(slots, 1);
+        tx.send(&[1.0]).unwrap();
+        let mut dying = rx.attach_again().unwrap();
+        assert_eq!(dying.simulate_death_taking().unwrap(), [1.0]);
+        drop(dying);
+        // Found by the idle receiver (the dead taker is named in head only).
+        assert_eq!(
+            &*rx.recv_timeout(RECOVERY).unwrap(),
+            &[1.0],
+            "{slots} slots"
+        );
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty, "once");
+        // Two in a row, then the sender needs their slots back.
+        if slots >= 2 {
+            tx.send(&[2.0]).unwrap();
+            tx.send(&[3.0]).unwrap();
+            for want in [2.0, 3.0] {
+                let mut dying = rx.attach_again().unwrap();
+                assert_eq!(dying.simulate_death_taking().unwrap(), [want]);
+            }
+            let mut got: Vec<f64> = (0..2)
+                .map(|_| rx.recv_timeout(RECOVERY).unwrap()[0])
+                .collect();
+            got.sort_by(f64::total_cmp);
+            assert_eq!(got, [2.0, 3.0]);
+        }
+        for i in 5..20 {
+            tx.send_timeout(&[i as f64], RECOVERY).unwrap();
+            assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[i as f64]);
+        }
+    }
+}
+
+#[test]
+fn deaths_are_recovered_across_the_wrap() {
+    let (mut tx, mut rx) = mpmc::channel_near_wrap::<f64>(2, 1, 1).unwrap();
+    let mut dying = tx.attach_again().unwrap();
+    dying.simulate_death_claiming(1).unwrap();
+    tx.send(&[1.0]).unwrap();
+    assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[1.0]);
+    tx.send(&[2.0]).unwrap();
+    let mut dying = rx.attach_again().unwrap();
+    dying.recv().unwrap().simulate_death();
+    tx.send(&[3.0]).unwrap();
+    // Full: the sender commits the dead receiver's batch again to make room.
+    let mut got: Vec<f64> = Vec::new();
+    for i in 4..12 {
+        got.push(rx.recv_timeout(RECOVERY).unwrap()[0]);
+        tx.send_timeout(&[i as f64], RECOVERY).unwrap();
+    }
+    while got.len() < 10 {
+        got.push(rx.recv_timeout(RECOVERY).unwrap()[0]);
+    }
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty, "once");
+    got.sort_by(f64::total_cmp);
+    let want: Vec<f64> = (2..12).map(|i| i as f64).collect();
+    assert_eq!(got, want);
 }
