@@ -1,5 +1,5 @@
 //! Zero-copy batch queues and shared arrays between processes, over named POSIX
-//! shared memory.
+//! shared memory. Linux only (see [Platform](#platform)).
 //!
 //! Python's `multiprocessing.shared_memory` lets two processes share bytes but gives
 //! them no queue and no synchronisation. shmbatch gives them:
@@ -55,9 +55,23 @@
 //! crate read or write outside the segment, panic, or wait forever on a call that
 //! has a timeout. It can make you crash with `SIGBUS` by shrinking the shared file,
 //! which no user-space library can prevent.
+//!
+//! # Platform
+//! Linux only, and the crate does not compile elsewhere: waiting sleeps on `futex(2)`
+//! words inside the segment, segments are files in `/dev/shm` created whole with
+//! `renameat2(RENAME_NOREPLACE)`, a peer's liveness is its pid and start time read
+//! from `/proc/PID/stat`, and the fast path relies on `membarrier(2)` (with a fence
+//! per publish where it is missing). Processes that share a segment must share a
+//! pid namespace.
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "shmbatch supports Linux only: it waits on futex(2) words in shared memory, creates \
+     segments in /dev/shm with renameat2, and checks peer liveness through /proc/PID/stat"
+);
 
 #[macro_use]
 mod verbs;
