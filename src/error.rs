@@ -4,6 +4,14 @@
 //! facts a user needs to fix the problem. Hot-path operations return small `Copy`
 //! enums, one per operation, in the style of `std::sync::mpsc` and `rtrb`: a full
 //! queue is not an exceptional event and costs no allocation to report.
+//!
+//! As in crossbeam-channel, each error has a predicate for each of its variants
+//! (`is_full`, `is_empty`, `is_disconnected`, `is_timeout`, `is_too_large`,
+//! `is_corrupted`), a blocking call's error converts into the non-blocking and timed
+//! errors of the same operation ([`SendError`] into [`TrySendError`] and
+//! [`SendTimeoutError`], [`RecvError`] into [`TryRecvError`] and
+//! [`RecvTimeoutError`]), and [`Error`] converts into [`std::io::Error`] (see
+//! [`Error::io_kind`]).
 
 use std::fmt;
 use std::io;
@@ -208,6 +216,90 @@ impl Error {
     pub(crate) fn corrupted(reason: impl Into<String>) -> Error {
         Error::Corrupted(reason.into())
     }
+
+    /// Whether no segment of that name exists ([`Error::NotFound`]): the case where
+    /// a caller may create the segment instead of opening it.
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// Whether the name is taken ([`Error::AlreadyExists`]).
+    #[must_use]
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Error::AlreadyExists { .. })
+    }
+
+    /// Whether the segment's header or control block is damaged
+    /// ([`Error::Corrupted`]). A file that is no shmbatch segment at all is
+    /// [`Error::NotShmbatch`], not this.
+    #[must_use]
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, Error::Corrupted(_))
+    }
+
+    /// Whether `open` gave up waiting for the creator to finish the header
+    /// ([`Error::NotReady`]): the one set-up error that a later retry may not see.
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::NotReady { .. })
+    }
+
+    /// The [`io::ErrorKind`] that the conversion into [`io::Error`] gives this error:
+    ///
+    /// | variant | kind |
+    /// |---|---|
+    /// | `NotFound` | `NotFound` |
+    /// | `AlreadyExists` | `AlreadyExists` |
+    /// | `InvalidName`, `InvalidSize`, `UnsupportedType` | `InvalidInput` |
+    /// | `NotReady` | `TimedOut` |
+    /// | `VersionMismatch`, `KindMismatch`, `TypeMismatch`, `NotShmbatch`, `Corrupted` | `InvalidData` |
+    /// | `AlreadyAttached`, `TooManyAttached` | `Other` |
+    /// | `Io` | the kind of the OS error (`PermissionDenied`, ...) |
+    ///
+    /// `AlreadyAttached` and `TooManyAttached` would be `ResourceBusy`, which needs
+    /// Rust 1.83 (this crate builds with 1.80).
+    #[must_use]
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            Error::NotFound { .. } => io::ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+            Error::InvalidName { .. }
+            | Error::InvalidSize { .. }
+            | Error::UnsupportedType { .. } => io::ErrorKind::InvalidInput,
+            Error::NotReady { .. } => io::ErrorKind::TimedOut,
+            Error::VersionMismatch { .. }
+            | Error::KindMismatch { .. }
+            | Error::TypeMismatch { .. }
+            | Error::NotShmbatch { .. }
+            | Error::Corrupted(_) => io::ErrorKind::InvalidData,
+            Error::AlreadyAttached { .. } | Error::TooManyAttached { .. } => io::ErrorKind::Other,
+            Error::Io { source, .. } => source.kind(),
+        }
+    }
+}
+
+/// An [`Error`] as an [`io::Error`] of kind [`Error::io_kind`], which keeps the
+/// original error: `get_ref`, `into_inner` and `source` give it back (and, for
+/// [`Error::Io`], the OS error behind it), and the message is the same.
+///
+/// So `?` works in functions that return [`io::Result`]:
+/// ```
+/// use std::io;
+///
+/// fn open_prices(name: &str) -> io::Result<shmbatch::spsc::Receiver<f64>> {
+///     Ok(shmbatch::spsc::Receiver::open(name)?)
+/// }
+///
+/// let e = open_prices("doc-io-no-such-segment").unwrap_err();
+/// assert_eq!(e.kind(), io::ErrorKind::NotFound);
+/// let inner = e.get_ref().unwrap().downcast_ref::<shmbatch::Error>().unwrap();
+/// assert!(inner.is_not_found());
+/// ```
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.io_kind(), e)
+    }
 }
 
 /// A `Result` with [`Error`].
@@ -296,16 +388,6 @@ impl TrySendError {
     }
 }
 
-impl From<SendError> for SendTimeoutError {
-    fn from(e: SendError) -> Self {
-        match e {
-            SendError::Disconnected => SendTimeoutError::Disconnected,
-            SendError::TooLarge { len, max } => SendTimeoutError::TooLarge { len, max },
-            SendError::Corrupted { reason } => SendTimeoutError::Corrupted { reason },
-        }
-    }
-}
-
 impl SendTimeoutError {
     /// The error of the same call made without a deadline, where `Timeout` cannot
     /// happen.
@@ -341,11 +423,182 @@ impl RecvTimeoutError {
     }
 }
 
+// Helpers in the style of crossbeam-channel: one predicate per variant a caller
+// tells apart, on every error that has the variant.
+
+impl TrySendError {
+    /// Whether the queue had no room for the batch ([`TrySendError::Full`]).
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full)
+    }
+
+    /// Whether the receiving side has gone ([`TrySendError::Disconnected`]).
+    #[must_use]
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TrySendError::Disconnected)
+    }
+
+    /// Whether the batch was longer than the queue allows ([`TrySendError::TooLarge`]).
+    #[must_use]
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, TrySendError::TooLarge { .. })
+    }
+
+    /// Whether the shared state was damaged ([`TrySendError::Corrupted`]).
+    #[must_use]
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, TrySendError::Corrupted { .. })
+    }
+}
+
+impl SendError {
+    /// Whether the receiving side has gone ([`SendError::Disconnected`]).
+    #[must_use]
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, SendError::Disconnected)
+    }
+
+    /// Whether the batch was longer than the queue allows ([`SendError::TooLarge`]).
+    #[must_use]
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, SendError::TooLarge { .. })
+    }
+
+    /// Whether the shared state was damaged ([`SendError::Corrupted`]).
+    #[must_use]
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, SendError::Corrupted { .. })
+    }
+}
+
+impl SendTimeoutError {
+    /// Whether no room appeared before the timeout ([`SendTimeoutError::Timeout`]).
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout)
+    }
+
+    /// Whether the receiving side has gone ([`SendTimeoutError::Disconnected`]).
+    #[must_use]
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, SendTimeoutError::Disconnected)
+    }
+
+    /// Whether the batch was longer than the queue allows
+    /// ([`SendTimeoutError::TooLarge`]).
+    #[must_use]
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, SendTimeoutError::TooLarge { .. })
+    }
+
+    /// Whether the shared state was damaged ([`SendTimeoutError::Corrupted`]).
+    #[must_use]
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, SendTimeoutError::Corrupted { .. })
+    }
+}
+
+impl TryRecvError {
+    /// Whether there was nothing to receive ([`TryRecvError::Empty`]).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+
+    /// Whether every sender has gone and the queue is drained
+    /// ([`TryRecvError::Disconnected`]).
+    #[must_use]
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TryRecvError::Disconnected)
+    }
+
+    /// Whether the shared state was damaged ([`TryRecvError::Corrupted`]).
+    #[must_use]
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, TryRecvError::Corrupted { .. })
+    }
+}
+
+impl RecvError {
+    /// Whether every sender has gone and the queue is drained
+    /// ([`RecvError::Disconnected`]).
+    #[must_use]
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, RecvError::Disconnected)
+    }
+
+    /// Whether the shared state was damaged ([`RecvError::Corrupted`]).
+    #[must_use]
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, RecvError::Corrupted { .. })
+    }
+}
+
+impl RecvTimeoutError {
+    /// Whether nothing arrived before the timeout ([`RecvTimeoutError::Timeout`]).
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+
+    /// Whether every sender has gone and the queue is drained
+    /// ([`RecvTimeoutError::Disconnected`]).
+    #[must_use]
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, RecvTimeoutError::Disconnected)
+    }
+
+    /// Whether the shared state was damaged ([`RecvTimeoutError::Corrupted`]).
+    #[must_use]
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, RecvTimeoutError::Corrupted { .. })
+    }
+}
+
+// Conversions where every variant of one error is a variant of the other, so that `?`
+// moves an error from a blocking call into a function returning the wider one. The
+// other direction (and `TrySendError` into `SendTimeoutError`) would have to invent
+// or drop a variant, so there is none.
+
+/// Every blocking-send error is a timed-send error of the same variant.
+impl From<SendError> for SendTimeoutError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Disconnected => SendTimeoutError::Disconnected,
+            SendError::TooLarge { len, max } => SendTimeoutError::TooLarge { len, max },
+            SendError::Corrupted { reason } => SendTimeoutError::Corrupted { reason },
+        }
+    }
+}
+
+/// Every blocking-send error is a non-blocking-send error of the same variant.
+impl From<SendError> for TrySendError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Disconnected => TrySendError::Disconnected,
+            SendError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
+            SendError::Corrupted { reason } => TrySendError::Corrupted { reason },
+        }
+    }
+}
+
+/// Every blocking-receive error is a timed-receive error of the same variant.
 impl From<RecvError> for RecvTimeoutError {
     fn from(e: RecvError) -> Self {
         match e {
             RecvError::Disconnected => RecvTimeoutError::Disconnected,
             RecvError::Corrupted { reason } => RecvTimeoutError::Corrupted { reason },
+        }
+    }
+}
+
+/// Every blocking-receive error is a non-blocking-receive error of the same variant.
+impl From<RecvError> for TryRecvError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Disconnected => TryRecvError::Disconnected,
+            RecvError::Corrupted { reason } => TryRecvError::Corrupted { reason },
         }
     }
 }
@@ -377,4 +630,329 @@ pub struct LockBusy {
 pub struct LockTimeout {
     /// The process id last seen in the lock word (0 if the lock looked free).
     pub pid: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REASON: &str = "test damage";
+
+    #[test]
+    fn try_send_predicates_name_one_variant_each() {
+        let cases = [
+            (TrySendError::Full, [true, false, false, false]),
+            (TrySendError::Disconnected, [false, true, false, false]),
+            (
+                TrySendError::TooLarge { len: 9, max: 8 },
+                [false, false, true, false],
+            ),
+            (
+                TrySendError::Corrupted { reason: REASON },
+                [false, false, false, true],
+            ),
+        ];
+        for (e, want) in cases {
+            let got = [
+                e.is_full(),
+                e.is_disconnected(),
+                e.is_too_large(),
+                e.is_corrupted(),
+            ];
+            assert_eq!(got, want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn send_predicates_name_one_variant_each() {
+        let cases = [
+            (SendError::Disconnected, [true, false, false]),
+            (SendError::TooLarge { len: 9, max: 8 }, [false, true, false]),
+            (
+                SendError::Corrupted { reason: REASON },
+                [false, false, true],
+            ),
+        ];
+        for (e, want) in cases {
+            let got = [e.is_disconnected(), e.is_too_large(), e.is_corrupted()];
+            assert_eq!(got, want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn send_timeout_predicates_name_one_variant_each() {
+        let cases = [
+            (SendTimeoutError::Timeout, [true, false, false, false]),
+            (SendTimeoutError::Disconnected, [false, true, false, false]),
+            (
+                SendTimeoutError::TooLarge { len: 9, max: 8 },
+                [false, false, true, false],
+            ),
+            (
+                SendTimeoutError::Corrupted { reason: REASON },
+                [false, false, false, true],
+            ),
+        ];
+        for (e, want) in cases {
+            let got = [
+                e.is_timeout(),
+                e.is_disconnected(),
+                e.is_too_large(),
+                e.is_corrupted(),
+            ];
+            assert_eq!(got, want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn try_recv_predicates_name_one_variant_each() {
+        let cases = [
+            (TryRecvError::Empty, [true, false, false]),
+            (TryRecvError::Disconnected, [false, true, false]),
+            (
+                TryRecvError::Corrupted { reason: REASON },
+                [false, false, true],
+            ),
+        ];
+        for (e, want) in cases {
+            let got = [e.is_empty(), e.is_disconnected(), e.is_corrupted()];
+            assert_eq!(got, want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn recv_predicates_name_one_variant_each() {
+        let cases = [
+            (RecvError::Disconnected, [true, false]),
+            (RecvError::Corrupted { reason: REASON }, [false, true]),
+        ];
+        for (e, want) in cases {
+            assert_eq!([e.is_disconnected(), e.is_corrupted()], want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn recv_timeout_predicates_name_one_variant_each() {
+        let cases = [
+            (RecvTimeoutError::Timeout, [true, false, false]),
+            (RecvTimeoutError::Disconnected, [false, true, false]),
+            (
+                RecvTimeoutError::Corrupted { reason: REASON },
+                [false, false, true],
+            ),
+        ];
+        for (e, want) in cases {
+            let got = [e.is_timeout(), e.is_disconnected(), e.is_corrupted()];
+            assert_eq!(got, want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn send_error_converts_to_the_same_variant() {
+        let all = [
+            SendError::Disconnected,
+            SendError::TooLarge { len: 9, max: 8 },
+            SendError::Corrupted { reason: REASON },
+        ];
+        for e in all {
+            let t = SendTimeoutError::from(e);
+            let n = TrySendError::from(e);
+            // Same variant, same fields, same message.
+            assert_eq!(t.to_string(), e.to_string());
+            assert_eq!(n.to_string(), e.to_string());
+            assert_eq!(t.without_deadline(), e);
+            assert_eq!(n.into_blocking(), Some(e));
+        }
+        assert_eq!(
+            TrySendError::from(SendError::TooLarge { len: 9, max: 8 }),
+            TrySendError::TooLarge { len: 9, max: 8 }
+        );
+    }
+
+    #[test]
+    fn recv_error_converts_to_the_same_variant() {
+        for e in [
+            RecvError::Disconnected,
+            RecvError::Corrupted { reason: REASON },
+        ] {
+            let t = RecvTimeoutError::from(e);
+            let n = TryRecvError::from(e);
+            assert_eq!(t.to_string(), e.to_string());
+            assert_eq!(n.to_string(), e.to_string());
+            assert_eq!(t.without_deadline(), e);
+            assert_eq!(n.into_blocking(), Some(e));
+        }
+    }
+
+    #[test]
+    fn question_mark_widens_blocking_errors() {
+        fn try_send() -> Result<(), TrySendError> {
+            Err(SendError::Disconnected)?
+        }
+        fn send_timeout() -> Result<(), SendTimeoutError> {
+            Err(SendError::Disconnected)?
+        }
+        fn try_recv() -> Result<(), TryRecvError> {
+            Err(RecvError::Disconnected)?
+        }
+        fn recv_timeout() -> Result<(), RecvTimeoutError> {
+            Err(RecvError::Disconnected)?
+        }
+        assert!(try_send().unwrap_err().is_disconnected());
+        assert!(send_timeout().unwrap_err().is_disconnected());
+        assert!(try_recv().unwrap_err().is_disconnected());
+        assert!(recv_timeout().unwrap_err().is_disconnected());
+    }
+
+    fn name() -> String {
+        "prices".to_string()
+    }
+
+    /// One error of every variant, with the io kind it must map to.
+    fn every_error() -> Vec<(Error, io::ErrorKind)> {
+        use io::ErrorKind as K;
+        vec![
+            (
+                Error::InvalidName {
+                    name: "a/b".into(),
+                    reason: "has a slash",
+                },
+                K::InvalidInput,
+            ),
+            (
+                Error::InvalidSize {
+                    what: "capacity",
+                    value: 0,
+                    reason: "at least 1".into(),
+                },
+                K::InvalidInput,
+            ),
+            (
+                Error::UnsupportedType {
+                    type_name: "Zst",
+                    reason: "zero-sized",
+                },
+                K::InvalidInput,
+            ),
+            (Error::NotFound { name: name() }, K::NotFound),
+            (Error::AlreadyExists { name: name() }, K::AlreadyExists),
+            (
+                Error::VersionMismatch {
+                    found: 1,
+                    expected: 3,
+                },
+                K::InvalidData,
+            ),
+            (
+                Error::KindMismatch {
+                    found: Kind::Spsc,
+                    expected: Kind::Mpmc,
+                },
+                K::InvalidData,
+            ),
+            (
+                Error::TypeMismatch {
+                    found: "f32".into(),
+                    found_size: 4,
+                    found_align: 4,
+                    expected: "f64",
+                    expected_size: 8,
+                    expected_align: 8,
+                },
+                K::InvalidData,
+            ),
+            (
+                Error::AlreadyAttached {
+                    name: name(),
+                    role: Role::Sender,
+                    pid: 1,
+                },
+                K::Other,
+            ),
+            (
+                Error::TooManyAttached {
+                    name: name(),
+                    max: 64,
+                },
+                K::Other,
+            ),
+            (
+                Error::NotReady {
+                    name: name(),
+                    waited_ms: 100,
+                },
+                K::TimedOut,
+            ),
+            (
+                Error::NotShmbatch {
+                    name: name(),
+                    reason: "no shmbatch magic".into(),
+                },
+                K::InvalidData,
+            ),
+            (Error::Corrupted("bad tail".into()), K::InvalidData),
+            (
+                Error::Io {
+                    op: "shm_open",
+                    name: name(),
+                    source: io::Error::from(io::ErrorKind::PermissionDenied),
+                },
+                K::PermissionDenied,
+            ),
+        ]
+    }
+
+    #[test]
+    fn error_predicates_name_one_variant_each() {
+        for (e, _) in every_error() {
+            let want = [
+                matches!(e, Error::NotFound { .. }),
+                matches!(e, Error::AlreadyExists { .. }),
+                matches!(e, Error::Corrupted(_)),
+                matches!(e, Error::NotReady { .. }),
+            ];
+            let got = [
+                e.is_not_found(),
+                e.is_already_exists(),
+                e.is_corrupted(),
+                e.is_timeout(),
+            ];
+            assert_eq!(got, want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn error_into_io_error_has_its_kind_and_keeps_it_as_source() {
+        for (e, kind) in every_error() {
+            let msg = e.to_string();
+            assert_eq!(e.io_kind(), kind, "{e:?}");
+            let io_err = io::Error::from(e);
+            assert_eq!(io_err.kind(), kind, "{msg}");
+            assert_eq!(io_err.to_string(), msg);
+            let inner = io_err.get_ref().expect("custom error");
+            let back = inner.downcast_ref::<Error>().expect("the original error");
+            assert_eq!(back.to_string(), msg);
+            assert_eq!(back.io_kind(), kind);
+        }
+    }
+
+    #[test]
+    fn io_variant_keeps_the_os_error_down_the_source_chain() {
+        let e = Error::Io {
+            op: "shm_open",
+            name: name(),
+            source: io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error()),
+        };
+        let io_err = io::Error::from(e);
+        assert_eq!(io_err.kind(), io::ErrorKind::PermissionDenied);
+        let inner = io_err.into_inner().expect("custom error");
+        let os = inner
+            .source()
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .expect("the OS error as source");
+        assert_eq!(
+            os.raw_os_error(),
+            Some(rustix::io::Errno::ACCESS.raw_os_error())
+        );
+    }
 }

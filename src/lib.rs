@@ -1,5 +1,5 @@
 //! Zero-copy batch queues and shared arrays between processes, over named POSIX
-//! shared memory.
+//! shared memory. Linux only (see [Platform](#platform)).
 //!
 //! Python's `multiprocessing.shared_memory` lets two processes share bytes but gives
 //! them no queue and no synchronisation. shmbatch gives them:
@@ -9,11 +9,34 @@
 //!   arrives whole, in order, as one contiguous slice, which the consumer may read
 //!   and modify where it lies in the ring. The producer may write in place too
 //!   ([`spsc::Sender::reserve`]).
-//! - [`SharedArray`]: a fixed-length array of `T` that many processes open by name
-//!   and update in place: exclusive `write`s under a cross-process lock that
-//!   survives a holder's death, reads that never see half a write, lock-free
-//!   element operations (`fetch_add` on `f64`, ...), and a stable data offset that
-//!   Python's `SharedMemory` plus `numpy` can map directly.
+//! - [`mpmc`]: any number of producer and consumer processes share one bounded
+//!   queue of batches in fixed-size slots ([`mpmc::Sender`] and [`mpmc::Receiver`]
+//!   are `Clone` and `Send`). Each batch goes to exactly one receiver, whole, in
+//!   place; the batches of one sender are claimed in the order it sent them. A
+//!   process killed at any instruction wedges nothing: its unfinished reservation is
+//!   skipped and a batch it was holding is delivered again to another receiver.
+//! - [`array`](mod@array) ([`SharedArray`]): a fixed-length array of `T` that many
+//!   processes open by name and update in place: exclusive `write`s under a
+//!   cross-process lock that survives a holder's death, reads that never see half a
+//!   write, lock-free element operations (`fetch_add` on `f64`, ...), and a stable
+//!   data offset that Python's `SharedMemory` plus `numpy` can map directly.
+//! - [`inspect`](mod@inspect): a read-only look at segments that never attaches, so
+//!   the queue does not notice: [`inspect()`](fn@inspect) reads one segment's
+//!   header, kind, geometry, fill level and processes, [`list`] every segment (and
+//!   half-made one) in `/dev/shm`. This is what `shmbatch ls`, `stat` and
+//!   `rm --stale` show and use.
+//! - [`layout`]: the wire format every segment starts with, as public constants
+//!   ([`layout::MAGIC`], [`layout::LAYOUT_VERSION`], [`layout::ARRAY_DATA_OFFSET`],
+//!   ...), for readers in other languages and for tools; the module docs give the
+//!   offsets and who writes each field. Segments of another layout version are
+//!   refused with [`Error::VersionMismatch`].
+//!
+//! Errors are in the crate root: [`Error`] for set-up (`create`, `open`, [`remove`]),
+//! and a small `Copy` enum per queue operation ([`TrySendError`], [`SendError`],
+//! [`SendTimeoutError`], [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`]) with
+//! predicates such as [`TrySendError::is_full`] and [`RecvError::is_disconnected`].
+//! [`Error`] converts into [`std::io::Error`], so `?` works in functions returning
+//! [`std::io::Result`].
 //!
 //! Segments are named: a creator makes one (`create`), other processes open it by
 //! name (`open`). `"prices"` and `"/prices"` are the same name. The creator removes
@@ -22,6 +45,37 @@
 //! name is never visible before its segment is complete, even if the creator is
 //! killed; opening a file that is not a shmbatch segment fails at once with
 //! [`Error::NotShmbatch`].
+//!
+//! # Verbs
+//! The two queues have the same verbs, with the same errors. Each blocking verb has
+//! a non-blocking `try_` form and a `_timeout` form that waits at most a
+//! [`Duration`](std::time::Duration).
+//!
+//! | verb | waits | [`spsc`] | [`mpmc`] | error |
+//! |---|---|---|---|---|
+//! | send a copy of `&[T]` | while full | [`send`](spsc::Sender::send) | [`send`](mpmc::Sender::send) | [`SendError`] |
+//! | | never | [`try_send`](spsc::Sender::try_send) | [`try_send`](mpmc::Sender::try_send) | [`TrySendError`] |
+//! | | at most a timeout | [`send_timeout`](spsc::Sender::send_timeout) | [`send_timeout`](mpmc::Sender::send_timeout) | [`SendTimeoutError`] |
+//! | write in place (then `commit`) | while full | [`reserve`](spsc::Sender::reserve) | [`reserve`](mpmc::Sender::reserve) | [`SendError`] |
+//! | | never | [`try_reserve`](spsc::Sender::try_reserve) | [`try_reserve`](mpmc::Sender::try_reserve) | [`TrySendError`] |
+//! | | at most a timeout | [`reserve_timeout`](spsc::Sender::reserve_timeout) | [`reserve_timeout`](mpmc::Sender::reserve_timeout) | [`SendTimeoutError`] |
+//! | receive in place (a guard) | while empty | [`recv`](spsc::Receiver::recv) | [`recv`](mpmc::Receiver::recv) | [`RecvError`] |
+//! | | never | [`try_recv`](spsc::Receiver::try_recv) | [`try_recv`](mpmc::Receiver::try_recv) | [`TryRecvError`] |
+//! | | at most a timeout | [`recv_timeout`](spsc::Receiver::recv_timeout) | [`recv_timeout`](mpmc::Receiver::recv_timeout) | [`RecvTimeoutError`] |
+//! | receive a copy into a `Vec` | while empty | [`recv_into`](spsc::Receiver::recv_into) | [`recv_into`](mpmc::Receiver::recv_into) | [`RecvError`] |
+//! | | never | [`try_recv_into`](spsc::Receiver::try_recv_into) | [`try_recv_into`](mpmc::Receiver::try_recv_into) | [`TryRecvError`] |
+//! | | at most a timeout | [`recv_into_timeout`](spsc::Receiver::recv_into_timeout) | [`recv_into_timeout`](mpmc::Receiver::recv_into_timeout) | [`RecvTimeoutError`] |
+//!
+//! A [`SharedArray`] has no queue verbs; it has
+//! [`write`](SharedArray::write) / [`try_write`](SharedArray::try_write) /
+//! [`write_timeout`](SharedArray::write_timeout) under its lock,
+//! [`read`](SharedArray::read) / [`read_timeout`](SharedArray::read_timeout) and
+//! [`snapshot`](SharedArray::snapshot) / [`snapshot_timeout`](SharedArray::snapshot_timeout) /
+//! [`snapshot_into`](SharedArray::snapshot_into) that never see half a write, and the
+//! lock-free element operations [`load`](SharedArray::load),
+//! [`store`](SharedArray::store), [`swap`](SharedArray::swap),
+//! [`fetch_add`](SharedArray::fetch_add) and
+//! [`compare_exchange`](SharedArray::compare_exchange).
 //!
 //! # Behaviour in brief
 //! - Blocking calls spin briefly, then yield, then sleep on a futex word in the
@@ -55,9 +109,23 @@
 //! crate read or write outside the segment, panic, or wait forever on a call that
 //! has a timeout. It can make you crash with `SIGBUS` by shrinking the shared file,
 //! which no user-space library can prevent.
+//!
+//! # Platform
+//! Linux only, and the crate does not compile elsewhere: waiting sleeps on `futex(2)`
+//! words inside the segment, segments are files in `/dev/shm` created whole with
+//! `renameat2(RENAME_NOREPLACE)`, a peer's liveness is its pid and start time read
+//! from `/proc/PID/stat`, and the fast path relies on `membarrier(2)` (with a fence
+//! per publish where it is missing). Processes that share a segment must share a
+//! pid namespace.
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "shmbatch supports Linux only: it waits on futex(2) words in shared memory, creates \
+     segments in /dev/shm with renameat2, and checks peer liveness through /proc/PID/stat"
+);
 
 #[macro_use]
 mod verbs;

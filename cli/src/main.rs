@@ -1,22 +1,29 @@
 //! `shmbatch`: list, inspect and remove shmbatch segments, and benchmark shmbatch
 //! against the hardware's limits and the alternatives.
+//!
+//! The benchmark is the default feature `bench`; without it
+//! (`--no-default-features`) this is a slim admin tool: `ls`, `stat`, `rm`.
 
 #![deny(unsafe_op_in_unsafe_fn, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod admin;
+#[cfg(feature = "bench")]
 mod bench;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "shmbatch",
-    version,
-    about = "Inspect shmbatch segments and benchmark shmbatch"
+#[command(name = "shmbatch", version)]
+#[cfg_attr(
+    feature = "bench",
+    command(about = "Inspect shmbatch segments and benchmark shmbatch")
+)]
+#[cfg_attr(
+    not(feature = "bench"),
+    command(about = "Inspect and remove shmbatch segments")
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,8 +61,18 @@ enum Command {
         force: bool,
     },
     /// Benchmark shmbatch against this machine's limits and the alternatives.
+    #[cfg(feature = "bench")]
     Bench(bench::Args),
+    /// Not in this build: says how to get a build with the benchmark.
+    #[cfg(not(feature = "bench"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Bench {
+        /// Whatever options were given (ignored).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Internal: the peer process of a benchmark.
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchPeer {
         /// What to run, and its arguments.
@@ -70,12 +87,13 @@ enum Command {
         name: String,
     },
     /// Internal: plot a JSON result file again.
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
     Plot {
         /// A file written by `bench --json`.
-        json: PathBuf,
+        json: std::path::PathBuf,
         /// The SVG to write.
-        svg: PathBuf,
+        svg: std::path::PathBuf,
     },
 }
 
@@ -89,9 +107,14 @@ fn main() -> ExitCode {
             stale,
             force,
         } => admin::rm(&names, stale, force),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(&args),
+        #[cfg(not(feature = "bench"))]
+        Command::Bench { .. } => Err(NO_BENCH.into()),
+        #[cfg(feature = "bench")]
         Command::BenchPeer { args } => bench::peer(&args),
         Command::CreatePersistent { kind, name } => admin::create_persistent(&kind, &name),
+        #[cfg(feature = "bench")]
         Command::Plot { json, svg } => bench::replot(&json, &svg),
     };
     match result {
@@ -102,6 +125,11 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// What `shmbatch bench` says in a build without the `bench` feature.
+#[cfg(not(feature = "bench"))]
+const NO_BENCH: &str = "this shmbatch was built without the benchmark (feature `bench`); \
+     build it with the default features: cargo install --locked --path cli";
 
 /// Errors of the command: a message for the user.
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;

@@ -1,4 +1,5 @@
-//! `shmbatch ls`, `stat` and `rm` against real segments. Names start with
+//! `shmbatch ls`, `stat` and `rm` against real segments, and the plumbing of
+//! `shmbatch bench` (feature `bench`, on by default). Names start with
 //! `shmbatch-test-cli-` and every test removes what it made.
 
 use std::process::{Command, Output};
@@ -225,6 +226,7 @@ fn ls_shows_and_rm_stale_removes_a_half_made_segment() {
     assert!(!exists(&temp));
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn bench_quick_writes_json_and_svg_and_leaves_nothing() {
     // Runs the shmbatch figures only (no peers): checks the plumbing, never timings.
@@ -302,6 +304,7 @@ fn bench_quick_writes_json_and_svg_and_leaves_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn bench_ipc_channel_peer_moves_batches_between_processes() {
     // Plumbing only: the child connects, sends, and exits once we stop receiving.
@@ -312,6 +315,7 @@ fn bench_ipc_channel_peer_moves_batches_between_processes() {
     }
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn bench_iceoryx2_peer_runs_or_says_how_to_build_it() {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_shmbatch"));
@@ -326,6 +330,7 @@ fn bench_iceoryx2_peer_runs_or_says_how_to_build_it() {
     }
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn bench_peer_peers_report_python_or_skip_clearly() {
     // The Python peer returns a rate, or a reason that names what is missing.
@@ -333,4 +338,16 @@ fn bench_peer_peers_report_python_or_skip_clearly() {
         Ok(r) => assert!(r > 0.0),
         Err(e) => assert!(e.contains("python3") || e.contains("numpy"), "{e}"),
     }
+}
+
+#[cfg(not(feature = "bench"))]
+#[test]
+fn bench_in_a_slim_build_says_how_to_get_it() {
+    let o = shmbatch(&["bench", "--quick", "--json", "never-written.json"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("feature `bench`"), "{err}");
+    assert!(!std::path::Path::new("never-written.json").exists());
+    let help = stdout(&shmbatch(&["--help"]));
+    assert!(help.contains("ls") && !help.contains("bench"), "{help}");
 }
