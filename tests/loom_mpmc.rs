@@ -186,6 +186,19 @@ fn try_send_each(tx: &mut Sender<u64>, batches: &[&[u64]]) -> Vec<Vec<u64>> {
     sent
 }
 
+/// Receive until `Disconnected` into `got`, asking for the liveness check (and
+/// recovery) before each try, as time does not pass in a model.
+fn drain_recovering(rx: &mut Receiver<u64>, got: &mut Vec<Vec<u64>>) {
+    loop {
+        rx.check_peers_next();
+        match rx.try_recv() {
+            Ok(b) => got.push(b.to_vec()),
+            Err(TryRecvError::Disconnected) => break,
+            Err(e) => panic!("recv: {e} after {got:?}"),
+        }
+    }
+}
+
 // The process-death models. A dead claimer's slot is recovered on a slow path, by
 // whoever finds it; that recovery is progress the `Progress` harness above cannot
 // see (it counts successful operations), so here the threads that race with the
@@ -223,14 +236,7 @@ fn a_producer_dying_in_reserve_is_skipped() {
         assert_eq!(more.len(), 2, "room for a lap after {sent:?}");
         sent.extend(more);
         drop(tx);
-        loop {
-            rx.check_peers_next();
-            match rx.try_recv() {
-                Ok(b) => got.push(b.to_vec()),
-                Err(TryRecvError::Disconnected) => break,
-                Err(e) => panic!("recv: {e} after {got:?}, sent {sent:?}"),
-            }
-        }
+        drain_recovering(&mut rx, &mut got);
         assert_eq!(got, sent, "in order, none lost");
     });
 }
@@ -252,14 +258,7 @@ fn a_receiver_dying_with_a_batch_is_redelivered() {
         let sent = p.join().unwrap();
         assert_eq!(sent.len(), 2, "two slots");
         let mut got = Vec::new();
-        loop {
-            rx.check_peers_next();
-            match rx.try_recv() {
-                Ok(b) => got.push(b.to_vec()),
-                Err(TryRecvError::Disconnected) => break,
-                Err(e) => panic!("recv: {e} after {got:?}"),
-            }
-        }
+        drain_recovering(&mut rx, &mut got);
         got.sort();
         assert_eq!(got, sent);
     });
@@ -284,14 +283,7 @@ fn a_producer_dying_right_after_its_claim_is_skipped() {
         let (tx, sent) = p.join().unwrap();
         drop(tx);
         let mut got = Vec::new();
-        loop {
-            rx.check_peers_next();
-            match rx.try_recv() {
-                Ok(b) => got.push(b.to_vec()),
-                Err(TryRecvError::Disconnected) => break,
-                Err(e) => panic!("recv: {e} after {got:?}, sent {sent:?}"),
-            }
-        }
+        drain_recovering(&mut rx, &mut got);
         assert_eq!(got, sent, "in order, none lost");
     });
 }
@@ -315,14 +307,7 @@ fn a_receiver_dying_right_after_its_take_is_redelivered() {
             got.push(b.to_vec());
         }
         let died_with = d.join().unwrap();
-        loop {
-            rx.check_peers_next();
-            match rx.try_recv() {
-                Ok(b) => got.push(b.to_vec()),
-                Err(TryRecvError::Disconnected) => break,
-                Err(e) => panic!("recv: {e} after {got:?}"),
-            }
-        }
+        drain_recovering(&mut rx, &mut got);
         got.sort();
         assert_eq!(got, [vec![10, 1], vec![11]], "died with {died_with:?}");
     });
