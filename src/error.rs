@@ -423,6 +423,34 @@ impl RecvTimeoutError {
     }
 }
 
+impl crate::wait::AttemptError for TrySendError {
+    type Waiting = SendTimeoutError;
+    fn not_now(&self) -> bool {
+        matches!(self, TrySendError::Full)
+    }
+    fn waiting(self) -> SendTimeoutError {
+        self.into_blocking()
+            .map_or(SendTimeoutError::Timeout, Into::into)
+    }
+    fn timeout() -> SendTimeoutError {
+        SendTimeoutError::Timeout
+    }
+}
+
+impl crate::wait::AttemptError for TryRecvError {
+    type Waiting = RecvTimeoutError;
+    fn not_now(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+    fn waiting(self) -> RecvTimeoutError {
+        self.into_blocking()
+            .map_or(RecvTimeoutError::Timeout, Into::into)
+    }
+    fn timeout() -> RecvTimeoutError {
+        RecvTimeoutError::Timeout
+    }
+}
+
 // Helpers in the style of crossbeam-channel: one predicate per variant a caller
 // tells apart, on every error that has the variant.
 

@@ -196,7 +196,7 @@ use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
 use crate::peers::{self, Left, Peers, TABLE_LEN};
 use crate::segment::{Control, ProcId, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
-use crate::wait::{self, Deadline, SLICE};
+use crate::wait::{self, Deadline, Wait, SLICE};
 
 /// Most slots a queue may have.
 pub const MAX_SLOTS: usize = 1 << 30;
@@ -1387,34 +1387,7 @@ impl<T: Pod> Sender<T> {
     /// Wait for a free slot until `deadline`.
     #[inline]
     fn claim_until(&mut self, len: usize, deadline: Deadline) -> Result<Claim, SendTimeoutError> {
-        match self.claim(len) {
-            Ok(c) => Ok(c),
-            Err(TrySendError::Full) => self.claim_wait(len, deadline),
-            Err(e) => Err(e.into_blocking().expect("not Full").into()),
-        }
-    }
-
-    /// The waiting half of `claim_until`, out of line.
-    #[inline(never)]
-    fn claim_wait(&mut self, len: usize, deadline: Deadline) -> Result<Claim, SendTimeoutError> {
-        let r = wait::block(
-            self,
-            deadline,
-            |s| match s.claim(len) {
-                Ok(c) => Ok(Some(c)),
-                Err(TrySendError::Full) => Ok(None),
-                Err(e) => Err(e.into_blocking().expect("not Full")),
-            },
-            |s, slice| {
-                s.end.sleep(slice);
-                Ok(())
-            },
-        );
-        match r {
-            Ok(Some(c)) => Ok(c),
-            Ok(None) => Err(SendTimeoutError::Timeout),
-            Err(e) => Err(e.into()),
-        }
+        wait::until(&mut Claiming { tx: self, len }, deadline)
     }
 
     /// Write the slot's length and publish it (`len == SKIPPED` cancels).
@@ -1467,6 +1440,27 @@ at this slot until it is committed or dropped, so do not hold it long.",
             len,
             committed: false,
         }
+    }
+}
+
+/// A sender waiting for a free slot (`wait::until`).
+struct Claiming<'a, T: Pod> {
+    tx: &'a mut Sender<T>,
+    len: usize,
+}
+
+impl<T: Pod> Wait for Claiming<'_, T> {
+    type Ready = Claim;
+    type Error = TrySendError;
+
+    #[inline]
+    fn attempt(&mut self) -> Result<Claim, TrySendError> {
+        self.tx.claim(self.len)
+    }
+
+    fn sleep(&mut self, slice: Duration) -> Result<(), TrySendError> {
+        self.tx.end.sleep(slice);
+        Ok(())
     }
 }
 
@@ -1767,36 +1761,10 @@ impl<T: Pod> Receiver<T> {
         Ok(Recovered::Nothing)
     }
 
+    /// Wait for a committed batch until `deadline`.
     #[inline]
     fn take_until(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
-        match self.take() {
-            Ok(t) => Ok(t),
-            Err(TryRecvError::Empty) => self.take_wait(deadline),
-            Err(e) => Err(e.into_blocking().expect("not Empty").into()),
-        }
-    }
-
-    /// The waiting half of `take_until`, out of line.
-    #[inline(never)]
-    fn take_wait(&mut self, deadline: Deadline) -> Result<Taken, RecvTimeoutError> {
-        let r = wait::block(
-            self,
-            deadline,
-            |s| match s.take() {
-                Ok(t) => Ok(Some(t)),
-                Err(TryRecvError::Empty) => Ok(None),
-                Err(e) => Err(e.into_blocking().expect("not Empty")),
-            },
-            |s, slice| {
-                s.end.sleep(slice);
-                Ok(())
-            },
-        );
-        match r {
-            Ok(Some(t)) => Ok(t),
-            Ok(None) => Err(RecvTimeoutError::Timeout),
-            Err(e) => Err(e.into()),
-        }
+        wait::until(&mut Taking { rx: self }, deadline)
     }
 
     fn guard(&mut self, taken: Taken) -> Batch<'_, T> {
@@ -1815,6 +1783,26 @@ impl<T: Pod> Receiver<T> {
         place: "The guard derefs to the batch in its slot; dropping it frees the slot.",
         gone: "once every sender is gone and everything they committed has been received",
         empty: "when nothing is waiting now (or, rarely, when other handles kept winning the race)",
+    }
+}
+
+/// A receiver waiting for a committed batch (`wait::until`).
+struct Taking<'a, T: Pod> {
+    rx: &'a mut Receiver<T>,
+}
+
+impl<T: Pod> Wait for Taking<'_, T> {
+    type Ready = Taken;
+    type Error = TryRecvError;
+
+    #[inline]
+    fn attempt(&mut self) -> Result<Taken, TryRecvError> {
+        self.rx.take()
+    }
+
+    fn sleep(&mut self, slice: Duration) -> Result<(), TryRecvError> {
+        self.rx.end.sleep(slice);
+        Ok(())
     }
 }
 

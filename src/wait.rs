@@ -127,6 +127,11 @@ impl Deadline {
         Deadline(Instant::now().checked_add(timeout))
     }
 
+    #[allow(dead_code)] // until the `_deadline` verbs land
+    pub(crate) fn at(instant: Instant) -> Self {
+        Deadline(Some(instant))
+    }
+
     /// Time left, `None` if unbounded, `Some(ZERO)` once passed.
     pub(crate) fn remaining(&self) -> Option<Duration> {
         self.0.map(|d| d.saturating_duration_since(Instant::now()))
@@ -305,9 +310,76 @@ pub(crate) fn futex_wait(_flag: &AtomicU32, _expected: u32, _max: Duration) {
 #[cfg(any(loom, miri))]
 pub(crate) fn futex_wake(_flag: &AtomicU32) {}
 
+/// One operation of a queue that may have to wait, as the blocking core sees it:
+/// the per-kind part of every blocking, timed and deadline call (`send`,
+/// `send_timeout`, `send_deadline`, `reserve`..., `recv`...). Each kind implements
+/// it on a small per-call value (the handle, the batch length, what the last
+/// attempt saw), and [`until`] turns it into the waiting call.
+pub(crate) trait Wait {
+    /// What the operation gives when it succeeds: a claimed slot, a taken batch.
+    type Ready;
+    /// The error of one attempt: `TrySendError`, `TryRecvError`, ...
+    type Error: AttemptError;
+    /// Try once, without waiting. `Full`/`Empty` (see [`AttemptError::not_now`])
+    /// means: wait for the other side, then try again.
+    fn attempt(&mut self) -> Result<Self::Ready, Self::Error>;
+    /// Sleep at most `slice`, unless what the last attempt saw has changed (the
+    /// W side of the protocol in the module docs). It may find damage too.
+    fn sleep(&mut self, slice: Duration) -> Result<(), Self::Error>;
+}
+
+/// The error of one attempt, as the blocking core needs it.
+pub(crate) trait AttemptError: Sized {
+    /// The error of the waiting call: `SendTimeoutError`, `RecvTimeoutError`, ...
+    type Waiting;
+    /// Whether the attempt only found the queue not ready (`Full`, `Empty`).
+    fn not_now(&self) -> bool;
+    /// The waiting call's error for this one (not called when `not_now`).
+    fn waiting(self) -> Self::Waiting;
+    /// The waiting call's `Timeout`.
+    fn timeout() -> Self::Waiting;
+}
+
+/// Attempt `op` until it succeeds, fails, or `deadline` passes, backing off
+/// between attempts: spin, yield, then sleep (`Wait::sleep`) a slice at a time.
+#[inline]
+pub(crate) fn until<W: Wait>(
+    op: &mut W,
+    deadline: Deadline,
+) -> Result<W::Ready, <W::Error as AttemptError>::Waiting> {
+    match op.attempt() {
+        Ok(r) => Ok(r),
+        Err(e) if e.not_now() => until_slow(op, deadline),
+        Err(e) => Err(e.waiting()),
+    }
+}
+
+/// The waiting half of [`until`], out of line so that the fast path stays small.
+#[inline(never)]
+fn until_slow<W: Wait>(
+    op: &mut W,
+    deadline: Deadline,
+) -> Result<W::Ready, <W::Error as AttemptError>::Waiting> {
+    let mut backoff = Backoff::default();
+    loop {
+        if backoff.is_yielding() && deadline.passed() {
+            return Err(W::Error::timeout());
+        }
+        if !backoff.snooze() {
+            op.sleep(deadline.slice()).map_err(AttemptError::waiting)?;
+        }
+        match op.attempt() {
+            Ok(r) => return Ok(r),
+            Err(e) if e.not_now() => {}
+            Err(e) => return Err(e.waiting()),
+        }
+    }
+}
+
 /// Retry `attempt` until it yields a value, fails, or `deadline` passes (`Ok(None)`),
 /// backing off between tries and calling `sleep` with the next sleep length once
-/// spinning and yielding are exhausted (`sleep` may fail too).
+/// spinning and yielding are exhausted (`sleep` may fail too). For waits that are
+/// not a queue operation (the array's lock).
 pub(crate) fn block<S, R, E>(
     s: &mut S,
     deadline: Deadline,
