@@ -126,7 +126,33 @@ fn group<const N: usize>(c: &mut Criterion) {
     g.finish();
 }
 
+/// The fast path alone, without another core: one thread sends a batch of one
+/// `f64` and receives it, over and over (one claim and one commit on each side
+/// per iteration, every line in this core's cache). Scheduling and cache-line
+/// transfers do not blur this figure, so it shows what each claim costs in
+/// instructions and locked read-modify-writes.
+fn uncontended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mpmc/uncontended");
+    g.throughput(Throughput::Elements(1));
+    let (mut tx, mut rx) = mpmc::channel::<f64>(SLOTS, 1).unwrap();
+    g.bench_function("shmbatch send+recv", |b| {
+        b.iter(|| {
+            tx.try_send(&[1.5]).unwrap();
+            black_box(rx.try_recv().unwrap()[0]);
+        })
+    });
+    let q = ArrayQueue::<[f64; 1]>::new(SLOTS);
+    g.bench_function("crossbeam ArrayQueue push+pop", |b| {
+        b.iter(|| {
+            q.push([1.5]).unwrap();
+            black_box(q.pop().unwrap());
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    uncontended(c);
     group::<1>(c);
     group::<1024>(c);
 }

@@ -694,22 +694,27 @@ impl Queue {
         };
         let (pos, index) = self.prev(word.pos(), index);
         let slot = self.header(index);
+        let claim = ClaimWord::new(by, side, pos);
         let c = ClaimWord(slot.claim.load(Ordering::Relaxed));
+        if c != claim {
+            // Rare: written by nobody yet, or the slot has moved on.
+            self.record_cold(slot, side, c, claim, pos);
+        }
+    }
+
+    /// The CAS of `record`, which the fast path rarely needs: from `c`, if it is
+    /// the claim word before the claim of `pos`.
+    #[cold]
+    fn record_cold(&self, slot: &SlotHeader, side: Side, c: ClaimWord, claim: ClaimWord, pos: u64) {
         let before = match side {
             Side::Write => c.0 == 0 || c.is(Side::Read, sub(pos, self.dims.one_lap)),
             Side::Read => c.is(Side::Write, pos),
         };
         if before {
-            self.record_cold(slot, c, ClaimWord::new(by, side, pos));
+            let _ = slot
+                .claim
+                .compare_exchange(c.0, claim.0, Ordering::Relaxed, Ordering::Relaxed);
         }
-    }
-
-    /// The CAS of `record`, which the fast path rarely needs.
-    #[cold]
-    fn record_cold(&self, slot: &SlotHeader, before: ClaimWord, claim: ClaimWord) {
-        let _ =
-            slot.claim
-                .compare_exchange(before.0, claim.0, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// `record` the last claim of both position words: the first step of every
