@@ -154,7 +154,6 @@
 //!
 //! [`layout::ARRAY_DATA_OFFSET`]: crate::layout::ARRAY_DATA_OFFSET
 
-use std::any::TypeId;
 use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
@@ -694,26 +693,7 @@ impl<T: Pod> SharedArray<T> {
     /// The numpy dtype string of `T` (`"<f8"` for `f64` on a little-endian machine),
     /// or `None` for a type numpy has no scalar for (a struct: describe it yourself).
     pub fn dtype(&self) -> Option<&'static str> {
-        let id = TypeId::of::<T>();
-        let table: [(TypeId, &str, &str); 10] = [
-            (TypeId::of::<f64>(), "<f8", ">f8"),
-            (TypeId::of::<f32>(), "<f4", ">f4"),
-            (TypeId::of::<i64>(), "<i8", ">i8"),
-            (TypeId::of::<u64>(), "<u8", ">u8"),
-            (TypeId::of::<i32>(), "<i4", ">i4"),
-            (TypeId::of::<u32>(), "<u4", ">u4"),
-            (TypeId::of::<i16>(), "<i2", ">i2"),
-            (TypeId::of::<u16>(), "<u2", ">u2"),
-            (TypeId::of::<i8>(), "|i1", "|i1"),
-            (TypeId::of::<u8>(), "|u1", "|u1"),
-        ];
-        table.iter().find(|(t, ..)| *t == id).map(|&(_, le, be)| {
-            if cfg!(target_endian = "little") {
-                le
-            } else {
-                be
-            }
-        })
+        crate::layout::dtype_of::<T>()
     }
 
     /// Keep the segment when the creating handle drops (no effect on an opener).

@@ -103,8 +103,9 @@ pub struct SegmentInfo {
     pub layout_version: u32,
     /// What the segment holds.
     pub kind: Kind,
-    /// `type_name` of the element type as the creator recorded it (maybe truncated).
-    pub type_name: String,
+    /// The element type's tag as the creator recorded it (`"<f8"`, ...; empty for
+    /// an untagged type: see [`crate::layout`], "Element types").
+    pub tag: String,
     /// Size of one element in bytes.
     pub elem_size: usize,
     /// Alignment of the element type.
@@ -363,7 +364,7 @@ fn inspect_name(name: &Name) -> Result<SegmentInfo> {
         name: name.as_str().to_owned(),
         layout_version: LAYOUT_VERSION,
         kind: g.kind,
-        type_name: identity.type_name()?,
+        tag: identity.tag()?,
         elem_size: g.elem_size,
         elem_align: g.elem_align,
         capacity: g.capacity,
