@@ -57,7 +57,7 @@
 //! `"|u1"` `u8` (one byte has no byte order; `>` instead of `<` on a big-endian
 //! machine), so a Python process can pass it to `numpy.dtype` as it is. Other
 //! types (structs, arrays such as `[f64; 2]`) are untagged unless their creator
-//! and openers set a tag with `Options::tag`.
+//! and openers set a tag with [`Options::tag`](crate::Options::tag).
 //!
 //! An opener's type matches the segment's when sizes are equal, alignments are
 //! equal, and the tags are equal **where both are set**: an empty tag on either side
@@ -180,7 +180,7 @@ const _: () = {
 /// The numpy dtype string of `T` if it is one of the built-in numeric types
 /// (`"<f8"` for `f64` on a little-endian machine, `"|u1"` for `u8`), `None`
 /// otherwise: the tag a segment of `T` records unless
-/// `Options::tag` sets another (module docs, "Element
+/// [`Options::tag`](crate::Options::tag) sets another (module docs, "Element
 /// types").
 ///
 /// ```
@@ -244,7 +244,6 @@ pub(crate) fn show_tag(tag: &str) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct TypeInfo {
     /// `type_name::<T>()`, for messages about an unsupported type only.
-    #[allow(dead_code)] // read by `tagged`, whose caller comes with `Options`
     pub name: &'static str,
     /// The type tag: printable ASCII, at most [`TAG_MAX`] bytes, empty if untagged.
     pub tag: String,
@@ -286,7 +285,6 @@ impl TypeInfo {
     /// # Errors
     /// [`Error::UnsupportedType`] for a tag that is empty, longer than
     /// [`TAG_MAX`] or not printable ASCII.
-    #[allow(dead_code)] // called by `Options`, next
     pub(crate) fn tagged(self, tag: Option<&str>) -> Result<TypeInfo> {
         let Some(tag) = tag else { return Ok(self) };
         if tag.is_empty() {
