@@ -766,6 +766,8 @@ impl<T: Pod> SharedArray<T> {
 
     /// The numpy dtype string of `T` (`"<f8"` for `f64` on a little-endian machine),
     /// or `None` for a type numpy has no scalar for (a struct: describe it yourself).
+    /// It is the type tag the segment records unless its creator set another
+    /// ([`layout::dtype_of`](crate::layout::dtype_of), [`Options::tag`]).
     pub fn dtype(&self) -> Option<&'static str> {
         crate::layout::dtype_of::<T>()
     }
