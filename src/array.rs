@@ -154,7 +154,6 @@
 //!
 //! [`layout::ARRAY_DATA_OFFSET`]: crate::layout::ARRAY_DATA_OFFSET
 
-use std::any::TypeId;
 use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
@@ -168,7 +167,8 @@ use bytemuck::Pod;
 
 use crate::error::{Error, IndexOutOfBounds, Kind, LockBusy, LockTimeout, Result};
 use crate::layout::{Geometry, Padded, TypeInfo, ARRAY_DATA_OFFSET, MAX_SEGMENT_LEN};
-use crate::segment::{Control, ProcId, Region};
+use crate::options::Options;
+use crate::segment::{Control, Create, ProcId, Region};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Deadline};
 
@@ -589,13 +589,19 @@ impl<T: Pod> SharedArray<T> {
     /// [`MAX_SEGMENT_LEN`]), [`Error::UnsupportedType`], [`Error::AlreadyExists`],
     /// [`Error::Io`].
     pub fn create(name: &str, len: usize) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        let g = geometry(&ty, len)?;
-        let mut words = None;
-        let region = Region::create_shm::<ArrayControl>(name, g, &ty, |r| {
-            words = Some(Words::over(r));
-        })?;
-        Ok(Self::from_parts(region, words, len))
+        Self::create_with(name, len, &Options::default())
+    }
+
+    /// [`create`](Self::create) with [`Options`]: the file mode, `persist`,
+    /// `reclaim_stale` and the type `tag` apply.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create); [`Error::InvalidSize`] also for a `mode` with
+    /// bits outside `0o777`, [`Error::UnsupportedType`] for an invalid `tag`; with
+    /// `reclaim_stale`, [`Error::AlreadyExists`] only if the segment there is not
+    /// stale.
+    pub fn create_with(name: &str, len: usize, opts: &Options) -> Result<Self> {
+        Self::create_filled(name, len, None, opts, false)
     }
 
     /// Create the segment `name` holding a copy of `values`. Openers never see the
@@ -604,16 +610,17 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// As [`create`](Self::create); an empty `values` is [`Error::InvalidSize`].
     pub fn create_from(name: &str, values: &[T]) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        let g = geometry(&ty, values.len())?;
-        let mut words = None;
-        let region = Region::create_shm::<ArrayControl>(name, g, &ty, |r| {
-            let w = Words::over(r);
-            // Before publication: the header's Release store carries these.
-            w.store_all(bytemuck::cast_slice(values));
-            words = Some(w);
-        })?;
-        Ok(Self::from_parts(region, words, values.len()))
+        Self::create_from_with(name, values, &Options::default())
+    }
+
+    /// [`create_from`](Self::create_from) with [`Options`], as
+    /// [`create_with`](Self::create_with).
+    ///
+    /// # Errors
+    /// As [`create_with`](Self::create_with); an empty `values` is
+    /// [`Error::InvalidSize`].
+    pub fn create_from_with(name: &str, values: &[T], opts: &Options) -> Result<Self> {
+        Self::create_filled(name, values.len(), Some(values), opts, false)
     }
 
     /// Open the existing array segment `name`.
@@ -625,8 +632,74 @@ impl<T: Pod> SharedArray<T> {
     /// shorter than its declared length, a length that does not match the data
     /// region), [`Error::NotReady`], [`Error::InvalidName`], [`Error::Io`].
     pub fn open(name: &str) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        let region = Region::open_shm::<ArrayControl>(name, &ty, |g| check(g).map(drop))?;
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`open`](Self::open) with [`Options`]: `open_timeout` and the type `tag`
+    /// apply.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open): with an `open_timeout`, [`Error::NotFound`] once it
+    /// has passed without the segment appearing and [`Error::NotReady`] once it has
+    /// passed with its header unpublished; [`Error::UnsupportedType`] for an
+    /// invalid `tag`.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+        let ty = opts.type_info::<T>()?;
+        opts.open(|init_wait| Self::open_region(name, &ty, init_wait))
+    }
+
+    /// Open the array segment `name` if it exists, else create it holding `len`
+    /// zeroed elements. Race-free: when several processes (or threads) do this at
+    /// once, one creates the segment and the others open it. Whoever creates it
+    /// owns it (removes it when dropping, unless `persist`); an existing array keeps
+    /// its length. Every option applies, as in [`create_with`](Self::create_with)
+    /// and [`open_with`](Self::open_with) (`open_timeout` bounds only the wait for a
+    /// header being written: a missing segment is created).
+    ///
+    /// # Errors
+    /// Those of [`create_with`](Self::create_with) but `AlreadyExists`, and those of
+    /// [`open_with`](Self::open_with); [`Error::NotFound`] only if the segment kept
+    /// vanishing between a failed create and the open, 16 times over.
+    pub fn open_or_create(name: &str, len: usize, opts: &Options) -> Result<Self> {
+        Self::create_filled(name, len, None, opts, true)
+    }
+
+    /// Create the segment (or with `or_open`, open it if it exists) with `len`
+    /// elements, a copy of `values` if given, else zeroed.
+    fn create_filled(
+        name: &str,
+        len: usize,
+        values: Option<&[T]>,
+        opts: &Options,
+        or_open: bool,
+    ) -> Result<Self> {
+        let ty = opts.type_info::<T>()?;
+        let g = geometry(&ty, len)?;
+        let make = |how: &Create| {
+            let mut words = None;
+            let region = Region::create_shm::<ArrayControl>(name, g, &ty, how, |r| {
+                let w = Words::over(r);
+                if let Some(values) = values {
+                    // Before publication: the header's Release store carries these.
+                    w.store_all(bytemuck::cast_slice(values));
+                }
+                words = Some(w);
+            })?;
+            Ok(Self::from_parts(region, words, len))
+        };
+        if or_open {
+            opts.open_or_create(name, make, |init_wait| {
+                Self::open_region(name, &ty, init_wait)
+            })
+        } else {
+            opts.create(name, make)
+        }
+    }
+
+    /// Open the array segment `name` of `ty`, waiting for its header until
+    /// `init_wait`.
+    fn open_region(name: &str, ty: &TypeInfo, init_wait: Deadline) -> Result<Self> {
+        let region = Region::open_shm::<ArrayControl>(name, ty, init_wait, |g| check(g).map(drop))?;
         let len = check(region.geometry())?;
         Ok(Self::from_parts(region, None, len))
     }
@@ -693,27 +766,10 @@ impl<T: Pod> SharedArray<T> {
 
     /// The numpy dtype string of `T` (`"<f8"` for `f64` on a little-endian machine),
     /// or `None` for a type numpy has no scalar for (a struct: describe it yourself).
+    /// It is the type tag the segment records unless its creator set another
+    /// ([`layout::dtype_of`](crate::layout::dtype_of), [`Options::tag`]).
     pub fn dtype(&self) -> Option<&'static str> {
-        let id = TypeId::of::<T>();
-        let table: [(TypeId, &str, &str); 10] = [
-            (TypeId::of::<f64>(), "<f8", ">f8"),
-            (TypeId::of::<f32>(), "<f4", ">f4"),
-            (TypeId::of::<i64>(), "<i8", ">i8"),
-            (TypeId::of::<u64>(), "<u8", ">u8"),
-            (TypeId::of::<i32>(), "<i4", ">i4"),
-            (TypeId::of::<u32>(), "<u4", ">u4"),
-            (TypeId::of::<i16>(), "<i2", ">i2"),
-            (TypeId::of::<u16>(), "<u2", ">u2"),
-            (TypeId::of::<i8>(), "|i1", "|i1"),
-            (TypeId::of::<u8>(), "|u1", "|u1"),
-        ];
-        table.iter().find(|(t, ..)| *t == id).map(|&(_, le, be)| {
-            if cfg!(target_endian = "little") {
-                le
-            } else {
-                be
-            }
-        })
+        crate::layout::dtype_of::<T>()
     }
 
     /// Keep the segment when the creating handle drops (no effect on an opener).

@@ -138,20 +138,24 @@ pub enum Error {
         /// The kind the caller asked for.
         expected: Kind,
     },
-    /// The creator stored another element type.
+    /// The creator stored another element type: another size or alignment, or
+    /// another type tag where both sides have one (see [`crate::layout`], "Element
+    /// types").
     #[error(
-        "element type mismatch: segment holds {found} (size {found_size}, align {found_align}), \
-         caller asked for {expected} (size {expected_size}, align {expected_align})"
+        "element type mismatch: segment holds {} (size {found_size}, align {found_align}), \
+         caller asked for {} (size {expected_size}, align {expected_align})",
+        crate::layout::show_tag(.found),
+        crate::layout::show_tag(.expected)
     )]
     TypeMismatch {
-        /// Element type recorded by the creator.
+        /// Type tag recorded by the creator (`"<f8"`, ...; empty if untagged).
         found: String,
         /// Its size in bytes.
         found_size: usize,
         /// Its alignment.
         found_align: usize,
-        /// Element type the opener asked for.
-        expected: &'static str,
+        /// Type tag of the opener's type (empty if untagged).
+        expected: String,
         /// Its size in bytes.
         expected_size: usize,
         /// Its alignment.

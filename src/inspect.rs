@@ -103,8 +103,9 @@ pub struct SegmentInfo {
     pub layout_version: u32,
     /// What the segment holds.
     pub kind: Kind,
-    /// `type_name` of the element type as the creator recorded it (maybe truncated).
-    pub type_name: String,
+    /// The element type's tag as the creator recorded it (`"<f8"`, ...; empty for
+    /// an untagged type: see [`crate::layout`], "Element types").
+    pub tag: String,
     /// Size of one element in bytes.
     pub elem_size: usize,
     /// Alignment of the element type.
@@ -334,8 +335,28 @@ fn control_size(kind: Kind) -> usize {
     }
 }
 
+/// Remove the segment `name` if it is [stale](SegmentInfo::is_stale), judged on the
+/// file itself, and only if no other file has replaced it meanwhile
+/// ([`files::remove_judged`]): what `Options::reclaim_stale` does before it
+/// creates again. Returns whether the name is free of that segment. A file that
+/// fails inspection is not stale.
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::Io`], and the errors of opening the file.
+pub(crate) fn reclaim_stale(name: &str) -> Result<bool> {
+    let name = Name::new(name)?;
+    files::remove_judged(&name, |file, stat| {
+        inspect_file(&name, file, stat).is_ok_and(|info| info.is_stale())
+    })
+}
+
 fn inspect_name(name: &Name) -> Result<SegmentInfo> {
     let (file, stat) = files::open(name, Access::Read)?;
+    inspect_file(name, &file, &stat)
+}
+
+/// Inspect the segment `name`, open as `file` with `fstat` `stat`.
+fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result<SegmentInfo> {
     let file_len = stat.st_size as u64;
     // NotShmbatch for a file without the magic or shorter than the header.
     files::probe(&file, file_len, name)?;
@@ -363,7 +384,7 @@ fn inspect_name(name: &Name) -> Result<SegmentInfo> {
         name: name.as_str().to_owned(),
         layout_version: LAYOUT_VERSION,
         kind: g.kind,
-        type_name: identity.type_name()?,
+        tag: identity.tag()?,
         elem_size: g.elem_size,
         elem_align: g.elem_align,
         capacity: g.capacity,

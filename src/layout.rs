@@ -19,13 +19,62 @@
 //! mapped length before any pointer into the segment is formed, and the algorithms
 //! copy what they need into process-local memory once, so a field that changes later
 //! cannot move a bound that was already checked.
+//!
+//! # The identity block, field by field
+//! For peers in other languages (a Python `struct.unpack_from` over
+//! `SharedMemory(name).buf`, a C struct). Integers are in the byte order of the
+//! machine (every process sharing a segment runs on the same one); the block is
+//! [`LAYOUT_VERSION`] 4.
+//!
+//! | offset | size | field | meaning |
+//! |---|---|---|---|
+//! | 0 | 8 | `magic` | [`MAGIC`] (on a little-endian machine, the bytes `SHMBATCH`) |
+//! | 8 | 4 | `version` | [`LAYOUT_VERSION`]; any other value is refused (`VersionMismatch`) |
+//! | 12 | 4 | `kind` | 1 SPSC, 2 MPMC, 3 array |
+//! | 16 | 4 | `init` | 0 while the creator writes the rest, then `u32::from_le_bytes(*b"REDY")`, stored last (Release) |
+//! | 20 | 4 | `creator_pid` | pid of the creating process |
+//! | 24 | 4 | `elem_size` | `size_of::<T>()` in bytes, at least 1 |
+//! | 28 | 4 | `elem_align` | `align_of::<T>()`, a power of two, at most 128 |
+//! | 32 | 4 | `tag_len` | length of the type tag in bytes, 0 (untagged) to [`TAG_MAX`] |
+//! | 36 | 4 | `flags` | reserved, 0 |
+//! | 40 | 8 | `capacity` | ring bytes (SPSC), slots (MPMC), elements (array) |
+//! | 48 | 8 | `max_batch` | largest batch in elements (queues); 0 for arrays |
+//! | 56 | 8 | `stride` | slot size in bytes (MPMC); 0 otherwise |
+//! | 64 | 8 | `data_offset` | offset of the data region, a multiple of 128 |
+//! | 72 | 8 | `data_len` | length of the data region in bytes |
+//! | 80 | 8 | `segment_len` | length of the whole segment in bytes |
+//! | 88 | 40 | `reserved` | 0 |
+//! | 128 | 64 | `tag` | the type tag: `tag_len` printable ASCII bytes (0x20 to 0x7e), in order; the writer zeroes the rest, readers ignore it |
+//! | 192 | 64 | `reserved2` | 0 |
+//!
+//! # Element types: size, alignment and tag
+//! A segment records what its elements are by layout, not by Rust type name (which
+//! is not stable across compilers and differs for the same `#[repr(C)]` struct
+//! defined in two crates): their size, their alignment and a *type tag*, a short
+//! ASCII string. The built-in numeric types are tagged with numpy's dtype string
+//! ([`dtype_of`]): `"<f8"` for `f64`, `"<f4"` `f32`, `"<i8"` `i64`, `"<u8"` `u64`,
+//! `"<i4"` `i32`, `"<u4"` `u32`, `"<i2"` `i16`, `"<u2"` `u16`, and `"|i1"` `i8`,
+//! `"|u1"` `u8` (one byte has no byte order; `>` instead of `<` on a big-endian
+//! machine), so a Python process can pass it to `numpy.dtype` as it is. Other
+//! types (structs, arrays such as `[f64; 2]`) are untagged unless their creator
+//! and openers set a tag with [`Options::tag`](crate::Options::tag).
+//!
+//! An opener's type matches the segment's when sizes are equal, alignments are
+//! equal, and the tags are equal **where both are set**: an empty tag on either side
+//! matches any tag. So `f64` and `u64` (both 8 bytes) do not match, a struct opens a
+//! segment of the same struct defined elsewhere, and a user type without a tag
+//! trusts size and alignment alone, even against a tagged segment (set a tag to be
+//! stricter). Anything else is `Error::TypeMismatch`, which names both sides' size,
+//! alignment and tag.
 
 use crate::error::{Error, Kind, Result};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `b"SHMBATCH"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBATCH");
-/// Version of the layout this build writes and reads.
+/// Version of the layout this build writes and reads. Version 4 records the
+/// element type by size, alignment and tag (version 3 recorded a hash of its Rust
+/// type name), and its MPMC positions carry the last claimer's identity.
 pub const LAYOUT_VERSION: u32 = 4;
 /// Size of the identity block that starts every segment.
 pub const IDENTITY_SIZE: usize = 256;
@@ -36,8 +85,8 @@ pub const CONTROL_OFFSET: usize = IDENTITY_SIZE;
 pub const LINE: usize = 128;
 /// Largest segment we agree to create or open: 1 TiB.
 pub const MAX_SEGMENT_LEN: usize = 1 << 40;
-/// How many bytes of the element type's name the header keeps.
-pub const TYPE_NAME_MAX: usize = 64;
+/// Longest type tag in bytes (see the [module docs](self), "Element types").
+pub const TAG_MAX: usize = 64;
 
 /// Array segments: offset of the lock word (a `u64`: 0 when free, else the holder's
 /// pid in bits 0..22 and start time in bits 22..54), followed by a `u32` futex
@@ -55,7 +104,7 @@ pub const ARRAY_DATA_OFFSET: usize = CONTROL_OFFSET + 2 * LINE;
 /// Value of `init` once the creator has written the whole header.
 pub(crate) const INIT_READY: u32 = u32::from_le_bytes(*b"REDY");
 
-/// The identity block at offset 0 of every segment.
+/// The identity block at offset 0 of every segment (the table in the module docs).
 ///
 /// Every field is written by the creator only, with `Relaxed`, before `init` is
 /// published with `Release`; after that nobody writes them. Readers load `init` with
@@ -78,8 +127,10 @@ pub(crate) struct Identity {
     pub elem_size: AtomicU32,
     /// `align_of::<T>()`, a power of two in 1..=[`LINE`].
     pub elem_align: AtomicU32,
-    /// FNV-1a hash of `type_name::<T>()`.
-    pub type_hash: AtomicU64,
+    /// Number of bytes of `tag`, in 0..=[`TAG_MAX`]; 0 for an untagged type.
+    pub tag_len: AtomicU32,
+    /// Reserved, 0.
+    pub flags: AtomicU32,
     /// Kind-specific: ring bytes (spsc), slots (mpmc), elements (array).
     pub capacity: AtomicU64,
     /// Largest batch in elements (queues); 0 for arrays.
@@ -92,14 +143,13 @@ pub(crate) struct Identity {
     pub data_len: AtomicU64,
     /// Length of the whole segment in bytes; at most the mapped length.
     pub segment_len: AtomicU64,
-    /// Number of valid bytes in `type_name`, at most [`TYPE_NAME_MAX`].
-    pub type_name_len: AtomicU32,
-    /// Reserved, 0.
-    pub flags: AtomicU32,
     /// Reserved, 0: pads the first line.
-    pub reserved: [AtomicU64; 4],
-    /// UTF-8 bytes of `type_name::<T>()`, truncated, packed little-endian.
-    pub type_name: [AtomicU64; TYPE_NAME_MAX / 8],
+    pub reserved: [AtomicU64; 5],
+    /// The type tag's ASCII bytes in memory order (each word holds 8 of them as
+    /// `u64::from_ne_bytes`), zero after `tag_len`.
+    pub tag: [AtomicU64; TAG_MAX / 8],
+    /// Reserved, 0: pads the second line.
+    pub reserved2: [AtomicU64; 8],
 }
 
 #[cfg(not(loom))]
@@ -111,58 +161,157 @@ const _: () = {
     assert!(offset_of!(Identity, version) == 8);
     assert!(offset_of!(Identity, kind) == 12);
     assert!(offset_of!(Identity, init) == 16);
+    assert!(offset_of!(Identity, creator_pid) == 20);
     assert!(offset_of!(Identity, elem_size) == 24);
+    assert!(offset_of!(Identity, elem_align) == 28);
+    assert!(offset_of!(Identity, tag_len) == 32);
+    assert!(offset_of!(Identity, flags) == 36);
     assert!(offset_of!(Identity, capacity) == 40);
+    assert!(offset_of!(Identity, max_batch) == 48);
+    assert!(offset_of!(Identity, stride) == 56);
     assert!(offset_of!(Identity, data_offset) == 64);
+    assert!(offset_of!(Identity, data_len) == 72);
     assert!(offset_of!(Identity, segment_len) == 80);
-    assert!(offset_of!(Identity, type_name) == 128);
+    assert!(offset_of!(Identity, reserved) == 88);
+    assert!(offset_of!(Identity, tag) == 128);
+    assert!(offset_of!(Identity, reserved2) == 192);
 };
 
-/// What the crate knows about an element type `T`.
-#[derive(Debug, Clone, Copy)]
+/// The numpy dtype string of `T` if it is one of the built-in numeric types
+/// (`"<f8"` for `f64` on a little-endian machine, `"|u1"` for `u8`), `None`
+/// otherwise: the tag a segment of `T` records unless
+/// [`Options::tag`](crate::Options::tag) sets another (module docs, "Element
+/// types").
+///
+/// ```
+/// use shmbatch::layout::dtype_of;
+/// # if cfg!(target_endian = "little") {
+/// assert_eq!(dtype_of::<f64>(), Some("<f8"));
+/// assert_eq!(dtype_of::<u16>(), Some("<u2"));
+/// # }
+/// assert_eq!(dtype_of::<i8>(), Some("|i1"));
+/// assert_eq!(dtype_of::<[f64; 2]>(), None);
+/// ```
+pub fn dtype_of<T: 'static>() -> Option<&'static str> {
+    use std::any::TypeId;
+    // TypeId needs no trait of T, so handles stay generic over any `Pod` type.
+    let table: [(TypeId, &str, &str); 10] = [
+        (TypeId::of::<f64>(), "<f8", ">f8"),
+        (TypeId::of::<f32>(), "<f4", ">f4"),
+        (TypeId::of::<i64>(), "<i8", ">i8"),
+        (TypeId::of::<u64>(), "<u8", ">u8"),
+        (TypeId::of::<i32>(), "<i4", ">i4"),
+        (TypeId::of::<u32>(), "<u4", ">u4"),
+        (TypeId::of::<i16>(), "<i2", ">i2"),
+        (TypeId::of::<u16>(), "<u2", ">u2"),
+        (TypeId::of::<i8>(), "|i1", "|i1"),
+        (TypeId::of::<u8>(), "|u1", "|u1"),
+    ];
+    let id = TypeId::of::<T>();
+    table.iter().find(|(t, ..)| *t == id).map(|&(_, le, be)| {
+        if cfg!(target_endian = "little") {
+            le
+        } else {
+            be
+        }
+    })
+}
+
+/// Why `tag` cannot be a type tag, or `None` if it can: at most [`TAG_MAX`] bytes
+/// of printable ASCII (0x20 to 0x7e). The reason is printable text.
+fn tag_fault(tag: &[u8]) -> Option<String> {
+    if tag.len() > TAG_MAX {
+        return Some(format!(
+            "element type tag length {} is not in 0..={TAG_MAX}",
+            tag.len()
+        ));
+    }
+    tag.iter()
+        .any(|b| !(0x20..=0x7e).contains(b))
+        .then(|| "element type tag holds a byte that is not printable ASCII".to_owned())
+}
+
+/// How a message names a tag: quoted, or "untagged".
+pub(crate) fn show_tag(tag: &str) -> String {
+    if tag.is_empty() {
+        "an untagged type".to_owned()
+    } else {
+        format!("tag {tag:?}")
+    }
+}
+
+/// What the crate knows about an element type `T`: what a segment records of it.
+#[derive(Debug, Clone)]
 pub(crate) struct TypeInfo {
+    /// `type_name::<T>()`, for messages about an unsupported type only.
     pub name: &'static str,
-    pub hash: u64,
+    /// The type tag: printable ASCII, at most [`TAG_MAX`] bytes, empty if untagged.
+    pub tag: String,
     pub size: usize,
     pub align: usize,
 }
 
 impl TypeInfo {
+    /// `T` with its built-in tag ([`dtype_of`]), or untagged.
     pub(crate) fn of<T: bytemuck::Pod>() -> Result<TypeInfo> {
         let name = core::any::type_name::<T>();
         let size = core::mem::size_of::<T>();
         let align = core::mem::align_of::<T>();
-        if size == 0 {
-            return Err(Error::UnsupportedType {
+        let unsupported = |reason| {
+            Err(Error::UnsupportedType {
                 type_name: name,
-                reason: "zero-sized types carry no data",
-            });
+                reason,
+            })
+        };
+        if size == 0 {
+            return unsupported("zero-sized types carry no data");
         }
         if align > LINE {
-            return Err(Error::UnsupportedType {
-                type_name: name,
-                reason: "alignment above 128 bytes is not supported",
-            });
+            return unsupported("alignment above 128 bytes is not supported");
         }
         if u32::try_from(size).is_err() {
-            return Err(Error::UnsupportedType {
-                type_name: name,
-                reason: "element larger than 4 GiB",
-            });
+            return unsupported("element larger than 4 GiB");
         }
         Ok(TypeInfo {
             name,
-            hash: fnv1a(name.as_bytes()),
+            tag: dtype_of::<T>().unwrap_or_default().to_owned(),
             size,
             align,
         })
     }
-}
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    /// The same type with `tag` instead of its built-in one (`None` keeps it).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedType`] for a tag that is empty, longer than
+    /// [`TAG_MAX`] or not printable ASCII.
+    pub(crate) fn tagged(self, tag: Option<&str>) -> Result<TypeInfo> {
+        let Some(tag) = tag else { return Ok(self) };
+        if tag.is_empty() {
+            return Err(Error::UnsupportedType {
+                type_name: self.name,
+                reason: "an empty type tag (leave the tag unset for an untagged type)",
+            });
+        }
+        if tag_fault(tag.as_bytes()).is_some() {
+            return Err(Error::UnsupportedType {
+                type_name: self.name,
+                reason: "a type tag is at most 64 bytes of printable ASCII",
+            });
+        }
+        Ok(TypeInfo {
+            tag: tag.to_owned(),
+            ..self
+        })
+    }
+
+    /// Whether a segment that records `size`, `align` and `tag` holds this type
+    /// (module docs, "Element types").
+    fn matches(&self, size: usize, align: usize, tag: &str) -> bool {
+        size == self.size
+            && align == self.align
+            && (tag.is_empty() || self.tag.is_empty() || tag == self.tag)
+    }
 }
 
 /// The creator's description of a segment, written into [`Identity`].
@@ -225,26 +374,21 @@ impl Identity {
         self.creator_pid.store(g.creator_pid, r);
         self.elem_size.store(g.elem_size as u32, r);
         self.elem_align.store(g.elem_align as u32, r);
-        self.type_hash.store(ty.hash, r);
         self.capacity.store(g.capacity, r);
         self.max_batch.store(g.max_batch, r);
         self.stride.store(g.stride, r);
         self.data_offset.store(g.data_offset as u64, r);
         self.data_len.store(g.data_len as u64, r);
         self.segment_len.store(g.segment_len as u64, r);
-        // Whole characters only, so that an opener can insist on valid UTF-8.
-        let mut cut = ty.name.len().min(TYPE_NAME_MAX);
-        while !ty.name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let name = &ty.name.as_bytes()[..cut];
-        self.type_name_len.store(name.len() as u32, r);
-        for (i, word) in self.type_name.iter().enumerate() {
+        let tag = ty.tag.as_bytes();
+        debug_assert!(tag_fault(tag).is_none(), "TypeInfo holds a valid tag");
+        self.tag_len.store(tag.len() as u32, r);
+        for (i, word) in self.tag.iter().enumerate() {
             let mut buf = [0u8; 8];
-            let lo = (i * 8).min(name.len());
-            let hi = (i * 8 + 8).min(name.len());
-            buf[..hi - lo].copy_from_slice(&name[lo..hi]);
-            word.store(u64::from_le_bytes(buf), r);
+            let lo = (i * 8).min(tag.len());
+            let hi = (i * 8 + 8).min(tag.len());
+            buf[..hi - lo].copy_from_slice(&tag[lo..hi]);
+            word.store(u64::from_ne_bytes(buf), r);
         }
         // Sync point "header publication": pairs with the Acquire load in
         // `is_ready`/`validate` of every opener.
@@ -262,37 +406,27 @@ impl Identity {
         }
     }
 
-    /// The element type name recorded by the creator (maybe truncated), checked:
-    /// its length is in 1..=[`TYPE_NAME_MAX`] and it is UTF-8 text without control
-    /// characters, so that it can go into a message as it is.
-    pub(crate) fn type_name(&self) -> Result<String> {
-        let len = self.type_name_len.load(Ordering::Relaxed) as usize;
-        if len == 0 || len > TYPE_NAME_MAX {
+    /// The element type tag recorded by the creator, checked: at most
+    /// [`TAG_MAX`] bytes of printable ASCII, so that it can go into a message as it
+    /// is. Empty for an untagged type.
+    pub(crate) fn tag(&self) -> Result<String> {
+        let len = self.tag_len.load(Ordering::Relaxed) as usize;
+        if len > TAG_MAX {
             return Err(Error::corrupted(format!(
-                "element type name length {len} is not in 1..={TYPE_NAME_MAX}"
+                "element type tag length {len} is not in 0..={TAG_MAX}"
             )));
         }
         let bytes: Vec<u8> = self
-            .type_name
+            .tag
             .iter()
-            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .flat_map(|w| w.load(Ordering::Relaxed).to_ne_bytes())
             .take(len)
             .collect();
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(text) => text,
-            // `publish` keeps whole characters, but a writer that cut the name at
-            // TYPE_NAME_MAX bytes may have left the start of one at the end.
-            Err(e) if e.error_len().is_none() && len == TYPE_NAME_MAX => {
-                std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default()
-            }
-            Err(_) => return Err(Error::corrupted("element type name is not UTF-8")),
-        };
-        if text.chars().any(is_unprintable) {
-            return Err(Error::corrupted(
-                "element type name holds control characters",
-            ));
+        if let Some(fault) = tag_fault(&bytes) {
+            return Err(Error::corrupted(fault));
         }
-        Ok(text.to_owned())
+        // Printable ASCII is UTF-8.
+        Ok(bytes.into_iter().map(char::from).collect())
     }
 
     /// Read the header of a published segment mapped over `mapped_len` bytes, check
@@ -330,7 +464,7 @@ impl Identity {
                 "impossible element size {elem_size} or alignment {elem_align}"
             )));
         }
-        let type_name = self.type_name()?;
+        let tag = self.tag()?;
         if let Some((want_kind, ty)) = expect {
             if kind != want_kind {
                 return Err(Error::KindMismatch {
@@ -338,12 +472,12 @@ impl Identity {
                     expected: want_kind,
                 });
             }
-            if elem_size != ty.size || elem_align != ty.align || self.type_hash.load(r) != ty.hash {
+            if !ty.matches(elem_size, elem_align, &tag) {
                 return Err(Error::TypeMismatch {
-                    found: type_name,
+                    found: tag,
                     found_size: elem_size,
                     found_align: elem_align,
-                    expected: ty.name,
+                    expected: ty.tag.clone(),
                     expected_size: ty.size,
                     expected_align: ty.align,
                 });
@@ -401,42 +535,44 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-/// Characters a message must not carry from shared memory: C0/C1 controls, and the
-/// bidirectional overrides that make a terminal show text in another order.
-fn is_unprintable(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
-    fn header_naming(bytes: &[u8], len: u32) -> Identity {
+    fn header_tagged(bytes: &[u8], len: u32) -> Identity {
         let id = Identity::default();
-        id.type_name_len.store(len, Ordering::Relaxed);
-        for (word, chunk) in id.type_name.iter().zip(bytes.chunks(8)) {
+        id.tag_len.store(len, Ordering::Relaxed);
+        for (word, chunk) in id.tag.iter().zip(bytes.chunks(8)) {
             let mut buf = [0u8; 8];
             buf[..chunk.len()].copy_from_slice(chunk);
-            word.store(u64::from_le_bytes(buf), Ordering::Relaxed);
+            word.store(u64::from_ne_bytes(buf), Ordering::Relaxed);
         }
         id
     }
 
     #[test]
-    fn type_names_must_be_printable_utf8() {
-        assert_eq!(header_naming(b"f64", 3).type_name().unwrap(), "f64");
+    fn tags_must_be_short_printable_ascii() {
+        assert_eq!(header_tagged(b"<f8", 3).tag().unwrap(), "<f8");
+        assert_eq!(header_tagged(b"", 0).tag().unwrap(), "");
+        // What follows the tag's length is not part of it.
+        assert_eq!(header_tagged(b"<f8\x1bjunk", 3).tag().unwrap(), "<f8");
+        let long = [b'x'; TAG_MAX];
+        assert_eq!(header_tagged(&long, 64).tag().unwrap(), "x".repeat(64));
         for (bytes, len) in [
-            (&b"f64"[..], 0),
-            (b"f64", 65),
-            (b"f64", u32::MAX),
+            (&b"<f8"[..], 65),
+            (b"<f8", u32::MAX),
             (b"\xff\xfe", 2),
             (b"a\x1b[2Jb", 6),
             (b"tab\there", 8),
             ("x\u{202e}y".as_bytes(), 5),
+            (b"<f8", 4),
         ] {
-            match header_naming(bytes, len).type_name() {
+            match header_tagged(bytes, len).tag() {
                 Err(Error::Corrupted(reason)) => {
-                    assert!(!reason.chars().any(is_unprintable), "{reason:?}")
+                    assert!(
+                        reason.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+                        "{reason:?}"
+                    )
                 }
                 other => panic!("{bytes:?} {len}: {other:?}"),
             }
@@ -444,30 +580,83 @@ mod tests {
     }
 
     #[test]
-    fn long_type_names_are_cut_at_a_character() {
-        // 63 ASCII bytes then a 2-byte character: a byte cut would split it.
-        const NAME: &str = concat!(
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-            "é"
-        );
-        assert_eq!(NAME.len(), 65);
-        let name = NAME;
-        let ty = TypeInfo {
-            name,
-            hash: 0,
-            size: 8,
-            align: 8,
-        };
+    fn published_tags_read_back_in_memory_order() {
+        let ty = TypeInfo::of::<f64>()
+            .unwrap()
+            .tagged(Some("a tag of 17 bytes"))
+            .unwrap();
         let g = Geometry::new(Kind::Array, &ty, 0, 0, 0, 0, 0).unwrap();
         let id = Identity::default();
         id.publish(&g, &ty);
-        assert_eq!(id.type_name().unwrap(), "a".repeat(63));
-        // What a writer that cut mid-character left is read up to the cut.
-        let mut bytes = "a".repeat(63).into_bytes();
-        bytes.push(0xc3);
+        assert_eq!(id.tag().unwrap(), "a tag of 17 bytes");
+        let bytes: Vec<u8> = id
+            .tag
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_ne_bytes())
+            .collect();
+        assert_eq!(&bytes[..17], b"a tag of 17 bytes");
+        assert!(bytes[17..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn built_in_types_carry_numpy_dtypes() {
+        let le = cfg!(target_endian = "little");
+        let want = |s: &str| {
+            if le || s.starts_with('|') {
+                s.to_owned()
+            } else {
+                s.replace('<', ">")
+            }
+        };
+        for (tag, ty) in [
+            ("<f8", TypeInfo::of::<f64>()),
+            ("<f4", TypeInfo::of::<f32>()),
+            ("<i8", TypeInfo::of::<i64>()),
+            ("<u8", TypeInfo::of::<u64>()),
+            ("<i4", TypeInfo::of::<i32>()),
+            ("<u4", TypeInfo::of::<u32>()),
+            ("<i2", TypeInfo::of::<i16>()),
+            ("<u2", TypeInfo::of::<u16>()),
+            ("|i1", TypeInfo::of::<i8>()),
+            ("|u1", TypeInfo::of::<u8>()),
+            ("", TypeInfo::of::<[f64; 2]>()),
+            ("", TypeInfo::of::<[u8; 3]>()),
+        ] {
+            assert_eq!(ty.unwrap().tag, want(tag));
+        }
+    }
+
+    #[test]
+    fn tags_match_when_equal_or_either_is_unset() {
+        let f64_ = TypeInfo::of::<f64>().unwrap();
+        assert!(f64_.matches(8, 8, "<f8"));
+        assert!(f64_.matches(8, 8, ""));
+        assert!(!f64_.matches(8, 8, "<u8"));
+        assert!(!f64_.matches(4, 8, "<f8"));
+        assert!(!f64_.matches(8, 4, ""));
+        let pair = TypeInfo::of::<[f64; 2]>().unwrap();
+        assert!(pair.matches(16, 8, ""));
+        assert!(pair.matches(16, 8, "(2,)<f8"));
+        let tagged = pair.tagged(Some("(2,)<f8")).unwrap();
+        assert!(tagged.matches(16, 8, "(2,)<f8"));
+        assert!(tagged.matches(16, 8, ""));
+        assert!(!tagged.matches(16, 8, "(2,)<u8"));
+    }
+
+    #[test]
+    fn bad_tags_are_refused_at_creation() {
+        for bad in ["", "é", "a\nb", "\x7f", &"x".repeat(TAG_MAX + 1)] {
+            let r = TypeInfo::of::<f64>().unwrap().tagged(Some(bad));
+            assert!(matches!(r, Err(Error::UnsupportedType { .. })), "{bad:?}");
+        }
+        let ok = "x".repeat(TAG_MAX);
         assert_eq!(
-            header_naming(&bytes, 64).type_name().unwrap(),
-            "a".repeat(63)
+            TypeInfo::of::<f64>()
+                .unwrap()
+                .tagged(Some(&ok))
+                .unwrap()
+                .tag,
+            ok
         );
     }
 }

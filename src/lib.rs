@@ -135,6 +135,7 @@ mod error;
 pub mod inspect;
 pub mod layout;
 pub mod mpmc;
+mod options;
 mod peers;
 mod segment;
 pub mod spsc;
@@ -148,5 +149,6 @@ pub use error::{
 };
 pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
 pub use inspect::{inspect, list, SegmentInfo};
+pub use options::Options;
 pub use segment::{remove, remove_any, MAX_NAME_LEN};
 pub use wait::asymmetric_wake;

@@ -193,8 +193,9 @@ use crate::error::{
     TryRecvError, TrySendError,
 };
 use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
+use crate::options::Options;
 use crate::peers::{self, Left, Peers, TABLE_LEN};
-use crate::segment::{Control, ProcId, Region};
+use crate::segment::{Control, Create, ProcId, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline, Wait, SLICE};
 
@@ -1098,14 +1099,34 @@ fn geometry(ty: &TypeInfo, slots: usize, max_batch: usize) -> Result<(Geometry, 
     Ok((g, d))
 }
 
-fn create_queue(name: &str, slots: usize, max_batch: usize, ty: &TypeInfo) -> Result<Arc<Queue>> {
-    let (g, dims) = geometry(ty, slots, max_batch)?;
-    let region = Region::create_shm::<MpmcControl>(name, g, ty, |r| init_slots(r, &dims))?;
-    Ok(Arc::new(Queue::new(region)?))
+/// The queue of a new segment of `T` (what `create_with` of both ends makes), or,
+/// with `or_open`, of the existing one if there is one (`open_or_create`).
+fn create_queue<T: Pod>(
+    name: &str,
+    slots: usize,
+    max_batch: usize,
+    opts: &Options,
+    or_open: bool,
+) -> Result<Arc<Queue>> {
+    let ty = opts.type_info::<T>()?;
+    let (g, dims) = geometry(&ty, slots, max_batch)?;
+    let make = |how: &Create| {
+        let region =
+            Region::create_shm::<MpmcControl>(name, g, &ty, how, |r| init_slots(r, &dims))?;
+        Ok(Arc::new(Queue::new(region)?))
+    };
+    if or_open {
+        opts.open_or_create(name, make, |init_wait| open_queue(name, &ty, init_wait))
+    } else {
+        opts.create(name, make)
+    }
 }
 
-fn open_queue(name: &str, ty: &TypeInfo) -> Result<Arc<Queue>> {
-    let region = Region::open_shm::<MpmcControl>(name, ty, |g| Dims::from_geometry(g).map(drop))?;
+/// The queue of the existing segment `name` of `ty`, waiting for its header until
+/// `init_wait`.
+fn open_queue(name: &str, ty: &TypeInfo, init_wait: Deadline) -> Result<Arc<Queue>> {
+    let region =
+        Region::open_shm::<MpmcControl>(name, ty, init_wait, |g| Dims::from_geometry(g).map(drop))?;
     Ok(Arc::new(Queue::new(region)?))
 }
 
@@ -1207,8 +1228,25 @@ macro_rules! handle {
             /// `max_batch`), [`Error::UnsupportedType`], [`Error::AlreadyExists`],
             /// [`Error::Io`].
             pub fn create(name: &str, slots: usize, max_batch: usize) -> Result<Self> {
-                let ty = TypeInfo::of::<T>()?;
-                Self::attach(create_queue(name, slots, max_batch, &ty)?)
+                Self::create_with(name, slots, max_batch, &Options::default())
+            }
+
+            /// [`create`](Self::create) with [`Options`]: the file mode, `persist`,
+            /// `reclaim_stale` and the type `tag` apply (`Options::max_batch` does
+            /// not: the argument sets it).
+            ///
+            /// # Errors
+            /// As [`create`](Self::create); [`Error::InvalidSize`] also for a `mode`
+            /// with bits outside `0o777`, [`Error::UnsupportedType`] for an invalid
+            /// `tag`; with `reclaim_stale`, [`Error::AlreadyExists`] only if the
+            /// segment there is not stale.
+            pub fn create_with(
+                name: &str,
+                slots: usize,
+                max_batch: usize,
+                opts: &Options,
+            ) -> Result<Self> {
+                Self::attach(create_queue::<T>(name, slots, max_batch, opts, false)?)
             }
 
             #[doc = concat!("Open the existing segment `name` as one more ", $what, ".")]
@@ -1218,8 +1256,44 @@ macro_rules! handle {
             /// [`Error::VersionMismatch`], [`Error::Corrupted`], [`Error::NotReady`],
             /// [`Error::TooManyAttached`], [`Error::Io`].
             pub fn open(name: &str) -> Result<Self> {
-                let ty = TypeInfo::of::<T>()?;
-                Self::attach(open_queue(name, &ty)?)
+                Self::open_with(name, &Options::default())
+            }
+
+            /// [`open`](Self::open) with [`Options`]: `open_timeout` and the type
+            /// `tag` apply.
+            ///
+            /// # Errors
+            /// As [`open`](Self::open): with an `open_timeout`, [`Error::NotFound`]
+            /// once it has passed without the segment appearing and
+            /// [`Error::NotReady`] once it has passed with its header unpublished;
+            /// [`Error::UnsupportedType`] for an invalid `tag`.
+            pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+                let ty = opts.type_info::<T>()?;
+                Self::attach(opts.open(|init_wait| open_queue(name, &ty, init_wait))?)
+            }
+
+            #[doc = concat!("Open the segment `name` as one more ", $what, " if it exists, else create it with `slots` slots of up to `max_batch` elements, and attach.")]
+            ///
+            /// Race-free: when several processes (or threads) do this at once, one
+            /// creates the segment and the others open it. Whoever creates it owns
+            /// it (removes it when its handles drop, unless `persist`); an existing
+            /// segment keeps its slots and maximum batch. Every option applies, as
+            /// in [`create_with`](Self::create_with) and
+            /// [`open_with`](Self::open_with) (`open_timeout` bounds only the wait
+            /// for a header being written: a missing segment is created).
+            ///
+            /// # Errors
+            /// Those of [`create_with`](Self::create_with) but `AlreadyExists`, and
+            /// those of [`open_with`](Self::open_with); [`Error::NotFound`] only if
+            /// the segment kept vanishing between a failed create and the open, 16
+            /// times over.
+            pub fn open_or_create(
+                name: &str,
+                slots: usize,
+                max_batch: usize,
+                opts: &Options,
+            ) -> Result<Self> {
+                Self::attach(create_queue::<T>(name, slots, max_batch, opts, true)?)
             }
 
             #[doc = concat!("Attach once more to the same queue, as a new ", $what, " with its own attachment (what [`open`](Self::open) gives in another process; for tests of process death on a [`channel`]).")]

@@ -27,6 +27,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Geometry, Identity, TypeInfo, CONTROL_OFFSET, IDENTITY_SIZE, LINE};
 use crate::sync::Shadow;
+use crate::wait::Deadline;
 
 pub(crate) mod files;
 
@@ -35,8 +36,19 @@ pub(crate) use files::Name;
 pub use files::{remove, remove_any, MAX_NAME_LEN, SHM_DIR};
 
 /// How long `open` waits for a creator that is still writing the header (only a
-/// creator that does not build under a temporary name lets anyone see that).
-const OPEN_WAIT: Duration = Duration::from_secs(2);
+/// creator that does not build under a temporary name lets anyone see that),
+/// unless told otherwise (`Options::open_timeout`).
+pub(crate) const OPEN_WAIT: Duration = Duration::from_secs(2);
+
+/// How a new segment is made (from [`crate::Options`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Create {
+    /// Permission bits of the file, in 0..=0o777; applied exactly (not masked by
+    /// the umask).
+    pub(crate) mode: u32,
+    /// Keep the segment when the creating handle drops.
+    pub(crate) persist: bool,
+}
 
 /// A process as the kernel knows it: its pid and its start time, so that a pid the
 /// kernel has handed to a new process does not make a dead peer look alive.
@@ -255,8 +267,8 @@ impl Segment {
 
     /// Make the file of a new segment under a temporary name (see [`files`]) and
     /// map it. The name stays free until [`publish`](Self::publish).
-    fn create(name: &Name, len: usize) -> Result<Segment> {
-        let files::Building { temp, fd } = files::create_temp(name, len)?;
+    fn create(name: &Name, len: usize, how: &Create) -> Result<Segment> {
+        let files::Building { temp, fd } = files::create_temp(name, len, how.mode)?;
         let ptr = match Self::map(&fd, len, name) {
             Ok(ptr) => ptr,
             Err(e) => {
@@ -269,7 +281,7 @@ impl Segment {
             temp: Some(temp),
             ptr,
             len,
-            owner: AtomicBool::new(true),
+            owner: AtomicBool::new(!how.persist),
         })
     }
 
@@ -286,9 +298,9 @@ impl Segment {
     /// Open an existing segment. A file without the shmbatch magic is refused at
     /// once. A header with the magic but not yet published (only a foreign writer
     /// or a creator that does not build under a temporary name shows one) is waited
-    /// for up to [`OPEN_WAIT`] while the creator pid it records is alive, and is
-    /// corrupted at once when that process is dead.
-    fn open(name: &Name) -> Result<Segment> {
+    /// for until `init_wait` (by default [`OPEN_WAIT`] from now) while the creator
+    /// pid it records is alive, and is corrupted at once when that process is dead.
+    fn open(name: &Name, init_wait: Deadline) -> Result<Segment> {
         let (fd, stat) = files::open(name, files::Access::ReadWrite)?;
         let start = Instant::now();
         let mut size = stat.st_size;
@@ -304,13 +316,13 @@ impl Segment {
                     probe.creator_pid
                 )));
             }
-            if start.elapsed() > OPEN_WAIT {
+            if init_wait.passed() {
                 return Err(Error::NotReady {
                     name: name.as_str().to_owned(),
-                    waited_ms: OPEN_WAIT.as_millis() as u64,
+                    waited_ms: start.elapsed().as_millis() as u64,
                 });
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(init_wait.slice().min(Duration::from_millis(1)));
             size = rustix::fs::fstat(&fd)
                 .map_err(|e| io_error("fstat", name, e))?
                 .st_size;
@@ -405,11 +417,12 @@ impl Region {
         name: &str,
         g: Geometry,
         ty: &TypeInfo,
+        how: &Create,
         init: impl FnOnce(&Region),
     ) -> Result<Region> {
         debug_assert!(CONTROL_OFFSET + std::mem::size_of::<C>() <= g.data_offset);
         let name = Name::new(name)?;
-        let seg = Segment::create(&name, g.segment_len)?;
+        let seg = Segment::create(&name, g.segment_len, how)?;
         let base = seg.ptr;
         // SAFETY: offsets were computed by Geometry::new and lie within segment_len,
         // which is the mapping's length.
@@ -423,15 +436,17 @@ impl Region {
         Ok(region)
     }
 
-    /// Open the named segment and validate it as a `C::KIND` segment of element `ty`.
-    /// `check` validates the kind-specific geometry.
+    /// Open the named segment and validate it as a `C::KIND` segment of element `ty`,
+    /// waiting until `init_wait` for a creator still writing its header (see
+    /// [`Segment::open`]). `check` validates the kind-specific geometry.
     pub(crate) fn open_shm<C: Control>(
         name: &str,
         ty: &TypeInfo,
+        init_wait: Deadline,
         check: impl FnOnce(&Geometry) -> Result<()>,
     ) -> Result<Region> {
         let name = Name::new(name)?;
-        let seg = Segment::open(&name)?;
+        let seg = Segment::open(&name, init_wait)?;
         // SAFETY: Segment::open mapped at least IDENTITY_SIZE bytes (it checked the
         // length it mapped); the mapping is page aligned.
         let identity = unsafe { seg.ptr.cast::<Identity>().as_ref() };

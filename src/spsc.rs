@@ -10,8 +10,9 @@
 //!   [`TrySendError::Full`]; `send_timeout` gives up after its timeout.
 //! - **Empty**: [`Receiver::recv`] waits the same way; [`Receiver::try_recv`]
 //!   returns [`TryRecvError::Empty`].
-//! - **Batch length**: from 0 to [`Sender::max_batch`] elements, at least half the
-//!   capacity asked for at creation; longer batches are refused with `TooLarge`.
+//! - **Batch length**: from 0 to [`Sender::max_batch`] elements: at least half the
+//!   capacity asked for at creation, or fewer if [`Options::max_batch`] says so;
+//!   longer batches are refused with `TooLarge`.
 //! - **Peer gone**: when the sender drops (or its process dies), the receiver first
 //!   drains every committed batch and then gets `Disconnected`. When the receiver
 //!   drops or dies, sends return `Disconnected`. Before the peer has attached for the
@@ -108,7 +109,8 @@ use crate::error::{
     TryRecvError, TrySendError,
 };
 use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
-use crate::segment::{Control, ProcId, Region};
+use crate::options::Options;
+use crate::segment::{Control, Create, ProcId, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline};
 
@@ -204,7 +206,9 @@ struct Dims {
 }
 
 impl Dims {
-    fn for_capacity(ty: &TypeInfo, capacity: usize) -> Result<Dims> {
+    /// Dims of a ring for `capacity` elements, carrying batches of up to
+    /// `max_batch` elements (by default the most it can).
+    fn for_capacity(ty: &TypeInfo, capacity: usize, max_batch: Option<usize>) -> Result<Dims> {
         let too_large = || Error::InvalidSize {
             what: "capacity",
             value: capacity,
@@ -228,11 +232,26 @@ impl Dims {
         if ring > MAX_SEGMENT_LEN - 4096 {
             return Err(too_large());
         }
+        let most = half_payload / ty.size;
+        let max_batch = match max_batch {
+            None => most,
+            Some(m) if (1..=most).contains(&m) => m,
+            Some(m) => {
+                return Err(Error::InvalidSize {
+                    what: "max_batch",
+                    value: m,
+                    reason: format!(
+                        "must be in 1..={most} for a capacity of {capacity} elements (a batch \
+                         takes at most half the ring)"
+                    ),
+                })
+            }
+        };
         Ok(Dims {
             ring,
             unit,
             elem: ty.size,
-            max_batch: half_payload / ty.size,
+            max_batch,
         })
     }
 
@@ -474,15 +493,15 @@ impl fmt::Debug for Link {
 /// for a zero-sized or over-aligned `T`.
 pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>)> {
     let ty = TypeInfo::of::<T>()?;
-    let g = geometry(&ty, capacity)?;
+    let g = geometry(&ty, capacity, None)?;
     let region = Arc::new(Region::heap::<SpscControl>(g, &ty, |_| {}));
     let tx = Sender::from_region(Arc::clone(&region))?;
     let rx = Receiver::from_region(region)?;
     Ok((tx, rx))
 }
 
-fn geometry(ty: &TypeInfo, capacity: usize) -> Result<Geometry> {
-    let dims = Dims::for_capacity(ty, capacity)?;
+fn geometry(ty: &TypeInfo, capacity: usize, max_batch: Option<usize>) -> Result<Geometry> {
+    let dims = Dims::for_capacity(ty, capacity, max_batch)?;
     Geometry::new(
         Kind::Spsc,
         ty,
@@ -494,20 +513,43 @@ fn geometry(ty: &TypeInfo, capacity: usize) -> Result<Geometry> {
     )
 }
 
-fn create_region(name: &str, capacity: usize, ty: &TypeInfo) -> Result<Arc<Region>> {
-    let g = geometry(ty, capacity)?;
-    Ok(Arc::new(Region::create_shm::<SpscControl>(
-        name,
-        g,
-        ty,
-        |_| {},
-    )?))
+fn make_region(name: &str, g: Geometry, ty: &TypeInfo, how: &Create) -> Result<Arc<Region>> {
+    let region = Region::create_shm::<SpscControl>(name, g, ty, how, |_| {})?;
+    Ok(Arc::new(region))
 }
 
-fn open_region(name: &str, ty: &TypeInfo) -> Result<Arc<Region>> {
-    Ok(Arc::new(Region::open_shm::<SpscControl>(name, ty, |g| {
-        Dims::from_geometry(g).map(drop)
-    })?))
+fn open_region(name: &str, ty: &TypeInfo, init_wait: Deadline) -> Result<Arc<Region>> {
+    let region =
+        Region::open_shm::<SpscControl>(name, ty, init_wait, |g| Dims::from_geometry(g).map(drop))?;
+    Ok(Arc::new(region))
+}
+
+/// The segment of a new queue of `T` (what `create_with` of both ends makes).
+fn create_region_with<T: Pod>(name: &str, capacity: usize, opts: &Options) -> Result<Arc<Region>> {
+    let ty = opts.type_info::<T>()?;
+    let g = geometry(&ty, capacity, opts.spsc_max_batch())?;
+    opts.create(name, |how| make_region(name, g, &ty, how))
+}
+
+/// The segment of an existing queue of `T` (what `open_with` of both ends opens).
+fn open_region_with<T: Pod>(name: &str, opts: &Options) -> Result<Arc<Region>> {
+    let ty = opts.type_info::<T>()?;
+    opts.open(|init_wait| open_region(name, &ty, init_wait))
+}
+
+/// What `open_or_create` of both ends attaches to.
+fn open_or_create_region<T: Pod>(
+    name: &str,
+    capacity: usize,
+    opts: &Options,
+) -> Result<Arc<Region>> {
+    let ty = opts.type_info::<T>()?;
+    let g = geometry(&ty, capacity, opts.spsc_max_batch())?;
+    opts.open_or_create(
+        name,
+        |how| make_region(name, g, &ty, how),
+        |init_wait| open_region(name, &ty, init_wait),
+    )
 }
 
 /// Largest position accepted at attach: 2^62 bytes is ~146 years at 1 TB/s, so a
@@ -606,8 +648,19 @@ impl<T: Pod> Sender<T> {
     /// [`Error::InvalidName`], [`Error::InvalidSize`] (zero or absurd capacity),
     /// [`Error::UnsupportedType`], [`Error::AlreadyExists`], [`Error::Io`].
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        Self::from_region(create_region(name, capacity, &ty)?)
+        Self::create_with(name, capacity, &Options::default())
+    }
+
+    /// [`create`](Self::create) with [`Options`]: the file mode, `persist`,
+    /// `reclaim_stale`, the type `tag` and `max_batch` apply.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create); [`Error::InvalidSize`] also for a `mode` with
+    /// bits outside `0o777` or a `max_batch` the capacity cannot carry,
+    /// [`Error::UnsupportedType`] for an invalid `tag`; with `reclaim_stale`,
+    /// [`Error::AlreadyExists`] only if the segment there is not stale.
+    pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
+        Self::from_region(create_region_with::<T>(name, capacity, opts)?)
     }
 
     /// Open the existing segment `name` as its sender.
@@ -617,8 +670,36 @@ impl<T: Pod> Sender<T> {
     /// [`Error::VersionMismatch`], [`Error::Corrupted`], [`Error::NotReady`],
     /// [`Error::AlreadyAttached`] if a live sender holds it, [`Error::Io`].
     pub fn open(name: &str) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        Self::from_region(open_region(name, &ty)?)
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`open`](Self::open) with [`Options`]: `open_timeout` and the type `tag`
+    /// apply.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open): with an `open_timeout`, [`Error::NotFound`] once it
+    /// has passed without the segment appearing and [`Error::NotReady`] once it has
+    /// passed with its header unpublished; [`Error::UnsupportedType`] for an
+    /// invalid `tag`.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+        Self::from_region(open_region_with::<T>(name, opts)?)
+    }
+
+    /// Open the segment `name` as its sender if it exists, else create it with room
+    /// for at least `capacity` elements, and attach. Race-free: when several
+    /// processes (or threads) do this at once, one creates the segment and the
+    /// others open it. Whoever creates it owns it (removes it when dropping,
+    /// unless `persist`); an existing segment keeps its capacity and maximum batch.
+    /// Every option applies, as in [`create_with`](Self::create_with) and
+    /// [`open_with`](Self::open_with) (`open_timeout` bounds only the wait for a
+    /// header being written: a missing segment is created).
+    ///
+    /// # Errors
+    /// Those of [`create_with`](Self::create_with) but `AlreadyExists`, and those of
+    /// [`open_with`](Self::open_with); [`Error::NotFound`] only if the segment kept
+    /// vanishing between a failed create and the open, 16 times over.
+    pub fn open_or_create(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
+        Self::from_region(open_or_create_region::<T>(name, capacity, opts)?)
     }
 
     fn from_region(region: Arc<Region>) -> Result<Self> {
@@ -948,17 +1029,42 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// As [`Sender::create`].
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        Self::from_region(create_region(name, capacity, &ty)?)
+        Self::create_with(name, capacity, &Options::default())
+    }
+
+    /// [`create`](Self::create) with [`Options`], as [`Sender::create_with`].
+    ///
+    /// # Errors
+    /// As [`Sender::create_with`].
+    pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
+        Self::from_region(create_region_with::<T>(name, capacity, opts)?)
     }
 
     /// Open the existing segment `name` as its receiver.
     ///
     /// # Errors
-    /// As [`Sender::open`].
+    /// As [`Sender::open`], with [`Error::AlreadyAttached`] if a live receiver
+    /// holds it.
     pub fn open(name: &str) -> Result<Self> {
-        let ty = TypeInfo::of::<T>()?;
-        Self::from_region(open_region(name, &ty)?)
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`open`](Self::open) with [`Options`], as [`Sender::open_with`].
+    ///
+    /// # Errors
+    /// As [`Sender::open_with`].
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+        Self::from_region(open_region_with::<T>(name, opts)?)
+    }
+
+    /// Open the segment `name` as its receiver if it exists, else create it, as
+    /// [`Sender::open_or_create`] (race-free; an existing segment keeps its
+    /// geometry).
+    ///
+    /// # Errors
+    /// As [`Sender::open_or_create`].
+    pub fn open_or_create(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
+        Self::from_region(open_or_create_region::<T>(name, capacity, opts)?)
     }
 
     fn from_region(region: Arc<Region>) -> Result<Self> {

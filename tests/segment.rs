@@ -128,15 +128,16 @@ fn opener_sees_type_mismatch() {
         Err(Error::TypeMismatch {
             found, expected, ..
         }) => {
-            assert_eq!(found, "f64");
-            assert_eq!(expected, "u64");
+            // numpy's dtype strings (src/layout.rs, "Element types").
+            assert_eq!(found, shmbatch::layout::dtype_of::<f64>().unwrap());
+            assert_eq!(expected, shmbatch::layout::dtype_of::<u64>().unwrap());
         }
         other => panic!("{other:?}"),
     }
     match Receiver::<f32>::open(&name) {
         Err(e @ Error::TypeMismatch { .. }) => {
             assert!(
-                e.to_string().contains("f64") && e.to_string().contains("f32"),
+                e.to_string().contains("f8") && e.to_string().contains("f4"),
                 "{e}"
             )
         }
@@ -475,8 +476,8 @@ fn positions_near_overflow_are_corrupted_at_open() {
 // More offsets of the wire format (src/layout.rs).
 const CREATOR_PID: u64 = 20;
 const ELEM_ALIGN: u64 = 28;
-const TYPE_NAME_LEN: u64 = 88;
-const TYPE_NAME: u64 = 128;
+const TAG_LEN: u64 = 32;
+const TAG: u64 = 128;
 
 /// A pid that no process has now: a child that has exited and been reaped.
 fn dead_pid() -> u32 {
@@ -550,12 +551,12 @@ fn garbage_after_the_magic_is_corrupted_in_printable_words() {
         ("align 3", ELEM_ALIGN, &3u32.to_le_bytes()),
         ("align 256", ELEM_ALIGN, &256u32.to_le_bytes()),
         ("align 0", ELEM_ALIGN, &0u32.to_le_bytes()),
-        ("name length 0", TYPE_NAME_LEN, &0u32.to_le_bytes()),
-        ("name length 200", TYPE_NAME_LEN, &200u32.to_le_bytes()),
-        ("name not UTF-8", TYPE_NAME, b"\xff\xfe\xfd"),
-        ("escape in name", TYPE_NAME, b"\x1b[2J"),
-        ("bell in name", TYPE_NAME, b"f\x07\x08"),
-        ("NUL in name", TYPE_NAME, b"\0\0\0"),
+        ("tag length 65", TAG_LEN, &65u32.to_le_bytes()),
+        ("tag length 200", TAG_LEN, &200u32.to_le_bytes()),
+        ("tag not ASCII", TAG, b"\xff\xfe\xfd"),
+        ("escape in tag", TAG, b"\x1b[2J"),
+        ("bell in tag", TAG, b"f\x07\x08"),
+        ("NUL in tag", TAG, b"\0\0\0"),
     ];
     for &(what, off, bytes) in cases {
         let (name, _c) = persisted("after-magic");

@@ -83,12 +83,18 @@ fn half_made(h: &HalfMade) -> String {
     )
 }
 
+/// The element type for `ls`: its tag (or "untagged"), size and alignment.
+fn elem_type(i: &SegmentInfo) -> String {
+    let tag = if i.tag.is_empty() { "untagged" } else { &i.tag };
+    format!("{tag} ({}/{})", i.elem_size, i.elem_align)
+}
+
 fn to_json(i: &SegmentInfo) -> Value {
     json!({
         "name": i.name,
         "layout_version": i.layout_version,
         "kind": i.kind.as_str(),
-        "type_name": i.type_name,
+        "tag": i.tag,
         "elem_size": i.elem_size,
         "elem_align": i.elem_align,
         "capacity": i.capacity,
@@ -157,7 +163,7 @@ pub(crate) fn ls(as_json: bool) -> Result {
                 (None, Ok(i)) => [
                     name.clone(),
                     i.kind.to_string(),
-                    i.type_name.clone(),
+                    elem_type(i),
                     capacity(i),
                     fill(i),
                     human_bytes(i.allocated),
@@ -178,7 +184,7 @@ pub(crate) fn ls(as_json: bool) -> Result {
     let head = [
         "NAME",
         "KIND",
-        "TYPE",
+        "TYPE (SIZE/ALIGN)",
         "CAPACITY",
         "FILL",
         "SIZE",
@@ -222,8 +228,14 @@ pub(crate) fn stat(name: &str, as_json: bool) -> Result {
     println!("kind            {}", i.kind);
     println!("layout version  {}", i.layout_version);
     println!(
-        "element type    {} (size {}, align {})",
-        i.type_name, i.elem_size, i.elem_align
+        "element type    {}, size {}, align {}",
+        if i.tag.is_empty() {
+            "untagged".to_owned()
+        } else {
+            format!("tag {:?}", i.tag)
+        },
+        i.elem_size,
+        i.elem_align
     );
     println!("capacity        {} {unit}", i.capacity);
     if i.kind != Kind::Array {

@@ -54,7 +54,10 @@ fn ls_shows_a_live_queue_and_its_peers() {
     let out = stdout(&o);
     let line = out.lines().find(|l| l.starts_with(&name)).expect(&out);
     let pid = std::process::id();
-    assert!(line.contains("spsc") && line.contains("f64"), "{line}");
+    assert!(
+        line.contains("spsc") && line.contains("<f8 (8/8)"),
+        "{line}"
+    );
     assert!(line.contains(&format!("sender {pid} alive")), "{line}");
     assert!(line.contains(&format!("receiver {pid} alive")), "{line}");
     assert!(!line.contains("stale"), "{line}");
@@ -102,7 +105,11 @@ fn stat_reports_the_data_offset_for_raw_attach() {
     assert!(o.status.success(), "{o:?}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["kind"], "array");
-    assert_eq!(v["type_name"], "f64");
+    assert_eq!(v["tag"], "<f8");
+    assert_eq!(
+        (v["elem_size"].as_u64(), v["elem_align"].as_u64()),
+        (Some(8), Some(8))
+    );
     assert_eq!(v["capacity"], 1000);
     assert_eq!(v["data_offset"], a.data_offset());
     assert_eq!(v["data_offset"], shmbatch::layout::ARRAY_DATA_OFFSET);

@@ -40,6 +40,18 @@ pub const SHM_DIR: &str = "/dev/shm";
 /// (Linux limits a name in `/dev/shm` to 255 bytes; we keep a margin for tools.)
 pub const MAX_NAME_LEN: usize = 250;
 
+/// Permission bits of a new segment's file unless told otherwise: owner only.
+pub(crate) const DEFAULT_MODE: u32 = 0o600;
+
+/// Numbers the temporary names this process makes ([`temp_name`]).
+static TEMP_N: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh temporary name for `name` ([`temp_name`]).
+fn next_temp(name: &Name) -> Name {
+    // Relaxed: a counter that only has to give each call its own number.
+    temp_name(name, TEMP_N.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Start of the temporary name a segment is built under (reserved: `create` refuses
 /// names that start with it).
 pub(crate) const TEMP_PREFIX: &str = ".shmbatch-tmp-";
@@ -295,16 +307,17 @@ impl Temporary {
     }
 }
 
-/// Create a file of `len` bytes (reserved, zero-filled, mode 0600) under a new
-/// temporary name for `name`. The caller builds the segment in it and then calls
-/// [`publish`], or [`unlink`]s the temporary.
+/// Create a file of `len` bytes (reserved, zero-filled, with permission bits
+/// `mode`, not masked by the umask) under a new temporary name for `name`. The
+/// caller builds the segment in it and then calls [`publish`], or [`unlink`]s the
+/// temporary.
 ///
 /// # Errors
 /// [`Error::InvalidName`] for a name that starts with [`TEMP_PREFIX`];
 /// [`Error::AlreadyExists`] if `name` exists already (checked again, atomically, by
 /// [`publish`]); [`Error::Io`], for instance when `/dev/shm` is full.
-pub(crate) fn create_temp(name: &Name, len: usize) -> Result<Building> {
-    static N: AtomicU64 = AtomicU64::new(0);
+pub(crate) fn create_temp(name: &Name, len: usize, mode: u32) -> Result<Building> {
+    debug_assert!(mode <= 0o777, "Options checks the mode");
     if name.is_temporary() {
         return Err(Error::InvalidName {
             name: name.as_str().to_owned(),
@@ -317,10 +330,10 @@ pub(crate) fn create_temp(name: &Name, len: usize) -> Result<Building> {
     }
     let dir = dir(name)?;
     let (temp, fd) = loop {
-        // Relaxed: a counter that only has to give each call its own number.
-        let temp = temp_name(name, N.fetch_add(1, Ordering::Relaxed));
+        let temp = next_temp(name);
         let flags =
             OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // Created owner-only; `fchmod` below sets the mode asked for, whatever the umask.
         match rustix::fs::openat(&dir, temp.as_str(), flags, Mode::from_raw_mode(0o600)) {
             Ok(fd) => break (temp, fd),
             // Left by a dead process that had our pid and start time (a pid
@@ -333,6 +346,8 @@ pub(crate) fn create_temp(name: &Name, len: usize) -> Result<Building> {
         let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
         e
     };
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+        .map_err(|e| fail(io_error("fchmod", name, e)))?;
     rustix::fs::ftruncate(&fd, len as u64).map_err(|e| fail(io_error("ftruncate", name, e)))?;
     // Reserve the pages now, so that a full /dev/shm is an error here and not a
     // SIGBUS on first touch. Filesystems without fallocate just skip it.
@@ -399,6 +414,50 @@ fn link_then_unlink(dir: &OwnedFd, temp: &Name, name: &Name) -> Result<()> {
 pub(crate) fn unlink(name: &Name) -> Result<()> {
     rustix::fs::unlinkat(dir(name)?, name.as_str(), AtFlags::empty())
         .map_err(|e| io_error("unlink", name, e))
+}
+
+/// Remove the file `name` if `judge`, given it open (read-only) with its `fstat`,
+/// says so, and only that file: not one that replaced it after it was judged.
+/// Returns whether the name is free of the judged file (`true` too if it had gone
+/// before it could be judged or moved).
+///
+/// There is no "unlink if still this inode", so the file is first renamed to a
+/// temporary name of ours ([`temp_name`]) and its inode compared with the judged
+/// one: the same file is unlinked; another one (a segment published in the moment
+/// between the judgement and the rename) is given its name back, atomically and
+/// only if the name is still free. Its openers may see `NotFound` for that moment.
+/// (If yet another segment took the name meanwhile, the moved one stays under the
+/// temporary name, which `shmbatch rm --stale` removes after this process exits.)
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::Io`]; the errors of [`open`] but `NotFound`.
+pub(crate) fn remove_judged(
+    name: &Name,
+    judge: impl FnOnce(&OwnedFd, &Stat) -> bool,
+) -> Result<bool> {
+    let (fd, stat) = match open(name, Access::Read) {
+        Ok(opened) => opened,
+        Err(Error::NotFound { .. }) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    if !judge(&fd, &stat) {
+        return Ok(false);
+    }
+    let dir = dir(name)?;
+    let aside = next_temp(name);
+    match rustix::fs::renameat(&dir, name.as_str(), &dir, aside.as_str()) {
+        Ok(()) => {}
+        Err(Errno::NOENT) => return Ok(true),
+        Err(e) => return Err(io_error("rename", name, e)),
+    }
+    let moved = rustix::fs::statat(&dir, aside.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| io_error("stat", &aside, e))?;
+    if (moved.st_dev, moved.st_ino) == (stat.st_dev, stat.st_ino) {
+        unlink(&aside)?;
+        return Ok(true);
+    }
+    publish(&aside, name)?;
+    Ok(false)
 }
 
 /// Delete the shmbatch segment `name`. Processes that have it open keep their
@@ -479,8 +538,8 @@ mod tests {
         // The fallback for filesystems without RENAME_NOREPLACE, run on tmpfs.
         let name = fresh("link");
         let other = fresh("link-other");
-        let a = create_temp(&name, 4096).unwrap();
-        let b = create_temp(&other, 4096).unwrap();
+        let a = create_temp(&name, 4096, DEFAULT_MODE).unwrap();
+        let b = create_temp(&other, 4096, DEFAULT_MODE).unwrap();
         let dir = dir(&name).unwrap();
         link_then_unlink(&dir, &a.temp, &name).unwrap();
         assert!(!exists(&a.temp).unwrap() && exists(&name).unwrap());
@@ -499,10 +558,39 @@ mod tests {
     }
 
     #[test]
+    fn only_the_judged_file_is_removed() {
+        let name = fresh("judged");
+        let write = |bytes: &[u8]| std::fs::write(format!("{SHM_DIR}/{}", name.as_str()), bytes);
+        write(b"old").unwrap();
+        assert!(!remove_judged(&name, |_, _| false).unwrap());
+        assert!(exists(&name).unwrap());
+        // Replaced by another file after it was judged: that one stays.
+        let replaced = remove_judged(&name, |_, _| {
+            unlink(&name).unwrap();
+            write(b"new").unwrap();
+            true
+        });
+        assert!(!replaced.unwrap());
+        let left = std::fs::read(format!("{SHM_DIR}/{}", name.as_str())).unwrap();
+        assert_eq!(left, b"new");
+        assert!(remove_judged(&name, |_, _| true).unwrap());
+        assert!(!exists(&name).unwrap());
+        // Gone already: the name is free.
+        assert!(remove_judged(&name, |_, _| unreachable!()).unwrap());
+        let me = ProcId::me();
+        let prefix = format!("{TEMP_PREFIX}{}-{}-", me.pid, me.start);
+        let moved_aside = std::fs::read_dir(SHM_DIR)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .any(|f| f.starts_with(&prefix) && f.ends_with(name.as_str()));
+        assert!(!moved_aside, "nothing is left under a temporary name");
+    }
+
+    #[test]
     fn reserved_names_are_not_created() {
         let name = Name::new(&format!("{TEMP_PREFIX}1-2-3-x")).unwrap();
         assert!(matches!(
-            create_temp(&name, 4096),
+            create_temp(&name, 4096, DEFAULT_MODE),
             Err(Error::InvalidName { .. })
         ));
     }
