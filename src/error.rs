@@ -884,10 +884,10 @@ mod tests {
             ),
             (
                 Error::TypeMismatch {
-                    found: "f32".into(),
+                    found: "<f4".into(),
                     found_size: 4,
                     found_align: 4,
-                    expected: "f64",
+                    expected: "<f8".into(),
                     expected_size: 8,
                     expected_align: 8,
                 },
