@@ -32,7 +32,7 @@ fn shmbatch_run<const N: usize>(producers: usize, consumers: usize, iters: u64) 
     let start = Instant::now();
     thread::scope(|s| {
         for p in 0..producers {
-            let mut tx = tx.clone();
+            let tx = tx.clone();
             s.spawn(move || {
                 for _ in 0..share(iters, producers, p) {
                     tx.send(&batch).unwrap();
@@ -40,7 +40,7 @@ fn shmbatch_run<const N: usize>(producers: usize, consumers: usize, iters: u64) 
             });
         }
         for _ in 0..consumers {
-            let mut rx = rx.clone();
+            let rx = rx.clone();
             s.spawn(move || {
                 let mut buf = Vec::with_capacity(N);
                 // Ends with Disconnected once every producer is done.
@@ -134,7 +134,7 @@ fn group<const N: usize>(c: &mut Criterion) {
 fn uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("mpmc/uncontended");
     g.throughput(Throughput::Elements(1));
-    let (mut tx, mut rx) = mpmc::channel::<f64>(SLOTS, 1).unwrap();
+    let (tx, rx) = mpmc::channel::<f64>(SLOTS, 1).unwrap();
     g.bench_function("shmbatch send+recv", |b| {
         b.iter(|| {
             tx.try_send(&[1.5]).unwrap();

@@ -310,6 +310,72 @@ pub(crate) fn futex_wait(_flag: &AtomicU32, _expected: u32, _max: Duration) {
 #[cfg(any(loom, miri))]
 pub(crate) fn futex_wake(_flag: &AtomicU32) {}
 
+/// Failed polls between two looks at the peers' liveness outside sleep (which are
+/// also at least [`SLICE`] apart).
+const LIVENESS_EVERY: u32 = 1024;
+
+/// When a handle that finds its queue full (empty) should look at its peers'
+/// liveness, a system call per attached peer, and recover what the dead hold: at
+/// most every [`SLICE`]; outside sleep only every [`LIVENESS_EVERY`] failed polls,
+/// so that a spinning `try_` loop rarely reads the clock; and at once after
+/// [`ask`](Self::ask) (a sleeper hands its turn to the next attempt, recoveries
+/// chain, tests ask).
+///
+/// Process-local bookkeeping of one handle, shared by the threads that use it:
+/// plain `std` atomics (never in the segment, never modelled by loom), Relaxed,
+/// since the worst a race does is one check more or fewer.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    /// Failed polls since creation (wrapping).
+    idle: std::sync::atomic::AtomicU32,
+    /// When the last check was due: nanoseconds since `epoch`.
+    last: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+    /// Set by `ask` for the next `due`.
+    next: std::sync::atomic::AtomicBool,
+}
+
+impl Liveness {
+    pub(crate) fn new() -> Liveness {
+        Liveness {
+            idle: Default::default(),
+            last: Default::default(),
+            epoch: Instant::now(),
+            next: Default::default(),
+        }
+    }
+
+    /// Make the next `due` say yes.
+    pub(crate) fn ask(&self) {
+        self.next.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Count a failed poll and say whether to check the peers now.
+    #[inline]
+    pub(crate) fn due(&self, sleeping: bool) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.next.load(Relaxed) && self.next.swap(false, Relaxed) {
+            return true;
+        }
+        // A load and a store, not an RMW: a count that races loses a poll or two,
+        // and a failed poll stays free of locked instructions.
+        let idle = self.idle.load(Relaxed).wrapping_add(1);
+        self.idle.store(idle, Relaxed);
+        if !sleeping && idle % LIVENESS_EVERY != 0 {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let last = self.last.load(Relaxed);
+        if now.saturating_sub(last) < SLICE.as_nanos() as u64 {
+            return false;
+        }
+        // One of the threads racing here wins the check.
+        self.last
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+    }
+}
+
 /// One operation of a queue that may have to wait, as the blocking core sees it:
 /// the per-kind part of every blocking, timed and deadline call (`send`,
 /// `send_timeout`, `send_deadline`, `reserve`..., `recv`...). Each kind implements

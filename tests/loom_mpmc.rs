@@ -78,7 +78,7 @@ fn send(tx: &mut Sender<u64>, batch: &[u64], zero_copy: bool, progress: &Progres
 
 /// Receive until every sender is gone and the queue is drained. (Dropping the
 /// receiver is no progress anyone here waits for: senders finish first.)
-fn drain(mut rx: Receiver<u64>, progress: &Progress) -> Vec<Vec<u64>> {
+fn drain(rx: Receiver<u64>, progress: &Progress) -> Vec<Vec<u64>> {
     let mut got = Vec::new();
     loop {
         let seen = progress.now();
@@ -211,7 +211,7 @@ fn drain_recovering(rx: &mut Receiver<u64>, got: &mut Vec<Vec<u64>>) {
 fn a_producer_dying_in_reserve_is_skipped() {
     model(|| {
         let (mut tx, mut rx) = mpmc::channel::<u64>(SLOTS, MAX_BATCH).unwrap();
-        let mut dying = tx.attach_again().unwrap();
+        let dying = tx.attach_again().unwrap();
         let d = thread::spawn(move || {
             if let Ok(r) = dying.try_reserve(1) {
                 r.simulate_death();
@@ -247,7 +247,7 @@ fn a_producer_dying_in_reserve_is_skipped() {
 fn a_receiver_dying_with_a_batch_is_redelivered() {
     model(|| {
         let (mut tx, mut rx) = mpmc::channel::<u64>(SLOTS, MAX_BATCH).unwrap();
-        let mut dying = rx.attach_again().unwrap();
+        let dying = rx.attach_again().unwrap();
         let d = thread::spawn(move || {
             if let Ok(b) = dying.try_recv() {
                 b.simulate_death();
@@ -271,7 +271,7 @@ fn a_receiver_dying_with_a_batch_is_redelivered() {
 fn a_producer_dying_right_after_its_claim_is_skipped() {
     model(|| {
         let (mut tx, mut rx) = mpmc::channel::<u64>(SLOTS, MAX_BATCH).unwrap();
-        let mut dying = tx.attach_again().unwrap();
+        let dying = tx.attach_again().unwrap();
         let d = thread::spawn(move || {
             let _ = dying.simulate_death_claiming(1);
         });
@@ -293,11 +293,11 @@ fn a_producer_dying_right_after_its_claim_is_skipped() {
 #[test]
 fn a_receiver_dying_right_after_its_take_is_redelivered() {
     model(|| {
-        let (mut tx, mut rx) = mpmc::channel::<u64>(SLOTS, MAX_BATCH).unwrap();
+        let (tx, mut rx) = mpmc::channel::<u64>(SLOTS, MAX_BATCH).unwrap();
         tx.try_send(&[10, 1]).unwrap();
         tx.try_send(&[11]).unwrap();
         drop(tx);
-        let mut dying = rx.attach_again().unwrap();
+        let dying = rx.attach_again().unwrap();
         let d = thread::spawn(move || dying.simulate_death_taking().ok());
         // One receive races with the death; the drain follows it (a receiver
         // that is alive may hold a batch when the queue says Disconnected).

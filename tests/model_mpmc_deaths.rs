@@ -138,7 +138,7 @@ proptest! {
                     }
                 }
                 Op::ReserveDie { h, len } => {
-                    let mut dying = txs[h % nt].attach_again().unwrap();
+                    let dying = txs[h % nt].attach_again().unwrap();
                     dying.check_peers_next();
                     match dying.try_reserve(len) {
                         Ok(r) => {
@@ -150,7 +150,7 @@ proptest! {
                     };
                 }
                 Op::RecvDie { h } => {
-                    let mut dying = rxs[h % nr].attach_again().unwrap();
+                    let dying = rxs[h % nr].attach_again().unwrap();
                     dying.check_peers_next();
                     match dying.try_recv() {
                         Ok(b) => {
@@ -164,7 +164,7 @@ proptest! {
                     };
                 }
                 Op::ClaimDie { h, len } => {
-                    let mut dying = txs[h % nt].attach_again().unwrap();
+                    let dying = txs[h % nt].attach_again().unwrap();
                     dying.check_peers_next();
                     match dying.simulate_death_claiming(len) {
                         Ok(()) => m.queue.push_back(None),
@@ -173,7 +173,7 @@ proptest! {
                     };
                 }
                 Op::TakeDie { h } => {
-                    let mut dying = rxs[h % nr].attach_again().unwrap();
+                    let dying = rxs[h % nr].attach_again().unwrap();
                     dying.check_peers_next();
                     match dying.simulate_death_taking() {
                         Ok(b) => {

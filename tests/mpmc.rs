@@ -23,7 +23,7 @@ fn pair(slots: usize, max_batch: usize) -> (Sender<f64>, Receiver<f64>) {
 
 #[test]
 fn batches_arrive_whole_and_in_order() {
-    let (mut tx, mut rx) = pair(8, 16);
+    let (tx, rx) = pair(8, 16);
     tx.send(&[1.0, 2.0, 3.0]).unwrap();
     tx.send(&[4.0]).unwrap();
     tx.send(&[]).unwrap();
@@ -72,7 +72,7 @@ fn zero_and_absurd_sizes_are_rejected() {
 
 #[test]
 fn too_large_is_refused_and_max_is_accepted() {
-    let (mut tx, mut rx) = pair(4, 32);
+    let (tx, rx) = pair(4, 32);
     let big = vec![1.5; 33];
     let e = TrySendError::TooLarge { len: 33, max: 32 };
     assert_eq!(tx.try_send(&big).unwrap_err(), e);
@@ -92,7 +92,7 @@ fn too_large_is_refused_and_max_is_accepted() {
 
 #[test]
 fn full_then_empty() {
-    let (mut tx, mut rx) = pair(3, 4);
+    let (tx, rx) = pair(3, 4);
     for i in 0..3 {
         tx.try_send(&[i as f64]).unwrap();
     }
@@ -124,7 +124,7 @@ fn full_then_empty() {
 #[test]
 fn wraps_around_many_laps() {
     // 3 slots: not a power of two, so positions skip from index 2 to the next lap.
-    let (mut tx, mut rx) = pair(3, 8);
+    let (tx, rx) = pair(3, 8);
     let laps = if cfg!(miri) { 20 } else { 2000 };
     let mut next_in = 0u64;
     let mut next_out = 0u64;
@@ -164,7 +164,7 @@ fn wraps_around_many_laps() {
 
 #[test]
 fn a_dropped_reservation_is_skipped() {
-    let (mut tx, mut rx) = pair(2, 4);
+    let (tx, rx) = pair(2, 4);
     let mut r = tx.reserve(3).unwrap();
     r[0] = 7.0;
     drop(r); // cancelled
@@ -190,7 +190,7 @@ fn a_dropped_reservation_is_skipped() {
 
 #[test]
 fn truncate_commits_fewer_elements() {
-    let (mut tx, mut rx) = pair(2, 8);
+    let (tx, rx) = pair(2, 8);
     let mut r = tx.reserve(8).unwrap();
     r[..3].copy_from_slice(&[1.0, 2.0, 3.0]);
     r.truncate(3);
@@ -202,7 +202,7 @@ fn truncate_commits_fewer_elements() {
 
 #[test]
 fn a_batch_is_modified_in_place() {
-    let (mut tx, mut rx) = pair(1, 4);
+    let (tx, rx) = pair(1, 4);
     tx.send(&[1.0, 2.0]).unwrap();
     let mut b = rx.recv().unwrap();
     b[1] = f64::NAN;
@@ -216,8 +216,8 @@ fn a_batch_is_modified_in_place() {
 
 #[test]
 fn a_held_batch_keeps_its_slot_while_other_receivers_go_on() {
-    let (mut tx, mut rx1) = pair(2, 1);
-    let mut rx2 = rx1.clone();
+    let (tx, rx1) = pair(2, 1);
+    let rx2 = rx1.clone();
     tx.send(&[1.0]).unwrap();
     tx.send(&[2.0]).unwrap();
     let held = rx1.recv().unwrap();
@@ -234,8 +234,8 @@ fn a_held_batch_keeps_its_slot_while_other_receivers_go_on() {
 
 #[test]
 fn receivers_drain_then_see_disconnected_when_every_sender_is_gone() {
-    let (mut tx, mut rx) = pair(4, 2);
-    let mut tx2 = tx.clone();
+    let (tx, rx) = pair(4, 2);
+    let tx2 = tx.clone();
     tx.send(&[1.0]).unwrap();
     tx2.send(&[2.0]).unwrap();
     drop(tx);
@@ -258,7 +258,7 @@ fn receivers_drain_then_see_disconnected_when_every_sender_is_gone() {
 
 #[test]
 fn senders_see_disconnected_when_every_receiver_is_gone() {
-    let (mut tx, rx) = pair(4, 2);
+    let (tx, rx) = pair(4, 2);
     let rx2 = rx.clone();
     drop(rx);
     tx.send(&[1.0]).unwrap();
@@ -275,7 +275,7 @@ fn senders_see_disconnected_when_every_receiver_is_gone() {
 
 #[test]
 fn blocking_recv_wakes_on_send() {
-    let (mut tx, mut rx) = pair(2, 2);
+    let (tx, rx) = pair(2, 2);
     let t = thread::spawn(move || {
         let b = rx.recv_timeout(LONG).unwrap();
         b.to_vec()
@@ -287,7 +287,7 @@ fn blocking_recv_wakes_on_send() {
 
 #[test]
 fn blocking_send_wakes_on_release() {
-    let (mut tx, mut rx) = pair(1, 1);
+    let (tx, rx) = pair(1, 1);
     tx.send(&[1.0]).unwrap();
     let t = thread::spawn(move || {
         tx.send_timeout(&[2.0], LONG).unwrap();
@@ -301,13 +301,13 @@ fn blocking_send_wakes_on_release() {
 
 #[test]
 fn blocked_handles_wake_on_disconnect() {
-    let (tx, mut rx) = pair(1, 1);
+    let (tx, rx) = pair(1, 1);
     let t = thread::spawn(move || rx.recv_timeout(LONG).map(|b| b.len()));
     thread::sleep(Duration::from_millis(20));
     drop(tx);
     assert_eq!(t.join().unwrap(), Err(RecvTimeoutError::Disconnected));
 
-    let (mut tx, rx) = pair(1, 1);
+    let (tx, rx) = pair(1, 1);
     tx.send(&[1.0]).unwrap();
     let t = thread::spawn(move || tx.send_timeout(&[2.0], LONG));
     thread::sleep(Duration::from_millis(20));
@@ -322,7 +322,7 @@ fn other_element_types_keep_their_alignment() {
     struct Wide {
         x: [u64; 16],
     }
-    let (mut tx, mut rx) = mpmc::channel::<Wide>(3, 2).unwrap();
+    let (tx, rx) = mpmc::channel::<Wide>(3, 2).unwrap();
     let w = |v| Wide { x: [v; 16] };
     for round in 0..5u64 {
         tx.send(&[w(round), w(round + 100)]).unwrap();
@@ -331,7 +331,7 @@ fn other_element_types_keep_their_alignment() {
         assert_eq!(&*b, &[w(round), w(round + 100)]);
     }
 
-    let (mut tx, mut rx) = mpmc::channel::<u8>(2, 3).unwrap();
+    let (tx, rx) = mpmc::channel::<u8>(2, 3).unwrap();
     tx.send(b"abc").unwrap();
     tx.send(b"").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"abc");
@@ -359,7 +359,7 @@ fn positions_wrap_around_at_2_pow_48() {
     let per = if cfg!(miri) { 30 } else { 2_000 };
     exactly_once_in_order(mpmc::channel_near_wrap::<f64>(3, 5, 3).unwrap(), per);
     // And single-threaded, lap by lap through it.
-    let (mut tx, mut rx) = mpmc::channel_near_wrap::<f64>(3, 2, 2).unwrap();
+    let (tx, rx) = mpmc::channel_near_wrap::<f64>(3, 2, 2).unwrap();
     for i in 0..40 {
         for k in 0..(i % 4) {
             tx.try_send(&[i as f64, k as f64]).unwrap();
@@ -382,7 +382,7 @@ fn exactly_once_in_order((tx, rx): (Sender<f64>, Receiver<f64>), per: u64) {
 
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
-            let mut tx = tx.clone();
+            let tx = tx.clone();
             thread::spawn(move || {
                 for seq in 0..per {
                     let n = len(p, seq);
@@ -407,7 +407,7 @@ fn exactly_once_in_order((tx, rx): (Sender<f64>, Receiver<f64>), per: u64) {
     drop(tx);
     let consumers: Vec<_> = (0..CONSUMERS)
         .map(|c| {
-            let mut rx = rx.clone();
+            let rx = rx.clone();
             thread::spawn(move || {
                 let mut got: HashMap<u64, Vec<u64>> = HashMap::new();
                 let mut buf = Vec::new();
@@ -488,7 +488,7 @@ const RECOVERY: Duration = Duration::from_secs(10);
 #[test]
 fn a_producer_dying_in_reserve_is_skipped_and_the_queue_flows() {
     let (mut tx, mut rx) = pair(4, 2);
-    let mut dying = tx.attach_again().unwrap();
+    let dying = tx.attach_again().unwrap();
     dying.reserve(1).unwrap().simulate_death();
     drop(dying);
     flows_past_a_dead_claim(&mut tx, &mut rx);
@@ -513,11 +513,11 @@ fn flows_past_a_dead_claim(tx: &mut Sender<f64>, rx: &mut Receiver<f64>) {
 fn after_a_dead_producer_every_committed_batch_is_drained_then_disconnected() {
     // The measured failure: a producer dies holding a reservation, another sends
     // 15 batches into 16 slots and leaves; all 15 must arrive, then Disconnected.
-    let (tx, mut rx) = pair(16, 4);
-    let mut dying = tx.attach_again().unwrap();
+    let (tx, rx) = pair(16, 4);
+    let dying = tx.attach_again().unwrap();
     dying.reserve(4).unwrap().simulate_death();
     drop(dying);
-    let mut b = tx;
+    let b = tx;
     for i in 0..15 {
         b.send(&[i as f64; 3]).unwrap();
     }
@@ -533,8 +533,8 @@ fn after_a_dead_producer_every_committed_batch_is_drained_then_disconnected() {
 
 #[test]
 fn a_batch_held_by_a_dead_receiver_is_delivered_again_while_senders_wait() {
-    let (mut tx, mut rx) = pair(2, 1);
-    let mut dying = rx.attach_again().unwrap();
+    let (tx, rx) = pair(2, 1);
+    let dying = rx.attach_again().unwrap();
     tx.send(&[1.0]).unwrap();
     tx.send(&[2.0]).unwrap();
     dying.recv().unwrap().simulate_death();
@@ -557,8 +557,8 @@ fn a_batch_held_by_a_dead_receiver_is_delivered_again_while_senders_wait() {
 #[test]
 fn a_batch_held_by_a_dead_receiver_is_found_by_an_idle_receiver() {
     // No sender comes back to the slot: a waiting receiver finds the orphan.
-    let (mut tx, mut rx) = pair(8, 1);
-    let mut dying = rx.attach_again().unwrap();
+    let (tx, rx) = pair(8, 1);
+    let dying = rx.attach_again().unwrap();
     tx.send(&[7.0]).unwrap();
     dying.recv().unwrap().simulate_death();
     drop(dying);
@@ -574,8 +574,8 @@ fn a_batch_held_by_a_dead_receiver_is_found_by_an_idle_receiver() {
 
 #[test]
 fn orphaned_batches_are_drained_before_disconnected() {
-    let (mut tx, mut rx) = pair(8, 1);
-    let mut dying = rx.attach_again().unwrap();
+    let (tx, rx) = pair(8, 1);
+    let dying = rx.attach_again().unwrap();
     tx.send(&[1.0]).unwrap();
     tx.send(&[2.0]).unwrap();
     dying.recv().unwrap().simulate_death();
@@ -597,7 +597,7 @@ fn a_producer_killed_right_after_its_claim_is_skipped() {
     // The claim CAS names its claimer in tail; the claim word is written after it.
     // A claimer killed in between is known all the same.
     let (mut tx, mut rx) = pair(4, 2);
-    let mut dying = tx.attach_again().unwrap();
+    let dying = tx.attach_again().unwrap();
     dying.simulate_death_claiming(1).unwrap();
     drop(dying);
     // Before anyone claims after it (the dead claimer is named in tail only), a
@@ -612,9 +612,9 @@ fn producers_killed_one_after_another_right_after_their_claims_are_skipped() {
     // The second dead claimer replaced the first one's name in tail: it wrote the
     // first one's claim word before its own CAS.
     for slots in [1, 2, 3, 5] {
-        let (tx, mut rx) = pair(slots, 2);
+        let (tx, rx) = pair(slots, 2);
         for _ in 0..slots.min(3) {
-            let mut dying = tx.attach_again().unwrap();
+            let dying = tx.attach_again().unwrap();
             dying.simulate_death_claiming(2).unwrap();
         }
         if slots <= 3 {
@@ -622,7 +622,7 @@ fn producers_killed_one_after_another_right_after_their_claims_are_skipped() {
             rx.check_peers_next();
             assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
         }
-        let mut b = tx;
+        let b = tx;
         let n = 3 * slots;
         for i in 0..n {
             b.send_timeout(&[i as f64], RECOVERY)
@@ -644,9 +644,9 @@ fn producers_killed_one_after_another_right_after_their_claims_are_skipped() {
 #[test]
 fn a_receiver_killed_right_after_its_take_is_redelivered() {
     for slots in [1, 2, 4] {
-        let (mut tx, mut rx) = pair(slots, 1);
+        let (tx, rx) = pair(slots, 1);
         tx.send(&[1.0]).unwrap();
-        let mut dying = rx.attach_again().unwrap();
+        let dying = rx.attach_again().unwrap();
         assert_eq!(dying.simulate_death_taking().unwrap(), [1.0]);
         drop(dying);
         // Found by the idle receiver (the dead taker is named in head only).
@@ -661,7 +661,7 @@ fn a_receiver_killed_right_after_its_take_is_redelivered() {
             tx.send(&[2.0]).unwrap();
             tx.send(&[3.0]).unwrap();
             for want in [2.0, 3.0] {
-                let mut dying = rx.attach_again().unwrap();
+                let dying = rx.attach_again().unwrap();
                 assert_eq!(dying.simulate_death_taking().unwrap(), [want]);
             }
             let mut got: Vec<f64> = (0..2)
@@ -679,13 +679,13 @@ fn a_receiver_killed_right_after_its_take_is_redelivered() {
 
 #[test]
 fn deaths_are_recovered_across_the_wrap() {
-    let (mut tx, mut rx) = mpmc::channel_near_wrap::<f64>(2, 1, 1).unwrap();
-    let mut dying = tx.attach_again().unwrap();
+    let (tx, rx) = mpmc::channel_near_wrap::<f64>(2, 1, 1).unwrap();
+    let dying = tx.attach_again().unwrap();
     dying.simulate_death_claiming(1).unwrap();
     tx.send(&[1.0]).unwrap();
     assert_eq!(&*rx.recv_timeout(RECOVERY).unwrap(), &[1.0]);
     tx.send(&[2.0]).unwrap();
-    let mut dying = rx.attach_again().unwrap();
+    let dying = rx.attach_again().unwrap();
     dying.recv().unwrap().simulate_death();
     tx.send(&[3.0]).unwrap();
     // Full: the sender commits the dead receiver's batch again to make room.
@@ -701,4 +701,109 @@ fn deaths_are_recovered_across_the_wrap() {
     got.sort_by(f64::total_cmp);
     let want: Vec<f64> = (2..12).map(|i| i as f64).collect();
     assert_eq!(got, want);
+}
+
+// ------------------------------------------------------------ the API of issue 10
+
+#[test]
+fn handles_are_sync_and_send_through_an_arc() {
+    fn sync<S: Sync + Send>() {}
+    sync::<Sender<f64>>();
+    sync::<Receiver<f64>>();
+    let (tx, rx) = pair(4, 2);
+    let (tx, rx) = (std::sync::Arc::new(tx), std::sync::Arc::new(rx));
+    let per = if cfg!(miri) { 10 } else { 1000 };
+    let threads: Vec<_> = (0..2)
+        .map(|p| {
+            let tx = std::sync::Arc::clone(&tx);
+            thread::spawn(move || {
+                for i in 0..per {
+                    tx.send_timeout(&[p as f64, i as f64], LONG).unwrap();
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let rx = std::sync::Arc::clone(&rx);
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Ok(b) = rx.recv_timeout(Duration::from_millis(300)) {
+                    got.push((b[0] as u64, b[1] as u64));
+                }
+                got
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut all: Vec<(u64, u64)> = readers
+        .into_iter()
+        .flat_map(|r| r.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    let want: Vec<(u64, u64)> = (0..2).flat_map(|p| (0..per).map(move |i| (p, i))).collect();
+    assert_eq!(all, want);
+}
+
+#[test]
+fn iterators_len_and_fullness() {
+    let (tx, rx) = pair(3, 2);
+    assert!(tx.is_empty() && rx.is_empty() && !tx.is_full());
+    assert_eq!((tx.len(), rx.len()), (0, 0));
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[2.0, 3.0]).unwrap();
+    assert_eq!((tx.len(), rx.len()), (2, 2));
+    assert!(!rx.is_empty() && !tx.is_full());
+    tx.send(&[]).unwrap();
+    assert!(tx.is_full());
+    assert_eq!(tx.len(), 3);
+    let now: Vec<Vec<f64>> = rx.try_iter().collect();
+    assert_eq!(now, [vec![1.0], vec![2.0, 3.0], vec![]]);
+    assert!(rx.is_empty() && tx.is_empty() && !tx.is_full());
+    assert_eq!(rx.try_iter().count(), 0, "try_iter ends when empty");
+    // iter blocks for the next batch and ends at Disconnected.
+    let t = thread::spawn(move || {
+        for i in 0..5 {
+            tx.send_timeout(&[i as f64], LONG).unwrap();
+        }
+    });
+    let all: Vec<f64> = rx.iter().map(|b| b[0]).collect();
+    t.join().unwrap();
+    assert_eq!(all, [0.0, 1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn deadlines_are_instants() {
+    use std::time::Instant;
+    let (tx, rx) = pair(1, 1);
+    let soon = Instant::now() + Duration::from_millis(30);
+    assert_eq!(
+        rx.recv_deadline(soon).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    assert!(Instant::now() >= soon);
+    let mut v = Vec::new();
+    assert_eq!(
+        rx.recv_into_deadline(&mut v, Instant::now()).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    let later = Instant::now() + LONG;
+    tx.send_deadline(&[1.0], later).unwrap();
+    assert_eq!(
+        tx.send_deadline(&[2.0], Instant::now() + Duration::from_millis(30))
+            .unwrap_err(),
+        SendTimeoutError::Timeout
+    );
+    assert_eq!(
+        tx.reserve_deadline(1, Instant::now()).unwrap_err(),
+        SendTimeoutError::Timeout
+    );
+    assert_eq!(rx.recv_into_deadline(&mut v, later).unwrap(), 1);
+    assert_eq!(v, [1.0]);
+    let mut r = tx.reserve_deadline(1, later).unwrap();
+    r[0] = 5.0;
+    r.commit();
+    assert_eq!(&*rx.recv_deadline(later).unwrap(), &[5.0]);
 }

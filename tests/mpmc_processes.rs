@@ -105,7 +105,7 @@ fn ready_then_wait_for_go() -> Result<(), String> {
 }
 
 fn producer(name: &str, p: u64) -> Result<(), String> {
-    let mut tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
+    let tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
     ready_then_wait_for_go()?;
     let mut buf = Vec::with_capacity(MAX_BATCH);
     for seq in 0..PER_PRODUCER {
@@ -136,7 +136,7 @@ fn producer(name: &str, p: u64) -> Result<(), String> {
 /// Receive until disconnected; check every batch's length and contents and that
 /// each producer's batches come in order; write the ids received to a file.
 fn consumer(name: &str, c: u64) -> Result<(), String> {
-    let mut rx = Receiver::<f64>::open(name).map_err(|e| e.to_string())?;
+    let rx = Receiver::<f64>::open(name).map_err(|e| e.to_string())?;
     ready_then_wait_for_go()?;
     let mut ids: Vec<u64> = Vec::new();
     let mut last: HashMap<u64, u64> = HashMap::new();
@@ -190,7 +190,7 @@ fn idle_receiver(name: &str) -> Result<(), String> {
 
 /// Send ten batches, then wait to be killed (never detaching).
 fn crash_producer(name: &str) -> Result<(), String> {
-    let mut tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
+    let tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
     for i in 0..10 {
         tx.send_timeout(&[i as f64; 3], PATIENCE)
             .map_err(|e| e.to_string())?;
@@ -202,7 +202,7 @@ fn crash_producer(name: &str) -> Result<(), String> {
 
 /// Send one batch, reserve a second slot, and wait to be killed holding it.
 fn stuck_reservation(name: &str) -> Result<(), String> {
-    let mut tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
+    let tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
     tx.send_timeout(&[1.0], PATIENCE)
         .map_err(|e| e.to_string())?;
     let _r = tx.reserve_timeout(1, PATIENCE).map_err(|e| e.to_string())?;
@@ -213,7 +213,7 @@ fn stuck_reservation(name: &str) -> Result<(), String> {
 
 /// Reserve a slot at once (nothing sent before) and wait to be killed holding it.
 fn die_in_reserve(name: &str) -> Result<(), String> {
-    let mut tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
+    let tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
     let _r = tx.reserve_timeout(2, PATIENCE).map_err(|e| e.to_string())?;
     ready_then_wait_for_go()?;
     std::thread::sleep(PATIENCE);
@@ -222,7 +222,7 @@ fn die_in_reserve(name: &str) -> Result<(), String> {
 
 /// Receive one batch and wait to be killed holding its guard.
 fn hold_batch(name: &str) -> Result<(), String> {
-    let mut rx = Receiver::<f64>::open(name).map_err(|e| e.to_string())?;
+    let rx = Receiver::<f64>::open(name).map_err(|e| e.to_string())?;
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     let b = rx.recv_timeout(PATIENCE).map_err(|e| e.to_string())?;
@@ -237,7 +237,7 @@ fn hold_batch(name: &str) -> Result<(), String> {
 fn send_n(name: &str, arg: &str) -> Result<(), String> {
     let (from, count) = arg.split_once(':').ok_or("send-n:FROM:COUNT")?;
     let (from, count): (u64, u64) = (from.parse().unwrap(), count.parse().unwrap());
-    let mut tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
+    let tx = Sender::<f64>::open(name).map_err(|e| e.to_string())?;
     ready_then_wait_for_go()?;
     for i in 0..count {
         tx.send_timeout(&[(from + i) as f64], PATIENCE)
@@ -296,7 +296,7 @@ fn logged_producer(name: &str, p: u64) -> Result<(), String> {
 /// holding is either logged here or delivered to someone else).
 fn logged_consumer(name: &str, c: u64) -> Result<(), String> {
     let mut out = std::fs::File::create(result_file(name, c)).map_err(|e| e.to_string())?;
-    let mut rx = Receiver::<f64>::open(name).map_err(|e| e.to_string())?;
+    let rx = Receiver::<f64>::open(name).map_err(|e| e.to_string())?;
     ready_then_wait_for_go()?;
     loop {
         match rx.recv_timeout(PATIENCE) {
@@ -464,7 +464,7 @@ fn three_producers_two_consumers_deliver_exactly_once() -> Result<(), Failed> {
 
 fn killed_receivers_disconnect_a_blocked_sender() -> Result<(), Failed> {
     let name = unique("killed-rx");
-    let mut tx = Sender::<f64>::create(&name, 2, 1)?;
+    let tx = Sender::<f64>::create(&name, 2, 1)?;
     let mut kids = Children::spawn(&name, &["idle-receiver".into()])?;
     kids.expect_line("ready")?;
     tx.send_timeout(&[1.0], PATIENCE)?;
@@ -484,7 +484,7 @@ fn killed_receivers_disconnect_a_blocked_sender() -> Result<(), Failed> {
 
 fn killed_producer_is_drained_then_disconnected() -> Result<(), Failed> {
     let name = unique("killed-tx");
-    let mut rx = Receiver::<f64>::create(&name, 16, 4)?;
+    let rx = Receiver::<f64>::create(&name, 16, 4)?;
     let mut kids = Children::spawn(&name, &["crash-producer".into()])?;
     kids.expect_line("ready")?;
     kids.kill(0)?;
@@ -504,7 +504,7 @@ fn killed_producer_is_drained_then_disconnected() -> Result<(), Failed> {
 
 fn producer_killed_holding_a_reservation_does_not_hang_receivers() -> Result<(), Failed> {
     let name = unique("stuck");
-    let mut rx = Receiver::<f64>::create(&name, 4, 1)?;
+    let rx = Receiver::<f64>::create(&name, 4, 1)?;
     let mut kids = Children::spawn(&name, &["stuck-reservation".into()])?;
     kids.expect_line("ready")?;
     kids.kill(0)?;
@@ -526,7 +526,7 @@ fn producer_killed_holding_a_reservation_does_not_hang_receivers() -> Result<(),
 /// producer that attaches later gets more than a lap through.
 fn producer_killed_in_reserve_loses_no_other_batch() -> Result<(), Failed> {
     let name = unique("reserve-kill");
-    let mut rx = Receiver::<f64>::create(&name, 16, 2)?;
+    let rx = Receiver::<f64>::create(&name, 16, 2)?;
     let mut dying = Children::spawn(&name, &["die-in-reserve".into()])?;
     dying.expect_line("ready")?;
     dying.kill(0)?;
@@ -574,7 +574,7 @@ fn receiver_killed_holding_a_batch_is_redelivered() -> Result<(), Failed> {
     let name = unique("hold-kill");
     const N: u64 = 50;
     let files = Files(vec![result_file(&name, 0)]);
-    let mut tx = Sender::<f64>::create(&name, 4, MAX_BATCH)?;
+    let tx = Sender::<f64>::create(&name, 4, MAX_BATCH)?;
     let mut holder = Children::spawn(&name, &["hold-batch".into()])?;
     holder.expect_line("ready")?;
     let b0: Vec<f64> = (0..batch_len(0, 0)).map(|k| element(0, 0, k)).collect();

@@ -59,10 +59,10 @@ fn corrupted<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
 #[test]
 fn many_handles_open_one_queue_by_name() {
     let name = unique("open");
-    let mut tx = Sender::<f64>::create(&name, 8, 4).unwrap();
-    let mut tx2 = Sender::<f64>::open(&format!("/{name}")).unwrap();
-    let mut rx = Receiver::<f64>::open(&name).unwrap();
-    let mut rx2 = Receiver::<f64>::open(&name).unwrap();
+    let tx = Sender::<f64>::create(&name, 8, 4).unwrap();
+    let tx2 = Sender::<f64>::open(&format!("/{name}")).unwrap();
+    let rx = Receiver::<f64>::open(&name).unwrap();
+    let rx2 = Receiver::<f64>::open(&name).unwrap();
     assert_eq!(tx2.name(), Some(name.as_str()));
     assert_eq!((rx.capacity(), rx.max_batch()), (8, 4));
     tx.send(&[1.0]).unwrap();
@@ -80,7 +80,7 @@ fn many_handles_open_one_queue_by_name() {
 fn receivers_wait_for_the_first_sender() {
     let name = unique("first");
     let _c = Cleanup(name.clone());
-    let mut rx = Receiver::<f64>::create(&name, 2, 2).unwrap();
+    let rx = Receiver::<f64>::create(&name, 2, 2).unwrap();
     // No sender has attached yet: empty, not disconnected.
     assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
     assert!(!rx.is_disconnected());
@@ -88,13 +88,13 @@ fn receivers_wait_for_the_first_sender() {
         rx.recv_timeout(Duration::from_millis(5)).unwrap_err(),
         RecvTimeoutError::Timeout
     );
-    let mut tx = Sender::<f64>::open(&name).unwrap();
+    let tx = Sender::<f64>::open(&name).unwrap();
     tx.send(&[5.0]).unwrap();
     drop(tx);
     assert_eq!(&*rx.recv().unwrap(), &[5.0]);
     assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
     // A new sender resumes the queue.
-    let mut tx = Sender::<f64>::open(&name).unwrap();
+    let tx = Sender::<f64>::open(&name).unwrap();
     tx.send(&[6.0]).unwrap();
     assert_eq!(&*rx.recv().unwrap(), &[6.0]);
 }
@@ -103,7 +103,7 @@ fn receivers_wait_for_the_first_sender() {
 fn senders_wait_for_the_first_receiver() {
     let name = unique("firstrx");
     let _c = Cleanup(name.clone());
-    let mut tx = Sender::<f64>::create(&name, 1, 1).unwrap();
+    let tx = Sender::<f64>::create(&name, 1, 1).unwrap();
     tx.try_send(&[1.0]).unwrap();
     assert_eq!(tx.try_send(&[2.0]).unwrap_err(), TrySendError::Full);
     assert!(!tx.is_disconnected());
@@ -193,8 +193,8 @@ fn damaged_geometry_is_refused_on_open() {
 #[test]
 fn positions_outside_the_slots_are_corruption() {
     let (name, _c) = persisted("pos");
-    let mut tx = Sender::<f64>::open(&name).unwrap();
-    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    let tx = Sender::<f64>::open(&name).unwrap();
+    let rx = Receiver::<f64>::open(&name).unwrap();
     // 4 slots: one lap is 8 positions, so index 5 names no slot.
     poke(&name, TAIL, &5u64.to_le_bytes());
     assert!(matches!(
@@ -212,8 +212,8 @@ fn positions_outside_the_slots_are_corruption() {
 #[test]
 fn inconsistent_stamps_are_corruption_not_a_hang() {
     let (name, _c) = persisted("stamp");
-    let mut tx = Sender::<f64>::open(&name).unwrap();
-    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    let tx = Sender::<f64>::open(&name).unwrap();
+    let rx = Receiver::<f64>::open(&name).unwrap();
     // Slot 0's stamp says "lap 5": neither free, full, nor a stale position.
     poke(&name, DATA, &(5u64 * 8).to_le_bytes());
     assert!(matches!(
@@ -230,8 +230,8 @@ fn inconsistent_stamps_are_corruption_not_a_hang() {
 #[test]
 fn an_overlong_length_is_corruption_and_frees_the_slot() {
     let (name, _c) = persisted("len");
-    let mut tx = Sender::<f64>::open(&name).unwrap();
-    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    let tx = Sender::<f64>::open(&name).unwrap();
+    let rx = Receiver::<f64>::open(&name).unwrap();
     tx.send(&[1.0]).unwrap();
     tx.send(&[2.0]).unwrap();
     poke(&name, DATA + SLOT_LEN, &5u64.to_le_bytes());
@@ -247,7 +247,7 @@ fn an_overlong_length_is_corruption_and_frees_the_slot() {
 #[test]
 fn the_claim_word_records_the_claimer() {
     let (name, _c) = persisted("claim");
-    let mut tx = Sender::<f64>::open(&name).unwrap();
+    let tx = Sender::<f64>::open(&name).unwrap();
     let r = tx.reserve(1).unwrap();
     let me = u64::from(std::process::id());
     // Claimed, entry e, generation, write side, position 0 (src/mpmc.rs, "claim
@@ -277,7 +277,7 @@ fn a_dead_attached_process_counts_as_gone() {
 
     let name = unique("dead");
     let _c = Cleanup(name.clone());
-    let mut rx = Receiver::<f64>::create(&name, 2, 1).unwrap();
+    let rx = Receiver::<f64>::create(&name, 2, 1).unwrap();
     // Forge an attached sender in a process that died without detaching.
     poke(&name, ENTRIES + 8 * 63, &entry(dead, 0, 1).to_le_bytes());
     poke(&name, SENDERS, &(1u64 << 63 | 1).to_le_bytes());
@@ -295,7 +295,7 @@ fn a_dead_attached_process_counts_as_gone() {
     // And a dead receiver, found by a blocked sender.
     let name = unique("dead");
     let _c = Cleanup(name.clone());
-    let mut tx = Sender::<f64>::create(&name, 1, 1).unwrap();
+    let tx = Sender::<f64>::create(&name, 1, 1).unwrap();
     poke(&name, ENTRIES + 8 * 10, &entry(dead, 0, 2).to_le_bytes());
     poke(&name, RECEIVERS, &(1u64 << 63 | 1).to_le_bytes());
     tx.send(&[1.0]).unwrap();
@@ -338,8 +338,8 @@ fn a_reused_pid_does_not_keep_a_dead_peer_alive() {
 #[test]
 fn hostile_peer_words_never_panic() {
     let (name, _c) = persisted("words");
-    let mut tx = Sender::<f64>::open(&name).unwrap();
-    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    let tx = Sender::<f64>::open(&name).unwrap();
+    let rx = Receiver::<f64>::open(&name).unwrap();
     // The last two are attached handles whose pid is negative as a pid_t (a fuzz
     // find: the liveness check must call them dead, not panic or signal a group).
     for v in [
@@ -394,8 +394,8 @@ fn random_damage_never_panics_or_hangs() {
     };
     for _ in 0..40 {
         let (name, _c) = persisted("fuzz");
-        let mut tx = Sender::<f64>::open(&name).unwrap();
-        let mut rx = Receiver::<f64>::open(&name).unwrap();
+        let tx = Sender::<f64>::open(&name).unwrap();
+        let rx = Receiver::<f64>::open(&name).unwrap();
         for _ in 0..30 {
             let off = match rand() % 3 {
                 0 => TAIL + 8 * (rand() % 48),

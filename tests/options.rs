@@ -98,7 +98,7 @@ fn open_timeout_waits_for_a_segment_created_later() {
         let name = format!("{name}-mpmc");
         thread::spawn(move || {
             let opts = Options::new().open_timeout(SOON);
-            let mut rx = mpmc::Receiver::<u32>::open_with(&name, &opts).unwrap();
+            let rx = mpmc::Receiver::<u32>::open_with(&name, &opts).unwrap();
             let got = rx.recv_timeout(SOON).unwrap().to_vec();
             got
         })
@@ -107,7 +107,7 @@ fn open_timeout_waits_for_a_segment_created_later() {
     let mut tx = spsc::Sender::<f64>::create(&name, 64).unwrap();
     tx.send(&[1.0, 2.0, 3.0]).unwrap();
     let _a = SharedArray::<u64>::create_from(&format!("{name}-array"), &[7, 8]).unwrap();
-    let mut mtx = mpmc::Sender::<u32>::create(&format!("{name}-mpmc"), 4, 4).unwrap();
+    let mtx = mpmc::Sender::<u32>::create(&format!("{name}-mpmc"), 4, 4).unwrap();
     mtx.send(&[9]).unwrap();
     assert_eq!(opener.join().unwrap(), [1.0, 2.0, 3.0]);
     assert_eq!(array.join().unwrap(), [7, 8]);
@@ -370,14 +370,14 @@ fn open_or_create_from_four_threads_at_once_shares_one_mpmc_queue() {
             let opts = Options::new();
             let mut out = Vec::new();
             if i % 2 == 0 {
-                let mut tx = mpmc::Sender::<u64>::open_or_create(&n, 8, 4, &opts).unwrap();
+                let tx = mpmc::Sender::<u64>::open_or_create(&n, 8, 4, &opts).unwrap();
                 barrier.wait();
                 for k in 0..10 {
                     tx.send(&[i as u64 * 100 + k]).unwrap();
                 }
                 barrier.wait();
             } else {
-                let mut rx = mpmc::Receiver::<u64>::open_or_create(&n, 8, 4, &opts).unwrap();
+                let rx = mpmc::Receiver::<u64>::open_or_create(&n, 8, 4, &opts).unwrap();
                 barrier.wait();
                 while out.len() < 10 {
                     out.extend_from_slice(&rx.recv_timeout(SOON).unwrap());

@@ -69,8 +69,8 @@ fn ls_shows_a_live_queue_and_its_peers() {
 #[test]
 fn ls_and_stat_show_an_mpmc_queue_fill_and_its_peers() {
     let name = unique("mpmc");
-    let mut tx = shmbatch::mpmc::Sender::<f64>::create(&name, 64, 16).unwrap();
-    let mut rx = shmbatch::mpmc::Receiver::<f64>::open(&name).unwrap();
+    let tx = shmbatch::mpmc::Sender::<f64>::create(&name, 64, 16).unwrap();
+    let rx = shmbatch::mpmc::Receiver::<f64>::open(&name).unwrap();
     // A few laps round the 64 slots, then 3 batches waiting.
     let mut out = Vec::new();
     for k in 0..200 {

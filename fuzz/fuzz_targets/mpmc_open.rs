@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     };
     common::write_segment(&name, bytes);
 
-    if let Ok(mut rx) = Receiver::<f64>::open(&name) {
+    if let Ok(rx) = Receiver::<f64>::open(&name) {
         for _ in 0..4 {
             // Every look may recover slots whose (hostile) claim words name dead
             // or absent holders.
@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = rx.is_empty();
         let _ = rx.is_disconnected();
     }
-    if let Ok(mut tx) = Sender::<f64>::open(&name) {
+    if let Ok(tx) = Sender::<f64>::open(&name) {
         tx.check_peers_next();
         let _ = tx.try_send(&[1.0, 2.0, 3.0]);
         tx.check_peers_next();

@@ -479,7 +479,7 @@ pub(crate) fn child(args: &[String]) -> Result {
             }
         }
         "mpmc-send" => {
-            let mut tx = mpmc::Sender::<f64>::open(a(1))?;
+            let tx = mpmc::Sender::<f64>::open(a(1))?;
             let mut x = 0.0;
             while tx.send(&[x]).is_ok() {
                 x += 1.0;
