@@ -136,7 +136,7 @@ pub(crate) fn spsc_pingpong(dur: Duration) -> Result<Latency> {
 /// second received in total.
 pub(crate) fn mpmc_throughput(producers: usize, consumers: usize, dur: Duration) -> Result<f64> {
     let name = seg("mpmc");
-    let mut rx = mpmc::Receiver::<f64>::create(&name, 4096, 1)?;
+    let rx = mpmc::Receiver::<f64>::create(&name, 4096, 1)?;
     let ms = dur.as_millis().to_string();
     let mut others = Vec::new();
     for _ in 1..consumers {
@@ -146,7 +146,7 @@ pub(crate) fn mpmc_throughput(producers: usize, consumers: usize, dur: Duration)
     for _ in 0..producers {
         senders.push(spawn(&["mpmc-send", &name])?);
     }
-    let mut rate = mpmc_drain(&mut rx, dur)?;
+    let mut rate = mpmc_drain(&rx, dur)?;
     drop(rx);
     for c in others {
         rate += child_output(c)?.parse::<f64>()?;
@@ -159,7 +159,7 @@ pub(crate) fn mpmc_throughput(producers: usize, consumers: usize, dur: Duration)
 
 /// Receive from an MPMC queue for `dur` (the first batch starts the clock):
 /// elements per second.
-fn mpmc_drain(rx: &mut mpmc::Receiver<f64>, dur: Duration) -> Result<f64> {
+fn mpmc_drain(rx: &mpmc::Receiver<f64>, dur: Duration) -> Result<f64> {
     let mut out = Vec::new();
     rx.recv_into(&mut out)?;
     let start = Instant::now();
@@ -486,9 +486,9 @@ pub(crate) fn child(args: &[String]) -> Result {
             }
         }
         "mpmc-recv" => {
-            let mut rx = mpmc::Receiver::<f64>::open(a(1))?;
+            let rx = mpmc::Receiver::<f64>::open(a(1))?;
             let dur = Duration::from_millis(a(2).parse()?);
-            println!("{}", mpmc_drain(&mut rx, dur)?);
+            println!("{}", mpmc_drain(&rx, dur)?);
         }
         "array" => {
             let arr = SharedArray::<f64>::open(a(1))?;
