@@ -66,8 +66,8 @@ use super::Recovered;
 
 /// Optimistic read attempts (each followed by a back-off step) before a reader
 /// falls back to reading under the lock: the whole spin-then-yield budget of
-/// [`Backoff`] (16 quick looks, 6 doubling spins, 10 yields), so that a reader
-/// under a stream of writes keeps trying for some microseconds first.
+/// [`Backoff`] ([`Backoff::STEPS`]), so that a reader under a stream of writes
+/// keeps trying for some microseconds first.
 #[cfg(not(loom))]
 const OPTIMISTIC_TRIES: u32 = Backoff::STEPS;
 #[cfg(loom)]
