@@ -152,3 +152,10 @@ pub use inspect::{inspect, list, SegmentInfo};
 pub use options::Options;
 pub use segment::{remove, remove_any, MAX_NAME_LEN};
 pub use wait::asymmetric_wake;
+
+/// Not part of the stable API: what the workspace's bench code (`bench-peers/`, the
+/// CLI) shares with the library. It may change in any release.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::wait::SpinThenYield as Backoff;
+}

@@ -115,6 +115,25 @@ impl Backoff {
     }
 }
 
+/// [`Backoff`] for spinning loops outside the library, which have no futex to
+/// sleep on: once its steps are exhausted, every `snooze` yields. Exported as
+/// `shmbatch::__bench::Backoff` for the workspace's bench code (`bench-peers/`,
+/// the CLI's limit measurements), so that they poll exactly as shmbatch does. Not
+/// part of the stable API.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct SpinThenYield(Backoff);
+
+impl SpinThenYield {
+    /// Wait a little: a [`Backoff`] step, or a yield once those are exhausted.
+    #[inline]
+    pub fn snooze(&mut self) {
+        if !self.0.snooze() {
+            sync::yield_now();
+        }
+    }
+}
+
 /// A point in time after which a timed operation gives up; `None` waits forever.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline(Option<Instant>);
