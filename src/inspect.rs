@@ -20,8 +20,8 @@
 
 use std::os::fd::AsFd;
 
-use crate::error::{Error, Kind, Result, Role};
-use crate::layout::{Identity, CONTROL_OFFSET, LAYOUT_VERSION, LINE};
+use crate::error::{Error, Result};
+use crate::layout::{Identity, Kind, Role, CONTROL_OFFSET, LAYOUT_VERSION, LINE};
 use crate::peers::TABLE_LEN;
 use crate::segment::files::{self, Access, Temporary};
 use crate::segment::{pid_alive, Mapping, Name, ProcId};

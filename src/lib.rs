@@ -144,11 +144,12 @@ mod wait;
 
 pub use array::{AtomicElement, Recovered, SharedArray, WriteOutcome};
 pub use error::{
-    Error, Kind, RecvError, RecvTimeoutError, Result, Role, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
 pub use inspect::{inspect, list, SegmentInfo};
+pub use layout::{Kind, Role};
 pub use options::Options;
 pub use segment::{remove, remove_any, MAX_NAME_LEN};
 pub use wait::asymmetric_wake;

@@ -24,8 +24,7 @@
 //! can make a side look connected or disconnected, never cause a panic or an
 //! out-of-bounds access (counts saturate, unknown role codes are ignored).
 
-use crate::error::Role;
-use crate::layout::Padded;
+use crate::layout::{Padded, Role};
 use crate::segment::ProcId;
 use crate::sync::{AtomicU64, Ordering};
 

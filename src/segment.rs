@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 #[cfg(not(any(miri, loom)))]
 use rustix::io::Errno;
 
-use crate::error::{Error, Kind, Result};
-use crate::layout::{Geometry, Identity, TypeInfo, CONTROL_OFFSET, IDENTITY_SIZE, LINE};
+use crate::error::{Error, Result};
+use crate::layout::{Geometry, Identity, Kind, TypeInfo, CONTROL_OFFSET, IDENTITY_SIZE, LINE};
 use crate::sync::Shadow;
 use crate::wait::Deadline;
 

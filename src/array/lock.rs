@@ -56,8 +56,8 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Kind, LockTimeout, Result};
-use crate::layout::{Geometry, Padded, TypeInfo, ARRAY_DATA_OFFSET, MAX_SEGMENT_LEN};
+use crate::error::{Error, LockTimeout, Result};
+use crate::layout::{Geometry, Kind, Padded, TypeInfo, ARRAY_DATA_OFFSET, MAX_SEGMENT_LEN};
 use crate::segment::{Control, ProcId, Region};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Backoff, Deadline};
