@@ -396,7 +396,7 @@ const MPMC_TABLE: usize = 4 * LINE;
 const _: () = {
     // The control block this reads is 8 lines, the last 4 + a bit the peers' table.
     assert!(std::mem::size_of::<crate::mpmc::MpmcControl>() == 8 * LINE);
-    assert!(std::mem::size_of::<crate::peers::Peers>() == LINE + 8 * TABLE_LEN);
+    assert!(std::mem::size_of::<crate::peers::PeerTable>() == LINE + 8 * TABLE_LEN);
     assert!(MPMC_TABLE + 8 * TABLE_LEN <= 8 * LINE);
 };
 

@@ -122,7 +122,7 @@
 //! (`Queue::record`: on the fast path one load of the previous slot's claim word),
 //! and so does every recovery (`Queue::settle`). So at every instruction a claimed
 //! slot is named, by its claim word or by the position word, and a holder found
-//! dead (`Peers::holder_alive`) is replaced by a CAS from its claim word:
+//! dead (`PeerTable::holder_alive`) is replaced by a CAS from its claim word:
 //!
 //! ```text
 //! stamp p,     write claim of p, holder gone  -> publish p as skipped
@@ -194,7 +194,7 @@ use crate::error::{
 };
 use crate::layout::{Geometry, Kind, Padded, Role, TypeInfo, MAX_SEGMENT_LEN};
 use crate::options::Options;
-use crate::peers::{self, Left, Peers, TABLE_LEN};
+use crate::peers::{self, Left, PeerTable, TABLE_LEN};
 use crate::segment::{Control, Create, ProcId, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline, Wait, SLICE};
@@ -268,7 +268,7 @@ impl Holder {
     /// The attachment these bits name.
     fn slot(self) -> peers::Slot {
         peers::Slot {
-            // Any 6 bits: `Peers::holder_alive` checks the index.
+            // Any 6 bits: `PeerTable::holder_alive` checks the index.
             entry: (self.0 >> Self::ENTRY_SHIFT) as usize & ((1 << peers::ENTRY_BITS) - 1),
             gen: (self.0 >> Self::GEN_SHIFT) & ((1 << peers::GEN_BITS) - 1),
         }
@@ -408,7 +408,7 @@ pub(crate) struct MpmcControl {
     /// Futex words: written only when a handle goes to sleep or wakes sleepers.
     futex: Padded<Futexes>,
     /// Attachment counts and table.
-    peers: Peers,
+    peers: PeerTable,
 }
 
 #[repr(C)]
@@ -888,7 +888,7 @@ impl Attachment {
         wait::wake(&q.ctl().futex.not_empty);
     }
 
-    /// Make this attachment look dead (tests): see [`Peers::simulate_death`].
+    /// Make this attachment look dead (tests): see [`PeerTable::simulate_death`].
     fn simulate_death(&self) {
         self.queue
             .ctl()
@@ -1784,7 +1784,7 @@ impl<T: Pod> Receiver<T> {
     ///   dead receiver (`Attachment::recommit`): we finish that (`Retry`).
     /// - A batch that a receiver that is gone had taken: we take it over and
     ///   deliver it (`Taken`). This scans every slot, so it runs only when an
-    ///   attachment went away since our last scan (`Peers::deaths`), or, with
+    ///   attachment went away since our last scan (`PeerTable::deaths`), or, with
     ///   `all`, once every sender is gone.
     #[cold]
     #[inline(never)]
