@@ -13,72 +13,9 @@
 //! [`RecvTimeoutError`]), and [`Error`] converts into [`std::io::Error`] (see
 //! [`Error::io_kind`]).
 
-use std::fmt;
 use std::io;
 
-/// Which end of a queue a handle is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// The producing end.
-    Sender,
-    /// The consuming end.
-    Receiver,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Sender => "sender",
-            Role::Receiver => "receiver",
-        })
-    }
-}
-
-/// What a segment holds, as recorded in its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Kind {
-    /// A single-producer single-consumer batch ring ([`crate::spsc`]).
-    Spsc,
-    /// A multi-producer multi-consumer slot queue ([`crate::mpmc`]).
-    Mpmc,
-    /// A shared array updated in place.
-    Array,
-}
-
-impl Kind {
-    pub(crate) const fn code(self) -> u32 {
-        match self {
-            Kind::Spsc => 1,
-            Kind::Mpmc => 2,
-            Kind::Array => 3,
-        }
-    }
-
-    pub(crate) const fn from_code(code: u32) -> Option<Kind> {
-        match code {
-            1 => Some(Kind::Spsc),
-            2 => Some(Kind::Mpmc),
-            3 => Some(Kind::Array),
-            _ => None,
-        }
-    }
-
-    /// The lowercase name used in messages and by the CLI.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::Spsc => "spsc",
-            Kind::Mpmc => "mpmc",
-            Kind::Array => "array",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::layout::{Kind, Role};
 
 /// Errors from setting up, opening or removing a segment.
 #[derive(Debug, thiserror::Error)]

@@ -19,14 +19,13 @@
 //! `shmbatch rm --stale` calls for each entry.
 
 use std::os::fd::AsFd;
-use std::ptr::NonNull;
 
-use crate::error::{Error, Kind, Result, Role};
-use crate::layout::{Identity, CONTROL_OFFSET, LAYOUT_VERSION, LINE};
+use crate::error::{Error, Result};
+use crate::layout::{Identity, Kind, Role, CONTROL_OFFSET, LAYOUT_VERSION, LINE};
 use crate::peers::TABLE_LEN;
 use crate::segment::files::{self, Access, Temporary};
-use crate::segment::{pid_alive, Name, ProcId};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::segment::{pid_alive, Mapping, Name, ProcId};
+use crate::sync::{AtomicU64, Ordering};
 
 pub use crate::segment::SHM_DIR;
 
@@ -266,67 +265,6 @@ pub fn list() -> Vec<Listed> {
     out
 }
 
-/// A read-only mapping, unmapped on drop.
-pub(crate) struct ReadMap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl ReadMap {
-    fn new(fd: impl AsFd, len: usize) -> std::io::Result<ReadMap> {
-        // SAFETY: a fresh read-only mapping at an address the kernel picks; no
-        // existing memory is affected.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ,
-                rustix::mm::MapFlags::SHARED,
-                fd,
-                0,
-            )
-        }?;
-        Ok(ReadMap {
-            ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"),
-            len,
-        })
-    }
-
-    /// The atomic (or block of atomics) of type `A` at `offset`.
-    fn at<A: Atomics>(&self, offset: usize) -> &A {
-        assert!(offset + std::mem::size_of::<A>() <= self.len);
-        assert!(offset % std::mem::align_of::<A>() == 0);
-        // SAFETY: in bounds and aligned (asserted above; the mapping is page
-        // aligned); `A` is made of atomics only (`Atomics`), valid for any bits.
-        // Only loads are made through it, which read-only pages allow.
-        unsafe { self.ptr.add(offset).cast::<A>().as_ref() }
-    }
-}
-
-/// Types made of atomics only: any bits make a valid value, and another process
-/// may change them while we hold a reference.
-///
-/// # Safety
-/// Implementors must consist of atomics only.
-unsafe trait Atomics {}
-// SAFETY: an atomic.
-unsafe impl Atomics for AtomicU32 {}
-// SAFETY: an atomic.
-unsafe impl Atomics for AtomicU64 {}
-// SAFETY: every field of the identity block is an atomic (layout.rs).
-unsafe impl Atomics for Identity {}
-// SAFETY: atomics only, as `Control` requires.
-unsafe impl Atomics for crate::spsc::SpscControl {}
-// SAFETY: atomics only, as `Control` requires.
-unsafe impl Atomics for crate::array::ArrayControl {}
-
-impl Drop for ReadMap {
-    fn drop(&mut self) {
-        // SAFETY: made by `new` with this length; no reference into it outlives self.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
 fn control_size(kind: Kind) -> usize {
     match kind {
         Kind::Spsc => std::mem::size_of::<crate::spsc::SpscControl>(),
@@ -361,11 +299,7 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
     // NotShmbatch for a file without the magic or shorter than the header.
     files::probe(&file, file_len, name)?;
     let map_len = usize::try_from(file_len).unwrap_or(usize::MAX).min(PREFIX);
-    let map = ReadMap::new(&file, map_len).map_err(|e| Error::Io {
-        op: "mmap",
-        name: name.as_str().to_owned(),
-        source: e,
-    })?;
+    let map = Mapping::new(&file, map_len, Access::Read, name)?;
     let identity: &Identity = map.at(0);
     if !identity.is_ready()? {
         return Err(Error::NotReady {
@@ -462,7 +396,7 @@ const MPMC_TABLE: usize = 4 * LINE;
 const _: () = {
     // The control block this reads is 8 lines, the last 4 + a bit the peers' table.
     assert!(std::mem::size_of::<crate::mpmc::MpmcControl>() == 8 * LINE);
-    assert!(std::mem::size_of::<crate::peers::Peers>() == LINE + 8 * TABLE_LEN);
+    assert!(std::mem::size_of::<crate::peers::PeerTable>() == LINE + 8 * TABLE_LEN);
     assert!(MPMC_TABLE + 8 * TABLE_LEN <= 8 * LINE);
 };
 
@@ -470,7 +404,7 @@ const _: () = {
 /// control block is mapped in `map` at [`CONTROL_OFFSET`] (checked by the caller),
 /// with `slots` slots. Every word is untrusted: a position whose index is not
 /// below `slots` gives no fill, a table entry with an unknown role is left out.
-pub(crate) fn mpmc_stats(map: &ReadMap, slots: u64) -> MpmcStats {
+pub(crate) fn mpmc_stats(map: &Mapping, slots: u64) -> MpmcStats {
     let r = Ordering::Relaxed;
     let word = |offset: usize| map.at::<AtomicU64>(CONTROL_OFFSET + offset).load(r);
     // Head first: head <= tail at every instant and tail only grows, so the

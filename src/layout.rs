@@ -67,7 +67,9 @@
 //! stricter). Anything else is `Error::TypeMismatch`, which names both sides' size,
 //! alignment and tag.
 
-use crate::error::{Error, Kind, Result};
+use std::fmt;
+
+use crate::error::{Error, Result};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `b"SHMBATCH"` read as a little-endian `u64`.
@@ -103,6 +105,73 @@ pub const ARRAY_DATA_OFFSET: usize = CONTROL_OFFSET + 2 * LINE;
 
 /// Value of `init` once the creator has written the whole header.
 pub(crate) const INIT_READY: u32 = u32::from_le_bytes(*b"REDY");
+
+/// Which end of a queue a handle is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The producing end.
+    Sender,
+    /// The consuming end.
+    Receiver,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        })
+    }
+}
+
+/// What a segment holds, as recorded in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A single-producer single-consumer batch ring ([`crate::spsc`]).
+    Spsc,
+    /// A multi-producer multi-consumer slot queue ([`crate::mpmc`]).
+    Mpmc,
+    /// A shared array updated in place.
+    Array,
+}
+
+impl Kind {
+    /// The value of the identity block's `kind` field (the table in the module
+    /// docs).
+    pub(crate) const fn code(self) -> u32 {
+        match self {
+            Kind::Spsc => 1,
+            Kind::Mpmc => 2,
+            Kind::Array => 3,
+        }
+    }
+
+    /// The kind a `kind` field names, if any.
+    pub(crate) const fn from_code(code: u32) -> Option<Kind> {
+        match code {
+            1 => Some(Kind::Spsc),
+            2 => Some(Kind::Mpmc),
+            3 => Some(Kind::Array),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name used in messages and by the CLI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Spsc => "spsc",
+            Kind::Mpmc => "mpmc",
+            Kind::Array => "array",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The identity block at offset 0 of every segment (the table in the module docs).
 ///

@@ -144,11 +144,19 @@ mod wait;
 
 pub use array::{AtomicElement, Recovered, SharedArray, WriteOutcome};
 pub use error::{
-    Error, Kind, RecvError, RecvTimeoutError, Result, Role, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
 pub use inspect::{inspect, list, SegmentInfo};
+pub use layout::{Kind, Role};
 pub use options::Options;
 pub use segment::{remove, remove_any, MAX_NAME_LEN};
 pub use wait::asymmetric_wake;
+
+/// Not part of the stable API: what the workspace's bench code (`bench-peers/`, the
+/// CLI) shares with the library. It may change in any release.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::wait::SpinThenYield as Backoff;
+}

@@ -5,12 +5,12 @@
 //! goes down). A process that dies never does, so the count alone would keep its
 //! peers waiting forever; the table records the identity of every attachment (pid
 //! and start time, [`ProcId`]) so that the survivors can check it on their slow
-//! paths and reap the dead ([`Peers::reap`]).
+//! paths and reap the dead ([`PeerTable::reap`]).
 //!
 //! Each entry also has a generation, bumped by every attach into it, so that a
 //! word elsewhere in the segment can name "the attachment in entry `e`, generation
 //! `g`" in 14 bits and still be told from a later attachment that reuses the entry
-//! (the MPMC slots' claim words do this, see [`Peers::holder_alive`]).
+//! (the MPMC slots' claim words do this, see [`PeerTable::holder_alive`]).
 //!
 //! ```text
 //! counts line   senders:   EVER | live count     (one u64 per role)
@@ -24,8 +24,7 @@
 //! can make a side look connected or disconnected, never cause a panic or an
 //! out-of-bounds access (counts saturate, unknown role codes are ignored).
 
-use crate::error::Role;
-use crate::layout::Padded;
+use crate::layout::{Padded, Role};
 use crate::segment::ProcId;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -128,10 +127,10 @@ fn update(word: &AtomicU64, f: impl Fn(u64) -> u64) -> u64 {
 
 /// The attachment record of a many-to-many segment, part of its control block.
 #[repr(C)]
-pub(crate) struct Peers {
+pub(crate) struct PeerTable {
     /// Per role (sender, receiver): `EVER | live count`. Updated by attaching,
     /// detaching and reaping handles with Release read-modify-writes (a detach heads
-    /// a release sequence, see [`Peers::gone`]; the last one is followed by
+    /// a release sequence, see [`PeerTable::gone`]; the last one is followed by
     /// `wait::wake_always`, which needs no more); read by receivers (`Acquire`),
     /// senders (Relaxed) and sleepers (`SeqCst`, W2). Then `deaths`: bumped
     /// (Relaxed RMW) by every detach and every reap; read (Relaxed) by handles that
@@ -142,13 +141,13 @@ pub(crate) struct Peers {
     /// code 0) by an attaching handle, which bumps the generation; freed with a CAS
     /// back to a free word of the same generation by its own detach or by a peer
     /// that found the process dead. Only attach, detach and reap write it; handles
-    /// judging a claim word read it (Acquire, see [`Peers::holder_alive`]).
+    /// judging a claim word read it (Acquire, see [`PeerTable::holder_alive`]).
     entries: [AtomicU64; TABLE_LEN],
 }
 
-impl Default for Peers {
+impl Default for PeerTable {
     fn default() -> Self {
-        Peers {
+        PeerTable {
             counts: Padded::default(),
             entries: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -156,7 +155,7 @@ impl Default for Peers {
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Peers>() == crate::layout::LINE + 8 * TABLE_LEN);
+const _: () = assert!(std::mem::size_of::<PeerTable>() == crate::layout::LINE + 8 * TABLE_LEN);
 
 /// The table has no free entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +170,7 @@ pub(crate) enum Left {
     Last,
 }
 
-impl Peers {
+impl PeerTable {
     fn count(&self, role: Role) -> &AtomicU64 {
         &self.counts[role_index(role)]
     }
@@ -360,7 +359,7 @@ mod tests {
 
     #[test]
     fn counts_follow_attach_and_detach() {
-        let p = Peers::default();
+        let p = PeerTable::default();
         let me = ProcId::me();
         // Never attached is not gone.
         assert!(!p.gone(Role::Sender, Ordering::SeqCst));
@@ -383,7 +382,7 @@ mod tests {
 
     #[test]
     fn generations_tell_a_reused_entry_from_its_predecessor() {
-        let p = Peers::default();
+        let p = PeerTable::default();
         let me = ProcId::me();
         let a = p.attach(Role::Sender, me).unwrap();
         assert!(p.holder_alive(a));
@@ -410,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_full_table_is_refused() {
-        let p = Peers::default();
+        let p = PeerTable::default();
         let me = ProcId::me();
         for _ in 0..TABLE_LEN {
             p.attach(Role::Receiver, me).unwrap();
@@ -420,7 +419,7 @@ mod tests {
 
     #[test]
     fn dead_entries_are_reaped() {
-        let p = Peers::default();
+        let p = PeerTable::default();
         let me = ProcId::me();
         p.attach(Role::Receiver, me).unwrap();
         // pid 0 is never alive: a stand-in for a process that died attached.

@@ -6,6 +6,10 @@
 //! the memory came from `shm_open` or from `Box`, so tests run the very same code as
 //! production.
 //!
+//! Every `mmap` of the crate goes through [`Mapping`] ([`mapping`]): a segment's
+//! read-write mapping, the read-only probe of a header and inspection's read-only
+//! look.
+//!
 //! Named segments live in files in `/dev/shm` ([`files`]): a creator builds one
 //! under a hidden temporary name and gives it its real name only once its header
 //! is published, so a name is never visible half-made, even when its creator is
@@ -15,25 +19,25 @@
 
 use std::any::Any;
 use std::fmt;
-use std::os::fd::AsFd;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 #[cfg(not(any(miri, loom)))]
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
 
-use crate::error::{Error, Kind, Result};
-use crate::layout::{Geometry, Identity, TypeInfo, CONTROL_OFFSET, IDENTITY_SIZE, LINE};
+use crate::error::{Error, Result};
+use crate::layout::{Geometry, Identity, Kind, TypeInfo, CONTROL_OFFSET, IDENTITY_SIZE, LINE};
 use crate::sync::Shadow;
 use crate::wait::Deadline;
 
 pub(crate) mod files;
+mod mapping;
 
-use files::io_error;
 pub(crate) use files::Name;
+use files::{io_error, Access};
 pub use files::{remove, remove_any, MAX_NAME_LEN, SHM_DIR};
+pub(crate) use mapping::Mapping;
 
 /// How long `open` waits for a creator that is still writing the header (only a
 /// creator that does not build under a temporary name lets anyone see that),
@@ -230,47 +234,23 @@ fn parse_stat(stat: &str) -> Option<(char, u32)> {
     Some((state, start as u32))
 }
 
-/// A mapping of a whole shared-memory object. Unmapped on drop; the name is
-/// unlinked on drop when `owner` is set, the temporary name always.
+/// A read-write mapping of a whole shared-memory object, and its name. The name
+/// is unlinked on drop when `owner` is set, the temporary name always.
 struct Segment {
     name: Name,
     /// The temporary name the file still has, until [`Segment::publish`].
     temp: Option<Name>,
-    ptr: NonNull<u8>,
-    len: usize,
+    map: Mapping,
     owner: AtomicBool,
 }
 
-// SAFETY: the mapping is plain shared memory that stays valid until `drop`; all
-// access to it goes through atomics or through the queues' ownership protocol.
-unsafe impl Send for Segment {}
-// SAFETY: as above; `owner` is an atomic.
-unsafe impl Sync for Segment {}
-
 impl Segment {
-    fn map(fd: impl AsFd, len: usize, name: &Name) -> Result<NonNull<u8>> {
-        // SAFETY: a fresh mapping at an address the kernel picks: no existing memory
-        // is affected. The result is checked below.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd,
-                0,
-            )
-        }
-        .map_err(|e| io_error("mmap", name, e))?;
-        Ok(NonNull::new(ptr.cast::<u8>()).expect("mmap never returns null on success"))
-    }
-
     /// Make the file of a new segment under a temporary name (see [`files`]) and
     /// map it. The name stays free until [`publish`](Self::publish).
     fn create(name: &Name, len: usize, how: &Create) -> Result<Segment> {
         let files::Building { temp, fd } = files::create_temp(name, len, how.mode)?;
-        let ptr = match Self::map(&fd, len, name) {
-            Ok(ptr) => ptr,
+        let map = match Mapping::new(&fd, len, Access::ReadWrite, name) {
+            Ok(map) => map,
             Err(e) => {
                 let _ = files::unlink(&temp);
                 return Err(e);
@@ -279,8 +259,7 @@ impl Segment {
         Ok(Segment {
             name: name.clone(),
             temp: Some(temp),
-            ptr,
-            len,
+            map,
             owner: AtomicBool::new(!how.persist),
         })
     }
@@ -338,12 +317,11 @@ impl Segment {
             .ok()
             .filter(|&l| (IDENTITY_SIZE..=crate::layout::MAX_SEGMENT_LEN).contains(&l))
             .ok_or_else(|| Error::corrupted(format!("segment size {size} is out of range")))?;
-        let ptr = Self::map(&fd, len, name)?;
+        let map = Mapping::new(&fd, len, Access::ReadWrite, name)?;
         Ok(Segment {
             name: name.clone(),
             temp: None,
-            ptr,
-            len,
+            map,
             owner: AtomicBool::new(false),
         })
     }
@@ -351,9 +329,7 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // SAFETY: the mapping was made by `map` with this length and every Region
-        // holding pointers into it has been dropped (the Region owns the Segment).
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        // The mapping is unmapped after this, when `map` drops.
         if let Some(temp) = &self.temp {
             let _ = files::unlink(temp);
         } else if *self.owner.get_mut() {
@@ -423,7 +399,7 @@ impl Region {
         debug_assert!(CONTROL_OFFSET + std::mem::size_of::<C>() <= g.data_offset);
         let name = Name::new(name)?;
         let seg = Segment::create(&name, g.segment_len, how)?;
-        let base = seg.ptr;
+        let base = seg.map.base();
         // SAFETY: offsets were computed by Geometry::new and lie within segment_len,
         // which is the mapping's length.
         let mut region = unsafe { Region::from_base(base, g, Backing::Shm(seg)) };
@@ -447,12 +423,14 @@ impl Region {
     ) -> Result<Region> {
         let name = Name::new(name)?;
         let seg = Segment::open(&name, init_wait)?;
-        // SAFETY: Segment::open mapped at least IDENTITY_SIZE bytes (it checked the
-        // length it mapped); the mapping is page aligned.
-        let identity = unsafe { seg.ptr.cast::<Identity>().as_ref() };
-        let g = identity.validate(seg.len, Some((C::KIND, ty)), |_| std::mem::size_of::<C>())?;
+        // Segment::open mapped at least IDENTITY_SIZE bytes (it checked the length
+        // it mapped).
+        let identity: &Identity = seg.map.at(0);
+        let g = identity.validate(seg.map.len(), Some((C::KIND, ty)), |_| {
+            std::mem::size_of::<C>()
+        })?;
         check(&g)?;
-        let base = seg.ptr;
+        let base = seg.map.base();
         // SAFETY: validate() checked data_offset >= CONTROL_OFFSET + size_of::<C>(),
         // data_offset + data_len <= segment_len <= mapped length.
         Ok(unsafe { Region::from_base(base, g, Backing::Shm(seg)) })

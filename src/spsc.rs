@@ -105,10 +105,10 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{
-    Error, Kind, RecvError, RecvTimeoutError, Result, Role, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
-use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
+use crate::layout::{Geometry, Kind, Padded, Role, TypeInfo, MAX_SEGMENT_LEN};
 use crate::options::Options;
 use crate::segment::{Control, Create, ProcId, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};

@@ -53,26 +53,27 @@ use crate::sync::{self, AtomicU32, Ordering};
 /// Longest single futex sleep; between slices a waiter re-checks its peers.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
-/// Polls at the shortest interval (one CPU pause) before backing off.
+/// Polls at the shortest interval (one CPU pause) before backing off: a peer
+/// that is about to answer does so within a few cache-line transfers, and a
+/// waiter already pausing longer between looks notices it late
+/// (`docs/benchmarks.md`, "The waiting back-off").
 const QUICK_POLLS: u32 = 16;
 /// Then the interval doubles up to 2^SPIN_STEPS pauses (about 2 µs of spinning
-/// in all on current x86), then the waiter yields YIELD_STEPS times.
+/// in all on current x86): a waiter that keeps polling the line a fast peer is
+/// writing steals it on every look, so backing off lets the peer get ahead
+/// (`docs/benchmarks.md`).
 const SPIN_STEPS: u32 = 6;
+/// Then the waiter yields this many times before it sleeps, so that on a busy
+/// machine it gives its core to the peer it waits for before paying for a futex
+/// sleep and wake.
 const YIELD_STEPS: u32 = 10;
 
 /// Spin, then yield; tells the caller when it is time to sleep.
 ///
-/// The first 16 looks (~0.4 µs) come one CPU pause apart, because a peer that is
-/// about to answer does so within a few cache-line transfers and a waiter that
-/// is already pausing 8 or 16 times between looks notices it late: with a purely
-/// exponential back-off the SPSC round trip measured 238 ns between threads, 170
-/// ns with constant polling. After those, the interval doubles as usual, because a
-/// consumer that keeps polling the line a fast producer is writing steals it on
-/// every look and slows both down (1-element batches fell from 66 M/s to as
-/// little as 17 M/s between processes with constant polling); backing off lets the
-/// producer get a few records ahead, which the consumer then reads in one go.
-/// Between processes, 16 quick looks measured a round trip of 160 to 170 ns
-/// (4 looks: 230 ns) with 1-element batches steady at 65 to 68 M/s.
+/// [`QUICK_POLLS`] looks one CPU pause apart, then [`SPIN_STEPS`] looks at a
+/// doubling interval, then [`YIELD_STEPS`] yields. Why each number has its value,
+/// and the measurements that chose them, are in `docs/benchmarks.md` ("The
+/// waiting back-off").
 #[derive(Debug, Default)]
 pub(crate) struct Backoff {
     step: u32,
@@ -111,6 +112,25 @@ impl Backoff {
     /// Whether the next `snooze` only yields or sleeps (time to look at the clock).
     pub(crate) fn is_yielding(&self) -> bool {
         self.step >= QUICK_POLLS + SPIN_STEPS
+    }
+}
+
+/// [`Backoff`] for spinning loops outside the library, which have no futex to
+/// sleep on: once its steps are exhausted, every `snooze` yields. Exported as
+/// `shmbatch::__bench::Backoff` for the workspace's bench code (`bench-peers/`,
+/// the CLI's limit measurements), so that they poll exactly as shmbatch does. Not
+/// part of the stable API.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct SpinThenYield(Backoff);
+
+impl SpinThenYield {
+    /// Wait a little: a [`Backoff`] step, or a yield once those are exhausted.
+    #[inline]
+    pub fn snooze(&mut self) {
+        if !self.0.snooze() {
+            sync::yield_now();
+        }
     }
 }
 

@@ -93,7 +93,7 @@ fn nan_and_negative_zero_round_trip_exactly() {
     ];
     let a = SharedArray::<f64>::heap_from(&weird).unwrap();
     assert_eq!(bits(&a.snapshot()), bits(&weird));
-    a.write(|xs| xs.reverse());
+    let _ = a.write(|xs| xs.reverse());
     let mut rev = weird;
     rev.reverse();
     assert_eq!(bits(&a.snapshot()), bits(&rev));
@@ -106,13 +106,13 @@ fn odd_sized_elements_keep_their_neighbours() {
     let v: Vec<[u8; 3]> = (0..5u8).map(|i| [i, i + 10, i + 20]).collect();
     let a = SharedArray::<[u8; 3]>::heap_from(&v).unwrap();
     assert_eq!(a.snapshot(), v);
-    a.write(|xs| xs[4] = [7, 7, 7]);
+    let _ = a.write(|xs| xs[4] = [7, 7, 7]);
     let mut w = v.clone();
     w[4] = [7, 7, 7];
     assert_eq!(a.snapshot(), w);
 
     let b = SharedArray::<u16>::heap_from(&[1, 2, 3]).unwrap();
-    b.write(|xs| xs[1] = 20);
+    let _ = b.write(|xs| xs[1] = 20);
     assert_eq!(b.snapshot(), [1, 20, 3]);
 }
 
@@ -197,7 +197,7 @@ fn try_write_and_write_timeout_fail_while_another_thread_writes() {
     thread::scope(|s| {
         let a = &a;
         s.spawn(move || {
-            a.write(|xs| {
+            let _ = a.write(|xs| {
                 xs[0] = 1.0;
                 locked_tx.send(()).unwrap();
                 done_rx.recv().unwrap();
@@ -225,7 +225,7 @@ fn threads_incrementing_under_the_lock_lose_nothing() {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..per {
-                    a.write(|xs| xs[1] += 1.0);
+                    let _ = a.write(|xs| xs[1] += 1.0);
                 }
             });
         }
@@ -263,7 +263,7 @@ fn snapshots_never_see_a_half_done_write() {
         s.spawn(|| {
             start.wait();
             for k in 1..=rounds {
-                a.write(|xs| xs.fill(k as f64));
+                let _ = a.write(|xs| xs.fill(k as f64));
             }
             stop.store(true, Ordering::Release);
         });
@@ -305,7 +305,7 @@ fn write_keeps_atomic_updates_of_elements_it_does_not_change() {
         });
         s.spawn(|| {
             for _ in 0..per {
-                a.write(|xs| xs[1] += 1.0);
+                let _ = a.write(|xs| xs[1] += 1.0);
             }
         });
     });

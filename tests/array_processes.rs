@@ -97,7 +97,7 @@ fn child(role: &str) -> i32 {
         "lock-inc" => {
             let a = SharedArray::<f64>::open(&name).expect("open");
             for _ in 0..count {
-                a.write(|xs| xs[0] += 1.0);
+                let _ = a.write(|xs| xs[0] += 1.0);
             }
             0
         }
@@ -111,7 +111,7 @@ fn child(role: &str) -> i32 {
         "fill" => {
             let a = SharedArray::<f64>::open(&name).expect("open");
             for k in 1..=count {
-                a.write(|xs| xs.fill(k as f64));
+                let _ = a.write(|xs| xs.fill(k as f64));
             }
             0
         }
@@ -147,7 +147,7 @@ fn child(role: &str) -> i32 {
         }
         "hold" => {
             let a = SharedArray::<f64>::open(&name).expect("open");
-            a.write(|xs| {
+            let _ = a.write(|xs| {
                 xs[0] = 999.0; // on the private copy: never published
                 println!("locked");
                 use std::io::Write;

@@ -28,9 +28,9 @@ fn lock_excludes_concurrent_writers() {
         let a = Arc::new(SharedArray::<u64>::heap(1).unwrap());
         let b = Arc::clone(&a);
         let t = thread::spawn(move || {
-            b.write(|xs| xs[0] += 1);
+            let _ = b.write(|xs| xs[0] += 1);
         });
-        a.write(|xs| xs[0] += 1);
+        let _ = a.write(|xs| xs[0] += 1);
         t.join().unwrap();
         assert_eq!(a.snapshot(), [2]);
     });
@@ -62,8 +62,8 @@ fn reader_never_sees_a_torn_write() {
             let s = r.snapshot();
             assert_eq!(s[0], s[1], "torn snapshot {s:?}");
         });
-        a.write(|xs| xs.fill(1));
-        a.write(|xs| xs.fill(2));
+        let _ = a.write(|xs| xs.fill(1));
+        let _ = a.write(|xs| xs.fill(2));
         t.join().unwrap();
         assert_eq!(a.snapshot(), [2, 2]);
     });
@@ -78,7 +78,7 @@ fn readers_see_whole_writes_in_order() {
         let w = Arc::clone(&a);
         let r = Arc::clone(&a);
         let tw = thread::spawn(move || {
-            w.write(|xs| xs.fill(7));
+            let _ = w.write(|xs| xs.fill(7));
         });
         let tr = thread::spawn(move || {
             let s1 = r.snapshot();
@@ -105,7 +105,7 @@ fn fetch_add_and_write_of_other_elements_compose() {
             b.fetch_add(0, 1.0).unwrap();
         });
         a.fetch_add(0, 1.0).unwrap();
-        a.write(|xs| xs[1] = 5.0);
+        let _ = a.write(|xs| xs[1] = 5.0);
         t.join().unwrap();
         assert_eq!(a.snapshot(), [2.0, 5.0]);
     });

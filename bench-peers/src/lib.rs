@@ -13,30 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The back-off shmbatch uses before it sleeps: 16 looks one CPU pause apart,
-/// then 2, 4 .. 64 pauses between looks, then yield. Every spinning peer here uses
-/// it, so that on a busy machine a thread that waits gives its core away as
-/// shmbatch does. The CLI's limit measurements use it too, so that the limits see
-/// the same scheduler and the same polling as shmbatch.
-#[derive(Debug, Default)]
-pub struct Backoff(u32);
-
-impl Backoff {
-    /// Wait a little (see the type's docs).
-    pub fn snooze(&mut self) {
-        if self.0 < 16 {
-            std::hint::spin_loop();
-            self.0 += 1;
-        } else if self.0 < 22 {
-            for _ in 0..2u32 << (self.0 - 16) {
-                std::hint::spin_loop();
-            }
-            self.0 += 1;
-        } else {
-            std::thread::yield_now();
-        }
-    }
-}
+/// The back-off shmbatch uses before it sleeps, from the library itself (16 looks
+/// one CPU pause apart, then 2, 4 .. 64 pauses between looks, then yield; see
+/// `docs/benchmarks.md`). Every spinning peer here uses it, so that on a busy
+/// machine a thread that waits gives its core away as shmbatch does. The CLI's
+/// limit measurements use it too, so that the limits see the same scheduler and
+/// the same polling as shmbatch.
+pub use shmbatch::__bench::Backoff;
 
 /// A peer that could not run, with the reason.
 pub type Skipped = String;

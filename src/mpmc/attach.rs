@@ -10,7 +10,8 @@ use bytemuck::Pod;
 
 use super::queue::{Queue, Seen};
 use super::wire::{geometry, init_slots, ClaimWord, Dims, Holder, MpmcControl, PosWord, Side};
-use crate::error::{Error, Result, Role};
+use crate::error::{Error, Result};
+use crate::layout::Role;
 use crate::layout::TypeInfo;
 use crate::options::Options;
 use crate::peers::{self, Left, TABLE_LEN};
@@ -56,7 +57,7 @@ impl Attachment {
         ClaimWord::new(self.holder, side, pos)
     }
 
-    /// Make this attachment look dead (tests): see [`Peers::simulate_death`].
+    /// Make this attachment look dead (tests): see [`PeerTable::simulate_death`].
     pub(super) fn simulate_death(&self) {
         self.queue
             .ctl()

@@ -44,7 +44,7 @@
 //! (`Queue::record`: on the fast path one load of the previous slot's claim word),
 //! and so does every recovery (`Queue::settle`). So at every instruction a claimed
 //! slot is named, by its claim word or by the position word, and a holder found
-//! dead (`Peers::holder_alive`) is replaced by a CAS from its claim word:
+//! dead (`PeerTable::holder_alive`) is replaced by a CAS from its claim word:
 //!
 //! ```text
 //! stamp p,     write claim of p, holder gone  -> publish p as skipped
@@ -96,7 +96,8 @@ use super::wire::{
     add, sub, used, ClaimWord, Dims, Holder, MpmcControl, PosWord, Side, SlotHeader, RETRY_LIMIT,
     SKIPPED,
 };
-use crate::error::{Result, Role};
+use crate::error::Result;
+use crate::layout::Role;
 use crate::segment::Region;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait;

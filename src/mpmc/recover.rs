@@ -138,7 +138,7 @@ pub(super) fn recover_tail(att: &Attachment, tail: u64, index: usize) -> bool {
 ///   dead receiver (`Attachment::recommit`): we finish that (`Retry`).
 /// - A batch that a receiver that is gone had taken: we take it over and
 ///   deliver it (`Taken`). This scans every slot, so it runs only when an
-///   attachment went away since our last scan (`Peers::deaths`), or, with
+///   attachment went away since our last scan (`PeerTable::deaths`), or, with
 ///   `all`, once every sender is gone.
 #[cold]
 #[inline(never)]

@@ -22,9 +22,9 @@
 #[cfg(not(loom))]
 use std::ptr::NonNull;
 
-use crate::error::{Error, Kind, Result};
-use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
-use crate::peers::{self, Peers, TABLE_LEN};
+use crate::error::{Error, Result};
+use crate::layout::{Geometry, Kind, Padded, TypeInfo, MAX_SEGMENT_LEN};
+use crate::peers::{self, PeerTable, TABLE_LEN};
 use crate::segment::{Control, Region};
 #[cfg(not(loom))]
 use crate::sync::Ordering;
@@ -95,7 +95,7 @@ impl Holder {
     /// The attachment these bits name.
     pub(super) fn slot(self) -> peers::Slot {
         peers::Slot {
-            // Any 6 bits: `Peers::holder_alive` checks the index.
+            // Any 6 bits: `PeerTable::holder_alive` checks the index.
             entry: (self.0 >> Self::ENTRY_SHIFT) as usize & ((1 << peers::ENTRY_BITS) - 1),
             gen: (self.0 >> Self::GEN_SHIFT) & ((1 << peers::GEN_BITS) - 1),
         }
@@ -235,7 +235,7 @@ pub(crate) struct MpmcControl {
     /// Futex words: written only when a handle goes to sleep or wakes sleepers.
     pub(super) futex: Padded<Futexes>,
     /// Attachment counts and table.
-    pub(super) peers: Peers,
+    pub(super) peers: PeerTable,
 }
 
 #[repr(C)]

@@ -27,9 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
 
-use super::{pid_alive, ProcId};
+use super::{pid_alive, Mapping, ProcId};
 use crate::error::{Error, Result};
 use crate::layout::{Identity, IDENTITY_SIZE, MAGIC};
 
@@ -207,29 +206,14 @@ pub(crate) fn probe(fd: impl AsFd, len: u64, name: &Name) -> Result<Probe> {
         ));
     }
     // Map only the identity block, so that a hostile size cannot make us map much.
-    // SAFETY: a fresh read-only mapping at an address the kernel picks; no existing
-    // memory is affected. The result is checked.
-    let ptr = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            IDENTITY_SIZE,
-            ProtFlags::READ,
-            MapFlags::SHARED,
-            fd,
-            0,
-        )
-    }
-    .map_err(|e| io_error("mmap", name, e))?;
-    // SAFETY: the mapping is IDENTITY_SIZE bytes, page aligned, and an Identity is
-    // IDENTITY_SIZE bytes of atomics, valid for any bits; only loads are made.
-    let identity = unsafe { &*ptr.cast::<Identity>() };
+    let map = Mapping::new(fd, IDENTITY_SIZE, Access::Read, name)?;
+    let identity: &Identity = map.at(0);
     // Relaxed: the magic and pid are facts to report; `is_ready`'s Acquire load is
     // the sync point with the creator's `publish` for whoever reads on.
     let magic = identity.magic.load(Ordering::Relaxed);
     let ready = identity.is_ready();
     let creator_pid = identity.creator_pid.load(Ordering::Relaxed);
-    // SAFETY: unmapping the mapping made above; `identity` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(ptr, IDENTITY_SIZE) };
+    drop(map);
     if magic != MAGIC {
         return Err(not_shmbatch(name, "no shmbatch magic"));
     }

@@ -190,7 +190,7 @@ fn array_loop(a: &SharedArray<f64>, locked: bool, dur: Duration) -> f64 {
     while start.elapsed() < dur {
         for _ in 0..256 {
             if locked {
-                a.write(|xs| xs[0] += 1.0);
+                let _ = a.write(|xs| xs[0] += 1.0);
             } else {
                 let _ = a.fetch_add(0, 1.0);
             }
