@@ -21,11 +21,9 @@
 use std::os::fd::AsFd;
 
 use crate::error::{Error, Result};
-use crate::layout::{Identity, Kind, Role, CONTROL_OFFSET, LAYOUT_VERSION, LINE};
-use crate::peers::TABLE_LEN;
+use crate::layout::{Identity, Kind, Role, CONTROL_OFFSET, LAYOUT_VERSION};
 use crate::segment::files::{self, Access, Temporary};
 use crate::segment::{pid_alive, Mapping, Name, ProcId};
-use crate::sync::{AtomicU64, Ordering};
 
 pub use crate::segment::SHM_DIR;
 
@@ -363,8 +361,8 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
             info.seq = Some(s.seq);
         }
         Kind::Mpmc => {
-            let s = mpmc_stats(&map, g.capacity);
-            info.peers = s.peers;
+            let s = crate::mpmc::stats(map.at(CONTROL_OFFSET), g.capacity);
+            info.peers = mpmc_peers(&s.entries);
             info.fill = s.used.map(|used| Fill {
                 used,
                 total: g.capacity,
@@ -375,47 +373,11 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
     Ok(info)
 }
 
-/// A snapshot of an MPMC control block, read as `src/mpmc.rs` (module docs,
-/// "Layout") and `src/peers.rs` (module docs) document it.
-#[derive(Debug)]
-pub(crate) struct MpmcStats {
-    /// Claimed slots (`tail - head` in slots): committed batches plus those being
-    /// written or read. `None` when a position is not a valid `lap | index`.
-    pub(crate) used: Option<u64>,
-    /// Attached handles from the attachment table, one per (role, pid).
-    pub(crate) peers: Vec<Peer>,
-}
-
-/// Offsets in the MPMC control block (`src/mpmc.rs`, "Layout"): tail on line 0,
-/// head on line 1, peer counts on line 3, the attachment table from line 4.
-const MPMC_TAIL: usize = 0;
-const MPMC_HEAD: usize = LINE;
-const MPMC_TABLE: usize = 4 * LINE;
-
-#[cfg(not(loom))]
-const _: () = {
-    // The control block this reads is 8 lines, the last 4 + a bit the peers' table.
-    assert!(std::mem::size_of::<crate::mpmc::MpmcControl>() == 8 * LINE);
-    assert!(std::mem::size_of::<crate::peers::PeerTable>() == LINE + 8 * TABLE_LEN);
-    assert!(MPMC_TABLE + 8 * TABLE_LEN <= 8 * LINE);
-};
-
-/// Read the fill level and the attached processes of the MPMC segment whose
-/// control block is mapped in `map` at [`CONTROL_OFFSET`] (checked by the caller),
-/// with `slots` slots. Every word is untrusted: a position whose index is not
-/// below `slots` gives no fill, a table entry with an unknown role is left out.
-pub(crate) fn mpmc_stats(map: &Mapping, slots: u64) -> MpmcStats {
-    let r = Ordering::Relaxed;
-    let word = |offset: usize| map.at::<AtomicU64>(CONTROL_OFFSET + offset).load(r);
-    // Head first: head <= tail at every instant and tail only grows, so the
-    // later tail is at least the earlier head.
-    let head = word(MPMC_HEAD);
-    let tail = word(MPMC_TAIL);
-    let used = crate::mpmc::used(head, tail, slots);
+/// The attached processes in an MPMC attachment table, one per (role, pid); a
+/// free entry or one with an unknown role is left out.
+fn mpmc_peers(entries: &[crate::peers::Entry]) -> Vec<Peer> {
     let mut peers: Vec<Peer> = Vec::new();
-    for k in 0..TABLE_LEN {
-        // Entry: see `peers.rs` (identity, generation, role code; 0 = free).
-        let e = crate::peers::Entry::decode(word(MPMC_TABLE + 8 * k));
+    for e in entries {
         let (Some(role), pid) = (e.role, e.proc.pid) else {
             continue;
         };
@@ -434,5 +396,5 @@ pub(crate) fn mpmc_stats(map: &Mapping, slots: u64) -> MpmcStats {
             },
         });
     }
-    MpmcStats { used, peers }
+    peers
 }

@@ -179,6 +179,14 @@ impl PeerTable {
         &self.counts[2]
     }
 
+    /// Every entry, decoded (Relaxed loads, for reports: `inspect`).
+    pub(crate) fn snapshot(&self) -> Vec<Entry> {
+        self.entries
+            .iter()
+            .map(|e| Entry::decode(e.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Bumped by every detach and reap: when it changes, an attachment went away
     /// and slots it held may need recovering.
     pub(crate) fn deaths(&self) -> u64 {

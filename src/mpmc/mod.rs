@@ -100,7 +100,7 @@ use bytemuck::Pod;
 pub use receiver::{Batch, Iter, Receiver, TryIter};
 pub use sender::{Reservation, Sender};
 pub use wire::MAX_SLOTS;
-pub(crate) use wire::{used, MpmcControl};
+pub(crate) use wire::{stats, MpmcControl};
 
 use crate::error::Result;
 use crate::layout::TypeInfo;

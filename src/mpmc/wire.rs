@@ -391,7 +391,7 @@ pub(super) fn init_slots(_region: &Region, _d: &Dims) {
 /// order) of a queue of `slots` slots: committed batches plus those being written
 /// or read. `None` when a position is not a valid `lap | index`, or tail is behind
 /// head. For `inspect`, which reads an untrusted segment.
-pub(crate) fn used(head: u64, tail: u64, slots: u64) -> Option<u64> {
+pub(super) fn used(head: u64, tail: u64, slots: u64) -> Option<u64> {
     let one_lap = slots.checked_add(1)?.checked_next_power_of_two()?;
     if one_lap > 1 << 32 {
         return None;
@@ -422,4 +422,29 @@ pub(super) fn geometry(ty: &TypeInfo, slots: usize, max_batch: usize) -> Result<
         d.stride as u64,
     )?;
     Ok((g, d))
+}
+
+/// A snapshot of an MPMC control block, for `inspect`.
+#[derive(Debug)]
+pub(crate) struct MpmcStats {
+    /// Claimed slots not yet taken (`used`). `None` when a position is not a valid
+    /// `lap | index`.
+    pub(crate) used: Option<u64>,
+    /// The attachment table, decoded.
+    pub(crate) entries: Vec<peers::Entry>,
+}
+
+/// Read the control block of a queue of `slots` slots without taking part in its
+/// protocol (Relaxed loads only: the values are a report, never used to form a
+/// pointer). Every word is untrusted.
+pub(crate) fn stats(ctl: &MpmcControl, slots: u64) -> MpmcStats {
+    let r = std::sync::atomic::Ordering::Relaxed;
+    // Head first: head <= tail at every instant and tail only grows, so the later
+    // tail is at least the earlier head.
+    let head = ctl.head.load(r);
+    let tail = ctl.tail.load(r);
+    MpmcStats {
+        used: used(head, tail, slots),
+        entries: ctl.peers.snapshot(),
+    }
 }
