@@ -1,0 +1,120 @@
+//! The guards that SPSC handles return: [`Reservation`] (room in the ring, until
+//! committed) and [`Batch`] (a received batch in place, until dropped).
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
+use bytemuck::Pod;
+
+use super::ring::{Claim, Consumer, Peeked, Producer};
+use super::{Receiver, Sender};
+
+/// Room for one batch inside the ring, from [`Sender::reserve`].
+///
+/// Derefs to `&mut [T]`. [`commit`](Self::commit) publishes the batch; dropping the
+/// reservation without committing publishes nothing and frees the room.
+pub struct Reservation<'a, T: Pod = f64> {
+    tx: &'a mut Sender<T>,
+    claim: Claim,
+    len: usize,
+}
+
+impl<'a, T: Pod> Reservation<'a, T> {
+    pub(super) fn new(tx: &'a mut Sender<T>, claim: Claim, len: usize) -> Self {
+        Reservation { tx, claim, len }
+    }
+
+    /// Shorten the batch to `len` elements (no effect if `len` is not smaller):
+    /// reserve for the longest case, fill some, commit that many.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Publish the batch to the receiver.
+    pub fn commit(self) {
+        self.tx
+            .prod
+            .publish(&self.tx.link.ring, self.claim, self.len);
+    }
+
+    fn ptr(&self) -> NonNull<T> {
+        Producer::payload(&self.tx.link.ring, &self.claim, self.len)
+    }
+}
+
+impl<T: Pod> Deref for Reservation<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the claim covers record(len) bytes that only we access until
+        // publish; the pointer is aligned (`Ring::payload`) and T is Pod, so any
+        // bytes are a valid T.
+        unsafe { std::slice::from_raw_parts(self.ptr().as_ptr(), self.len) }
+    }
+}
+
+impl<T: Pod> DerefMut for Reservation<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique in-process.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr().as_ptr(), self.len) }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Reservation<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A received batch, in place in the ring. Derefs to `&[T]` and `&mut [T]`;
+/// dropping it gives the space back to the sender.
+pub struct Batch<'a, T: Pod = f64> {
+    rx: &'a mut Receiver<T>,
+    ptr: NonNull<T>,
+    peeked: Peeked,
+}
+
+impl<'a, T: Pod> Batch<'a, T> {
+    pub(super) fn new(rx: &'a mut Receiver<T>, peeked: Peeked) -> Self {
+        Batch {
+            ptr: Consumer::payload(&rx.link.ring, &peeked),
+            peeked,
+            rx,
+        }
+    }
+}
+
+impl<T: Pod> Deref for Batch<'_, T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: the record lies inside the ring (`look` checked it) and belongs
+        // to the consumer until `release`; aligned (`Ring::payload`); T is Pod.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.peeked.len) }
+    }
+}
+
+impl<T: Pod> DerefMut for Batch<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique in-process, and
+        // the producer does not touch the record before `release`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.peeked.len) }
+    }
+}
+
+impl<T: Pod> Drop for Batch<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let rx = &mut *self.rx;
+        rx.cons.release(&rx.link.ring, &self.peeked);
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Batch<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
