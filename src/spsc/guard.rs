@@ -13,7 +13,15 @@ use super::{Receiver, Sender};
 /// Room for one batch inside the ring, from [`Sender::reserve`].
 ///
 /// Derefs to `&mut [T]`. [`commit`](Self::commit) publishes the batch; dropping the
-/// reservation without committing publishes nothing and frees the room.
+/// reservation without committing publishes nothing and frees the room, so a
+/// reservation left unused is a warning:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let (mut tx, _rx) = shmbatch::spsc::channel::<f64>(8).unwrap();
+/// tx.reserve(4).unwrap(); // sends nothing
+/// ```
+#[must_use = "a reservation publishes nothing unless it is committed"]
 pub struct Reservation<'a, T: Pod = f64> {
     tx: &'a mut Sender<T>,
     claim: Claim,
@@ -69,7 +77,9 @@ impl<T: Pod> fmt::Debug for Reservation<'_, T> {
 }
 
 /// A received batch, in place in the ring. Derefs to `&[T]` and `&mut [T]`;
-/// dropping it gives the space back to the sender.
+/// dropping it gives the space back to the sender. A batch received and dropped
+/// unread is a warning; `drop(rx.recv()?)` says it was meant.
+#[must_use = "dropping the batch releases it unread"]
 pub struct Batch<'a, T: Pod = f64> {
     rx: &'a mut Receiver<T>,
     ptr: NonNull<T>,

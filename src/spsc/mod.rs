@@ -204,6 +204,7 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Longest batch this queue accepts, in elements.
+    #[must_use]
     pub fn max_batch(&self) -> usize {
         self.link.ring.dims.max_batch
     }
@@ -211,11 +212,13 @@ impl<T: Pod> Sender<T> {
     /// Length of the ring in elements. Each batch also takes a header of
     /// `max(8, align_of::<T>())` bytes and is padded to that size, and one more
     /// header's worth of the ring always stays free (module docs).
+    #[must_use]
     pub fn capacity(&self) -> usize {
         self.link.ring.dims.ring / self.link.ring.dims.elem
     }
 
     /// The segment name (`None` for a [`channel`]).
+    #[must_use]
     pub fn name(&self) -> Option<&str> {
         self.link.ring.region().name()
     }
@@ -227,6 +230,7 @@ impl<T: Pod> Sender<T> {
 
     /// Whether the receiver attached once and is gone (checks that its process is
     /// alive: one system call).
+    #[must_use]
     pub fn is_disconnected(&self) -> bool {
         self.link.peer_gone(true)
     }
@@ -387,16 +391,19 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Longest batch the queue carries, in elements.
+    #[must_use]
     pub fn max_batch(&self) -> usize {
         self.link.ring.dims.max_batch
     }
 
     /// Length of the ring in elements (see [`Sender::capacity`]).
+    #[must_use]
     pub fn capacity(&self) -> usize {
         self.link.ring.dims.ring / self.link.ring.dims.elem
     }
 
     /// The segment name (`None` for a [`channel`]).
+    #[must_use]
     pub fn name(&self) -> Option<&str> {
         self.link.ring.region().name()
     }
@@ -408,11 +415,13 @@ impl<T: Pod> Receiver<T> {
 
     /// Whether the sender attached once and is gone (checks that its process is
     /// alive: one system call). Batches it committed may still be waiting.
+    #[must_use]
     pub fn is_disconnected(&self) -> bool {
         self.link.peer_gone(true)
     }
 
     /// Whether no batch is waiting right now (what `try_recv` would see).
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.cons.is_empty(&self.link.ring)
     }
