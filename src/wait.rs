@@ -127,7 +127,6 @@ impl Deadline {
         Deadline(Instant::now().checked_add(timeout))
     }
 
-    #[allow(dead_code)] // until the `_deadline` verbs land
     pub(crate) fn at(instant: Instant) -> Self {
         Deadline(Some(instant))
     }

@@ -322,3 +322,61 @@ fn bad_sizes_and_types_are_errors() {
         Err(shmbatch::Error::UnsupportedType { .. })
     ));
 }
+
+#[test]
+fn deadlines_bound_every_wait() {
+    use std::time::Instant;
+    let (mut tx, mut rx) = pair(8);
+    let soon = || Instant::now() + Duration::from_millis(5);
+    assert_eq!(
+        rx.recv_deadline(soon()).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    let mut v = vec![1.0];
+    assert_eq!(
+        rx.recv_into_deadline(&mut v, Instant::now()).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    assert_eq!(v, [1.0], "untouched on timeout");
+    let max = vec![3.0; tx.max_batch()];
+    tx.send_deadline(&max, soon()).unwrap();
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(20);
+    assert_eq!(
+        tx.send_deadline(&max, deadline).unwrap_err(),
+        SendTimeoutError::Timeout
+    );
+    assert!(Instant::now() >= deadline);
+    assert!(matches!(
+        tx.reserve_deadline(max.len(), soon()),
+        Err(SendTimeoutError::Timeout)
+    ));
+    assert_eq!(
+        tx.send_deadline(&vec![0.0; max.len() + 1], soon())
+            .unwrap_err(),
+        SendTimeoutError::TooLarge {
+            len: max.len() + 1,
+            max: max.len()
+        }
+    );
+    assert_eq!(rx.recv_deadline(soon()).unwrap().len(), max.len());
+    let mut r = tx.reserve_deadline(2, soon()).unwrap();
+    r.copy_from_slice(&[4.0, 5.0]);
+    r.commit();
+    assert_eq!(rx.recv_into_deadline(&mut v, soon()).unwrap(), 2);
+    assert_eq!(v, [4.0, 5.0]);
+    drop(rx);
+    assert_eq!(
+        tx.send_deadline(&[1.0], soon()).unwrap_err(),
+        SendTimeoutError::Disconnected
+    );
+}
+
+#[test]
+fn a_deadline_in_the_past_still_takes_what_is_ready() {
+    use std::time::Instant;
+    let (mut tx, mut rx) = pair(8);
+    let past = Instant::now();
+    tx.send_deadline(&[1.0], past).unwrap();
+    assert_eq!(&*rx.recv_deadline(past).unwrap(), &[1.0]);
+}

@@ -7,7 +7,8 @@
 //! # Behaviour
 //! - **Full**: [`Sender::send`] and [`Sender::reserve`] wait (spin, yield, then
 //!   sleep on a futex in the segment); [`Sender::try_send`] returns
-//!   [`TrySendError::Full`]; [`Sender::send_timeout`] gives up after its timeout.
+//!   [`TrySendError::Full`]; [`Sender::send_timeout`] gives up after a
+//!   [`Duration`], [`Sender::send_deadline`] at an [`Instant`].
 //! - **Empty**: [`Receiver::recv`] waits the same way; [`Receiver::try_recv`]
 //!   returns [`TryRecvError::Empty`].
 //! - **Batch length**: from 0 to [`Sender::max_batch`] elements: at least half the
@@ -73,7 +74,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
@@ -277,6 +278,34 @@ impl<T: Pod> Sender<T> {
         self.send_until(batch, Deadline::after(timeout))
     }
 
+    /// Send a copy of `batch`, waiting for room until `deadline`: one deadline for
+    /// a sequence of calls.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] if no room appeared by then, otherwise as
+    /// [`send`](Self::send).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (mut tx, _rx) = shmbatch::spsc::channel::<f64>(8)?;
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// let mut sent = 0;
+    /// while tx.send_deadline(&[1.0], deadline).is_ok() {
+    ///     sent += 1; // nobody receives: the ring fills, then the deadline passes
+    /// }
+    /// assert!(sent > 0 && Instant::now() >= deadline);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_deadline(
+        &mut self,
+        batch: &[T],
+        deadline: Instant,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_until(batch, Deadline::at(deadline))
+    }
+
     /// Reserve room for a batch of `len` elements in the ring, waiting while the
     /// queue is full. Fill it through the returned guard and
     /// [`commit`](Reservation::commit) it; dropping the guard publishes nothing.
@@ -322,6 +351,17 @@ impl<T: Pod> Sender<T> {
         timeout: Duration,
     ) -> Result<Reservation<'_, T>, SendTimeoutError> {
         self.reserve_until(len, Deadline::after(timeout))
+    }
+    /// Reserve room for `len` elements, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`send_deadline`](Self::send_deadline).
+    pub fn reserve_deadline(
+        &mut self,
+        len: usize,
+        deadline: Instant,
+    ) -> Result<Reservation<'_, T>, SendTimeoutError> {
+        self.reserve_until(len, Deadline::at(deadline))
     }
 }
 
@@ -469,6 +509,15 @@ impl<T: Pod> Receiver<T> {
         self.recv_until(Deadline::after(timeout))
     }
 
+    /// Receive the next batch, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] if nothing arrived by then, otherwise as
+    /// [`recv`](Self::recv).
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Batch<'_, T>, RecvTimeoutError> {
+        self.recv_until(Deadline::at(deadline))
+    }
+
     /// Receive the next batch into `out` (replacing its contents), waiting while
     /// the queue is empty. Returns the batch length.
     ///
@@ -510,6 +559,20 @@ impl<T: Pod> Receiver<T> {
         timeout: Duration,
     ) -> Result<usize, RecvTimeoutError> {
         let b = self.recv_timeout(timeout)?;
+        crate::verbs::fill(out, &b);
+        Ok(out.len())
+    }
+
+    /// Receive the next batch into `out`, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_deadline`](Self::recv_deadline).
+    pub fn recv_into_deadline(
+        &mut self,
+        out: &mut Vec<T>,
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutError> {
+        let b = self.recv_deadline(deadline)?;
         crate::verbs::fill(out, &b);
         Ok(out.len())
     }
