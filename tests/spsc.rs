@@ -380,3 +380,64 @@ fn a_deadline_in_the_past_still_takes_what_is_ready() {
     tx.send_deadline(&[1.0], past).unwrap();
     assert_eq!(&*rx.recv_deadline(past).unwrap(), &[1.0]);
 }
+
+#[test]
+fn len_counts_batches_on_both_ends() {
+    let (mut tx, mut rx) = pair(64);
+    assert_eq!((tx.len(), rx.len()), (0, 0));
+    assert!(tx.is_empty() && rx.is_empty());
+    tx.send(&[1.0, 2.0]).unwrap();
+    tx.send(&[]).unwrap();
+    let mut r = tx.reserve(3).unwrap();
+    r.fill(3.0);
+    r.commit();
+    drop(tx.reserve(1).unwrap()); // not committed: not counted
+    assert_eq!((tx.len(), rx.len()), (3, 3));
+    assert!(!tx.is_empty() && !rx.is_empty());
+    let b = rx.recv().unwrap();
+    assert_eq!(tx.len(), 3, "a batch being read still counts");
+    drop(b);
+    assert_eq!((tx.len(), rx.len()), (2, 2));
+    let mut v = Vec::new();
+    rx.recv_into(&mut v).unwrap();
+    rx.try_recv_into(&mut v).unwrap();
+    assert_eq!((tx.len(), rx.len()), (0, 0));
+    assert!(tx.is_empty() && rx.is_empty());
+}
+
+#[test]
+fn len_follows_a_wrapping_stream() {
+    let (mut tx, mut rx) = pair(40);
+    let max = tx.max_batch();
+    let rounds = if cfg!(miri) { 40 } else { 1_000 };
+    let mut waiting = 0;
+    for round in 0..rounds {
+        let len = (round * 5) % (max + 1);
+        if tx.try_send(&vec![0.5; len]).is_ok() {
+            waiting += 1;
+        }
+        if round % 3 == 0 && rx.try_recv().is_ok() {
+            waiting -= 1;
+        }
+        assert_eq!((tx.len(), rx.len()), (waiting, waiting));
+        assert_eq!(tx.is_empty(), waiting == 0);
+        assert_eq!(rx.is_empty(), waiting == 0);
+    }
+}
+
+#[test]
+fn is_full_means_a_longest_batch_would_wait() {
+    let (mut tx, mut rx) = pair(16);
+    let max = vec![1.0; tx.max_batch()];
+    assert!(!tx.is_full());
+    tx.send(&max).unwrap();
+    assert!(tx.is_full());
+    assert_eq!(tx.try_send(&max).unwrap_err(), TrySendError::Full);
+    drop(rx.recv().unwrap());
+    assert!(!tx.is_full());
+    // Short batches until even one element does not fit.
+    while tx.try_send(&[2.0]).is_ok() {
+        assert_eq!(tx.is_full(), tx.try_reserve(max.len()).is_err());
+    }
+    assert!(tx.is_full());
+}

@@ -127,4 +127,22 @@ impl Dims {
         let mask = self.unit - 1;
         self.unit + ((len * self.elem + mask) & !mask)
     }
+
+    /// The most records the ring can hold at once (each takes at least a unit, and
+    /// one unit stays free): the bound of `len`.
+    pub(super) fn max_records(&self) -> u64 {
+        (self.ring / self.unit - 1) as u64
+    }
+
+    /// Batches waiting, from counts that a peer may have damaged: `sent -
+    /// received` clamped to `0..=max_records` (a count may also lag its position
+    /// by a batch, which makes the difference -1 for a moment).
+    pub(super) fn waiting(&self, sent: u64, received: u64) -> usize {
+        let d = sent.wrapping_sub(received);
+        if d > 1 << 63 {
+            0
+        } else {
+            d.min(self.max_records()) as usize
+        }
+    }
 }

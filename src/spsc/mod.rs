@@ -14,6 +14,10 @@
 //! - **Batch length**: from 0 to [`Sender::max_batch`] elements: at least half the
 //!   capacity asked for at creation, or fewer if [`Options::max_batch`] says so;
 //!   longer batches are refused with `TooLarge`.
+//! - **Counting**: [`Sender::len`] and [`Receiver::len`] count the batches sent and
+//!   not yet received, `is_empty` says whether there are none, and
+//!   [`Sender::is_full`] whether a batch of `max_batch()` elements would have to
+//!   wait. Each is a snapshot: the other side may change it the next moment.
 //! - **Peer gone**: when the sender drops (or its process dies), the receiver first
 //!   drains every committed batch and then gets `Disconnected`. When the receiver
 //!   drops or dies, sends return `Disconnected`. Before the peer has attached for the
@@ -49,6 +53,7 @@
 //! let mut slot = tx.reserve(2)?;                     // zero-copy path
 //! slot.copy_from_slice(&[4.0, 5.0]);
 //! slot.commit();
+//! assert_eq!((tx.len(), rx.len()), (2, 2));
 //!
 //! let mut batch = rx.recv()?;                        // a guard over the ring
 //! batch[0] += 10.0;                                  // may be modified in place
@@ -68,8 +73,8 @@
 //! The header holds `len + 1`; `0` means "nothing published here yet" and
 //! `u64::MAX` is a wrap marker: the record did not fit before the end of the ring
 //! and starts at offset 0. The control block holds the producer's byte position
-//! `tail` on one line, the consumer's `head` on the next, and the owner and futex
-//! words on a third. The README's "Layout"
+//! `tail` and batch count `sent` on one line, the consumer's `head` and `received`
+//! on the next, and the owner and futex words on a third. The README's "Layout"
 //! section gives the offsets; the code's `ring.rs` the algorithm and its sync points.
 
 use std::fmt;
@@ -234,6 +239,55 @@ impl<T: Pod> Sender<T> {
     #[must_use]
     pub fn is_disconnected(&self) -> bool {
         self.link.peer_gone(true)
+    }
+
+    /// How many batches this sender's queue holds that the receiver has not yet
+    /// released (a batch it is reading still counts). A snapshot: the receiver may
+    /// take some the next moment. Two loads, no system call.
+    ///
+    /// After a process was killed in the middle of a send or a receive, the count
+    /// may be one off until the next handle of that side attaches, which recounts
+    /// from the ring; it never exceeds what the ring can hold.
+    ///
+    /// # Examples
+    /// ```
+    /// let (mut tx, mut rx) = shmbatch::spsc::channel::<f64>(64)?;
+    /// assert!(tx.is_empty());
+    /// tx.send(&[1.0, 2.0])?;
+    /// tx.send(&[])?; // an empty batch is a batch
+    /// assert_eq!((tx.len(), rx.len()), (2, 2));
+    /// drop(rx.recv()?);
+    /// assert_eq!(tx.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.prod.len(&self.link.ring)
+    }
+
+    /// Whether the receiver has released every batch sent so far (read from its
+    /// position, so exact even where [`len`](Self::len) is one off).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.prod.is_empty(&self.link.ring)
+    }
+
+    /// Whether a batch of [`max_batch`](Self::max_batch) elements would have to
+    /// wait now (shorter ones may still fit). An empty queue is never full.
+    ///
+    /// # Examples
+    /// ```
+    /// let (mut tx, mut rx) = shmbatch::spsc::channel::<f64>(8)?;
+    /// let max = vec![0.0; tx.max_batch()];
+    /// tx.send(&max)?;
+    /// assert!(tx.is_full()); // a second one waits for the receiver
+    /// drop(rx.recv()?);
+    /// assert!(!tx.is_full());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.prod.lacks_room(&self.link.ring, self.max_batch())
     }
 
     /// Send a copy of `batch`, waiting while the queue is full.
@@ -460,7 +514,15 @@ impl<T: Pod> Receiver<T> {
         self.link.peer_gone(true)
     }
 
-    /// Whether no batch is waiting right now (what `try_recv` would see).
+    /// How many batches are waiting to be received: a snapshot, as
+    /// [`Sender::len`] (whose remark on killed processes applies here too).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.cons.len(&self.link.ring)
+    }
+
+    /// Whether no batch is waiting right now (what `try_recv` would see; read from
+    /// the ring itself, so exact even where [`len`](Self::len) is one off).
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.cons.is_empty(&self.link.ring)

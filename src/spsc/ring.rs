@@ -28,18 +28,27 @@
 //! - "publish batch": the producer writes a record and the empty header after it,
 //!   then stores the record's header (or the wrap marker before it) with Release
 //!   (`Producer::publish`); the consumer loads the header with Acquire before
-//!   reading the batch (`Consumer::look`). The producer then stores `tail`
-//!   (Release), which nothing reads to receive: only attaching handles, the
-//!   consumer's periodic sanity check (`Consumer::check_tail`) and `inspect` read
-//!   it.
+//!   reading the batch (`Consumer::look`). The producer then stores `tail` and
+//!   `sent` (Release), which nothing reads to receive: only attaching handles, the
+//!   consumer's periodic sanity check (`Consumer::check_tail`), `len` and
+//!   `inspect` read them.
 //! - "free space": the consumer stores `head` (Release) after it is done with a
-//!   batch (`Consumer::release`); the producer loads `head` with Acquire before
-//!   reusing that space (`Producer::claim`).
+//!   batch, then `received` (`Consumer::release`); the producer loads `head` with
+//!   Acquire before reusing that space (`Producer::claim`).
 //! - The wake protocol (wait.rs): the stores above are its K1, and the `SeqCst`
 //!   loads in `Producer::sleep` and `Consumer::sleep` its W2.
 //!
 //! Each publish and release ends with `wait::wake`, whose barrier costs a compiler
 //! fence where Linux's `membarrier(2)` is available (see [`crate::asymmetric_wake`]).
+//!
+//! # Batch counts
+//! `sent` and `received` count batches (wrap markers are not batches), so that
+//! `len` costs two loads instead of a walk over the records. Each is written by its
+//! own side only, after the position it goes with, and is a report, never used to
+//! form a pointer: a reader clamps `sent - received` to `0..=Dims::max_records`.
+//! A process killed between a position store and its count store leaves a count
+//! one short; the next handle of that side recounts from the records themselves
+//! when it attaches (`Producer::attach`, `Consumer::attach`).
 
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -61,7 +70,9 @@ const EMPTY: u64 = 0;
 /// | offset | field | written by |
 /// |---|---|---|
 /// | 0 | `tail` | producer |
+/// | 8 | `sent` | producer |
 /// | 128 | `head` | consumer |
+/// | 136 | `received` | consumer |
 /// | 256 | owner words, futex words ([`Peers`]) | both, rarely |
 #[repr(C)]
 #[derive(Default)]
@@ -81,6 +92,10 @@ struct ProducerLine {
     /// headers, so it may release a record before its producer stores `tail`:
     /// `tail` is within one ring of `head`, on either side.
     tail: AtomicU64,
+    /// Batches ever published. Written by the producer only (Release store after
+    /// `tail`), read by the consumer's `len` and an attaching consumer (Acquire).
+    /// Untrusted: any value, clamped where it is used (module docs).
+    sent: AtomicU64,
 }
 
 /// The words only the consumer writes.
@@ -91,6 +106,10 @@ struct ConsumerLine {
     /// the producer (Acquire, when its cached copy says the ring is full; `SeqCst`
     /// while it sleeps).
     head: AtomicU64,
+    /// Batches ever released. Written by the consumer only (Release store after
+    /// `head`), read by the producer's `len` and an attaching producer (Acquire).
+    /// Untrusted like `sent`.
+    received: AtomicU64,
 }
 
 /// Owner words and futex words: written rarely (attach, detach, going to sleep),
@@ -120,10 +139,12 @@ const _: () = {
     assert!(size_of::<SpscControl>() == 3 * crate::layout::LINE);
     assert!(offset_of!(SpscControl, consumer) == crate::layout::LINE);
     assert!(offset_of!(SpscControl, peers) == 2 * crate::layout::LINE);
+    assert!(offset_of!(ProducerLine, sent) == 8);
+    assert!(offset_of!(ConsumerLine, received) == 8);
 };
 
-// SAFETY: all-zero is the valid initial state (positions 0, owners never
-// attached, nobody asleep), and the block holds atomics only.
+// SAFETY: all-zero is the valid initial state (positions and counts 0, owners
+// never attached, nobody asleep), and the block holds atomics only.
 unsafe impl Control for SpscControl {
     const KIND: Kind = Kind::Spsc;
 }
@@ -142,14 +163,16 @@ impl SpscControl {
 /// overflow whatever a peer writes later (it is checked relative to ours).
 const MAX_POSITION: u64 = 1 << 62;
 
-/// Check positions read at attach; `mine` is the one this side will advance.
-/// `tail` may be behind `head` (see [`ProducerLine::tail`]), but never by more
-/// than a ring, and never ahead by more than a ring.
-fn check_positions(head: u64, tail: u64, d: &Dims, mine: u64) -> Result<()> {
+/// Check positions read at attach. `tail` may be behind `head` (see
+/// [`ProducerLine::tail`]), but never by more than a ring, and never ahead by more
+/// than a ring; both are unit-aligned.
+fn check_positions(head: u64, tail: u64, d: &Dims) -> Result<()> {
+    let unit = d.unit as u64;
     if head > MAX_POSITION
         || tail > MAX_POSITION
         || head.abs_diff(tail) > d.ring as u64
-        || mine % d.unit as u64 != 0
+        || head % unit != 0
+        || tail % unit != 0
     {
         return Err(Error::corrupted("spsc positions are inconsistent"));
     }
@@ -216,32 +239,49 @@ impl Ring {
     }
 }
 
-/// The end of the published records, starting from the stored `tail` (or from
-/// `head` if the consumer is already past it). Records are followed by an empty
-/// header (module docs), so the end is the first empty header from there on.
-/// Every header is validated: the walk stays within one ring of `head`, so it
-/// ends after at most `ring / unit` steps whatever the segment holds.
-fn published_end(ring: &Ring, head: u64, tail: u64) -> Result<u64> {
-    let mut tail = tail.max(head);
+/// What a walk over the published records found (`walk`).
+struct Walked {
+    /// Position of the first empty header: the end of the published records.
+    end: u64,
+    /// Records from the start of the walk to `end`.
+    records: u64,
+    /// Those of them that start at or after the walk's `mark`.
+    beyond: u64,
+}
+
+/// Follow the published records from `head` to the first empty header. Every
+/// header is validated, and the walk stays within one ring of `head`, so it ends
+/// after at most `ring / unit` steps whatever the segment holds.
+fn walk(ring: &Ring, head: u64, mark: u64) -> Result<Walked> {
     let d = ring.dims;
-    let corrupted = || Error::corrupted("spsc records after the producer position are damaged");
+    let corrupted = || Error::corrupted("spsc published records are damaged");
+    let mut w = Walked {
+        end: head,
+        records: 0,
+        beyond: 0,
+    };
     loop {
-        let off = (tail % d.ring as u64) as usize;
-        // Acquire pairs with the previous producer's "publish batch" store.
+        let off = (w.end % d.ring as u64) as usize;
+        // Acquire pairs with the "publish batch" store of whichever producer wrote
+        // this header.
         let word = ring.header(off).load(Ordering::Acquire);
         let advance = match word {
-            EMPTY => return Ok(tail),
+            EMPTY => return Ok(w),
             WRAP if off == 0 => return Err(corrupted()),
             WRAP => d.ring - off,
-            w if w - 1 > d.max_batch as u64 => return Err(corrupted()),
-            w => d.record((w - 1) as usize),
+            h if h - 1 > d.max_batch as u64 => return Err(corrupted()),
+            h => {
+                w.records += 1;
+                w.beyond += u64::from(w.end >= mark);
+                d.record((h - 1) as usize)
+            }
         };
         if off + advance > d.ring {
             return Err(corrupted());
         }
-        tail += advance as u64;
+        w.end += advance as u64;
         // Keep the unit for the empty header free, as a live producer does.
-        if tail - head + d.unit as u64 > d.ring as u64 {
+        if w.end - head + d.unit as u64 > d.ring as u64 {
             return Err(corrupted());
         }
     }
@@ -265,6 +305,8 @@ pub(super) struct Producer {
     off: usize,
     /// Last `head` we loaded; `tail - head_cache` bounds the used bytes.
     head_cache: u64,
+    /// Batches published (our copy of `sent`).
+    sent: u64,
 }
 
 impl Producer {
@@ -272,24 +314,38 @@ impl Producer {
     ///
     /// A producer that died between publishing a record's header and storing
     /// `tail` left published records after `tail`; writing over them would corrupt
-    /// what the consumer reads, so we start at the end of what is published
-    /// (`published_end`).
+    /// what the consumer reads. Records are followed by an empty header (module
+    /// docs), so the end is the first empty header after `head`. `sent` is then
+    /// recounted: the consumer's count plus the records waiting, or the stored
+    /// count plus the records after the stored `tail`, whichever is larger (each
+    /// can only fall short, the first while the consumer releases, the second
+    /// after a producer died between storing `tail` and `sent`).
     pub(super) fn attach(ring: &Ring) -> Result<Producer> {
         let ctl = ring.ctl();
+        // Acquire pairs with the consumer's Release store of received, which
+        // follows its "free space" store of head: the head loaded next is at
+        // least the one that count goes with.
+        let received = ctl.consumer.received.load(Ordering::Acquire);
         // Sync point "free space", as in `claim`.
         let head = ctl.consumer.head.load(Ordering::Acquire);
-        // A starting point only (published_end reads the headers themselves);
+        // A starting point for counting only (the walk reads the headers);
         // Acquire pairs with the previous producer's Release store of tail.
         let tail = ctl.producer.tail.load(Ordering::Acquire);
-        check_positions(head, tail, &ring.dims, tail)?;
-        let tail = published_end(ring, head, tail)?;
-        // Tell sleeping consumers and `inspect` (a no-op unless a producer died
-        // between publishing a record and storing tail).
-        ctl.producer.tail.store(tail, Ordering::Release);
+        let sent = ctl.producer.sent.load(Ordering::Relaxed);
+        check_positions(head, tail, &ring.dims)?;
+        let w = walk(ring, head, tail)?;
+        let sent = sent
+            .wrapping_add(w.beyond)
+            .max(received.wrapping_add(w.records));
+        // Tell sleeping consumers, `len` and `inspect` (a no-op unless a producer
+        // died between publishing a record and storing these).
+        ctl.producer.tail.store(w.end, Ordering::Release);
+        ctl.producer.sent.store(sent, Ordering::Release);
         Ok(Producer {
-            off: (tail % ring.dims.ring as u64) as usize,
-            tail,
+            off: (w.end % ring.dims.ring as u64) as usize,
+            tail: w.end,
             head_cache: head,
+            sent,
         })
     }
 
@@ -377,11 +433,37 @@ impl Producer {
         }
         self.off = next;
         self.tail += advance as u64;
+        self.sent = self.sent.wrapping_add(1);
         let ctl = ring.ctl();
-        // For attaching producers, sleeping consumers (K1 of the wake protocol,
-        // wait.rs) and inspect; Release pairs with their Acquire/SeqCst loads.
+        // For attaching handles, sleeping consumers (K1 of the wake protocol,
+        // wait.rs), `len` and inspect; Release pairs with their Acquire/SeqCst
+        // loads (`Consumer::check_tail`, `Consumer::attach`, `Consumer::len`).
         ctl.producer.tail.store(self.tail, Ordering::Release);
+        ctl.producer.sent.store(self.sent, Ordering::Release);
         wait::wake(&ctl.peers.data_ready);
+    }
+
+    /// Whether a record of `len` elements would not fit now.
+    pub(super) fn lacks_room(&self, ring: &Ring, len: usize) -> bool {
+        let d = ring.dims;
+        let (_, _, need) = self.place(&d, len);
+        // Pairs with the consumer's "free space" store, as in `claim`.
+        let head = ring.ctl().consumer.head.load(Ordering::Acquire);
+        let used = self.tail.wrapping_sub(head);
+        used > d.ring as u64 || used + need > d.ring as u64
+    }
+
+    /// Whether the consumer has released every batch we published.
+    pub(super) fn is_empty(&self, ring: &Ring) -> bool {
+        // Pairs with the consumer's "free space" store, as in `claim`.
+        ring.ctl().consumer.head.load(Ordering::Acquire) == self.tail
+    }
+
+    /// Batches published and not yet released (module docs, "Batch counts").
+    pub(super) fn len(&self, ring: &Ring) -> usize {
+        // Acquire pairs with the consumer's Release store in `Consumer::release`.
+        let received = ring.ctl().consumer.received.load(Ordering::Acquire);
+        ring.dims.waiting(self.sent, received)
     }
 
     /// Sleep at most `slice` for the consumer to free space, unless it already
@@ -418,21 +500,38 @@ pub(super) struct Consumer {
     head: u64,
     /// `head % ring`: where the next record starts.
     off: usize,
+    /// Batches released (our copy of `received`).
+    received: u64,
 }
 
 impl Consumer {
-    /// Take over the ring where the previous consumer left it.
+    /// Take over the ring where the previous consumer left it. `received` is
+    /// recounted: the producer's count less the records waiting, or the stored
+    /// count, whichever is larger (each can only fall short: the first while the
+    /// producer publishes, the second after a consumer died between storing
+    /// `head` and `received`). Damage found here is left for `look` to report.
     pub(super) fn attach(ring: &Ring) -> Result<Consumer> {
         let ctl = ring.ctl();
-        // Our side's index, last stored by the previous consumer: Acquire pairs
+        // Our side's words, last stored by the previous consumer: Acquire pairs
         // with its "free space" store (attach acquired its detach already).
         let head = ctl.consumer.head.load(Ordering::Acquire);
+        let received = ctl.consumer.received.load(Ordering::Relaxed);
         // Checked for sanity only (records are read through their headers).
         let tail = ctl.producer.tail.load(Ordering::Relaxed);
-        check_positions(head, tail, &ring.dims, head)?;
+        check_positions(head, tail, &ring.dims)?;
+        // Acquire pairs with the producer's Release store of sent in
+        // `Producer::publish`: the records it counts are visible to the walk.
+        let sent = ctl.producer.sent.load(Ordering::Acquire);
+        let received = match walk(ring, head, head) {
+            Ok(w) => received.max(sent.saturating_sub(w.records)),
+            Err(_) => received,
+        };
+        // Release pairs with the Acquire loads in `Producer::len` and `attach`.
+        ctl.consumer.received.store(received, Ordering::Release);
         Ok(Consumer {
             off: (head % ring.dims.ring as u64) as usize,
             head,
+            received,
         })
     }
 
@@ -518,12 +617,17 @@ impl Consumer {
         ring.region.shadow().write(p.off, ring.dims.record(p.len));
         self.head += p.advance as u64;
         self.off = p.next_off;
+        self.received = self.received.wrapping_add(1);
         let ctl = ring.ctl();
         // Sync point "free space": Release pairs with the producer's Acquire load
         // of head in `Producer::claim` (our reads and in-place writes of the batch
         // happen before it reuses the space). K1 of the wake protocol; `wake`
         // supplies its barrier (wait.rs).
         ctl.consumer.head.store(self.head, Ordering::Release);
+        // Pairs with the Acquire loads in `Producer::len` and `Producer::attach`.
+        ctl.consumer
+            .received
+            .store(self.received, Ordering::Release);
         wait::wake(&ctl.peers.space_ready);
     }
 
@@ -531,6 +635,13 @@ impl Consumer {
     pub(super) fn is_empty(&self, ring: &Ring) -> bool {
         // Pairs with the producer's "publish batch" store, as in `look`.
         ring.header(self.off).load(Ordering::Acquire) == EMPTY
+    }
+
+    /// Batches published and not yet released (module docs, "Batch counts").
+    pub(super) fn len(&self, ring: &Ring) -> usize {
+        // Acquire pairs with the producer's Release store in `Producer::publish`.
+        let sent = ring.ctl().producer.sent.load(Ordering::Acquire);
+        ring.dims.waiting(sent, self.received)
     }
 
     /// Sleep at most `slice` for the producer to publish, unless it already has
