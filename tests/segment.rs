@@ -983,3 +983,18 @@ fn counts_are_recounted_when_a_side_attaches_again() {
     }
     assert_eq!((tx.len(), rx.len()), (0, 0));
 }
+
+#[test]
+fn iterators_stop_at_damage_and_say_so() {
+    let name = unique("iter-damage");
+    let mut tx = Sender::<f64>::create(&name, 64).unwrap();
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    tx.send(&[1.0]).unwrap();
+    poke(&name, SPSC_DATA, &header(1_000_000));
+    let mut it = rx.iter();
+    assert_eq!(it.next(), None);
+    assert!(it.error().unwrap().is_corrupted(), "{:?}", it.error());
+    let mut it = rx.try_iter();
+    assert_eq!(it.next(), None);
+    assert!(it.error().unwrap().is_corrupted(), "{:?}", it.error());
+}

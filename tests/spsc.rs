@@ -441,3 +441,56 @@ fn is_full_means_a_longest_batch_would_wait() {
     }
     assert!(tx.is_full());
 }
+
+#[test]
+fn iter_receives_until_the_sender_is_gone() {
+    let (mut tx, mut rx) = pair(64);
+    let n = if cfg!(miri) { 20 } else { 2_000 };
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.send(&[i as f64, -(i as f64)]).unwrap();
+        }
+    });
+    let mut it = rx.iter();
+    assert_eq!(it.error(), None);
+    let mut count = 0;
+    for (i, b) in it.by_ref().enumerate() {
+        assert_eq!(b, [i as f64, -(i as f64)]);
+        count += 1;
+    }
+    assert_eq!(count, n);
+    assert_eq!(it.error(), Some(RecvError::Disconnected));
+    assert_eq!(it.next(), None, "still the end");
+    producer.join().unwrap();
+}
+
+#[test]
+fn for_loops_over_a_receiver() {
+    let (mut tx, mut rx) = pair(64);
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[2.0, 3.0]).unwrap();
+    drop(tx);
+    let mut got = Vec::new();
+    for b in &mut rx {
+        got.push(b);
+    }
+    assert_eq!(got, [vec![1.0], vec![2.0, 3.0]]);
+}
+
+#[test]
+fn try_iter_ends_when_empty_and_resumes() {
+    let (mut tx, mut rx) = pair(64);
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[]).unwrap();
+    let mut it = rx.try_iter();
+    assert_eq!(it.next(), Some(vec![1.0]));
+    assert_eq!(it.next(), Some(vec![]));
+    assert_eq!(it.next(), None);
+    assert_eq!(it.error(), Some(TryRecvError::Empty));
+    drop(it);
+    tx.send(&[2.0]).unwrap();
+    drop(tx);
+    let mut it = rx.try_iter();
+    assert_eq!(it.by_ref().collect::<Vec<_>>(), [vec![2.0]]);
+    assert_eq!(it.error(), Some(TryRecvError::Disconnected));
+}

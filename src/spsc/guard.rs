@@ -1,5 +1,6 @@
-//! The guards that SPSC handles return: [`Reservation`] (room in the ring, until
-//! committed) and [`Batch`] (a received batch in place, until dropped).
+//! The guards and iterators that SPSC handles return: [`Reservation`] (room in the
+//! ring, until committed), [`Batch`] (a received batch in place, until dropped),
+//! and the copying iterators [`Iter`] and [`TryIter`].
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -9,6 +10,7 @@ use bytemuck::Pod;
 
 use super::ring::{Claim, Consumer, Peeked, Producer};
 use super::{Receiver, Sender};
+use crate::{RecvError, TryRecvError};
 
 /// Room for one batch inside the ring, from [`Sender::reserve`].
 ///
@@ -126,5 +128,109 @@ impl<T: Pod> Drop for Batch<'_, T> {
 impl<T: Pod + fmt::Debug> fmt::Debug for Batch<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The blocking iterator of [`Receiver::iter`]: yields each batch as a `Vec`.
+///
+/// Each `next` calls [`Receiver::recv`], so after it has ended a later `next` tries
+/// again (a new sender may have attached).
+#[must_use = "iterators are lazy and do nothing unless consumed"]
+pub struct Iter<'a, T: Pod = f64> {
+    rx: &'a mut Receiver<T>,
+    error: Option<RecvError>,
+}
+
+impl<'a, T: Pod> Iter<'a, T> {
+    pub(super) fn new(rx: &'a mut Receiver<T>) -> Self {
+        Iter { rx, error: None }
+    }
+
+    /// Why the last `next` returned `None`: [`RecvError::Disconnected`] at the end
+    /// of the stream, [`RecvError::Corrupted`] if the queue was damaged; `None`
+    /// while it has not ended.
+    #[must_use]
+    pub fn error(&self) -> Option<RecvError> {
+        self.error
+    }
+}
+
+impl<T: Pod> Iterator for Iter<'_, T> {
+    type Item = Vec<T>;
+
+    fn next(&mut self) -> Option<Vec<T>> {
+        match self.rx.recv() {
+            Ok(b) => Some(b.to_vec()),
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `for batch in &mut rx`: the same as [`Receiver::iter`].
+impl<'a, T: Pod> IntoIterator for &'a mut Receiver<T> {
+    type Item = Vec<T>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+/// The non-blocking iterator of [`Receiver::try_iter`]: yields each batch waiting
+/// now as a `Vec`.
+///
+/// Each `next` calls [`Receiver::try_recv`], so after it has ended a later `next`
+/// finds batches sent since.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
+pub struct TryIter<'a, T: Pod = f64> {
+    rx: &'a mut Receiver<T>,
+    error: Option<TryRecvError>,
+}
+
+impl<'a, T: Pod> TryIter<'a, T> {
+    pub(super) fn new(rx: &'a mut Receiver<T>) -> Self {
+        TryIter { rx, error: None }
+    }
+
+    /// Why the last `next` returned `None`: [`TryRecvError::Empty`] when nothing
+    /// was waiting, [`TryRecvError::Disconnected`] at the end of the stream,
+    /// [`TryRecvError::Corrupted`] if the queue was damaged; `None` while it has
+    /// not ended.
+    #[must_use]
+    pub fn error(&self) -> Option<TryRecvError> {
+        self.error
+    }
+}
+
+impl<T: Pod> Iterator for TryIter<'_, T> {
+    type Item = Vec<T>;
+
+    fn next(&mut self) -> Option<Vec<T>> {
+        match self.rx.try_recv() {
+            Ok(b) => Some(b.to_vec()),
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for TryIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TryIter")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
     }
 }

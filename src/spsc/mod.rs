@@ -10,7 +10,8 @@
 //!   [`TrySendError::Full`]; [`Sender::send_timeout`] gives up after a
 //!   [`Duration`], [`Sender::send_deadline`] at an [`Instant`].
 //! - **Empty**: [`Receiver::recv`] waits the same way; [`Receiver::try_recv`]
-//!   returns [`TryRecvError::Empty`].
+//!   returns [`TryRecvError::Empty`]; [`Receiver::iter`] receives until the sender
+//!   is gone, [`Receiver::try_iter`] until the queue is empty.
 //! - **Batch length**: from 0 to [`Sender::max_batch`] elements: at least half the
 //!   capacity asked for at creation, or fewer if [`Options::max_batch`] says so;
 //!   longer batches are refused with `TooLarge`.
@@ -98,7 +99,7 @@ mod link;
 mod ops;
 mod ring;
 
-pub use guard::{Batch, Reservation};
+pub use guard::{Batch, Iter, Reservation, TryIter};
 pub(crate) use link::stats;
 use link::Link;
 pub(crate) use ring::SpscControl;
@@ -117,8 +118,8 @@ use ring::{Consumer, Producer};
 /// ```
 /// let (mut tx, mut rx) = shmbatch::spsc::channel::<u32>(16)?;
 /// std::thread::spawn(move || tx.send(&[1, 2, 3]));
-/// assert_eq!(&*rx.recv()?, &[1, 2, 3]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// assert_eq!(rx.iter().next(), Some(vec![1, 2, 3]));
+/// # Ok::<(), shmbatch::Error>(())
 /// ```
 pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>)> {
     let region = link::heap_region::<T>(capacity)?;
@@ -637,5 +638,48 @@ impl<T: Pod> Receiver<T> {
         let b = self.recv_deadline(deadline)?;
         crate::verbs::fill(out, &b);
         Ok(out.len())
+    }
+
+    /// A blocking iterator over the batches, each copied into a new `Vec`: it
+    /// waits while the queue is empty and ends when [`recv`](Self::recv) fails,
+    /// normally with `Disconnected` after the last batch of a sender that left.
+    /// [`Iter::error`] tells why it ended, so damage is not mistaken for the end of
+    /// the stream. For zero copy, loop over `recv` instead.
+    ///
+    /// # Examples
+    /// ```
+    /// let (mut tx, mut rx) = shmbatch::spsc::channel::<u32>(64)?;
+    /// let producer = std::thread::spawn(move || {
+    ///     for i in 0..3 {
+    ///         tx.send(&[i, i + 1]).unwrap();
+    ///     }
+    /// });
+    /// let mut batches = rx.iter();
+    /// let sums: Vec<u32> = batches.by_ref().map(|b| b.iter().sum()).collect();
+    /// assert_eq!(sums, [1, 3, 5]);
+    /// assert!(batches.error().unwrap().is_disconnected()); // not damage
+    /// producer.join().unwrap();
+    /// # Ok::<(), shmbatch::Error>(())
+    /// ```
+    pub fn iter(&mut self) -> Iter<'_, T> {
+        Iter::new(self)
+    }
+
+    /// A non-blocking iterator over the batches waiting now, each copied into a new
+    /// `Vec`: it ends when [`try_recv`](Self::try_recv) fails, normally with
+    /// `Empty`; [`TryIter::error`] tells why.
+    ///
+    /// # Examples
+    /// ```
+    /// let (mut tx, mut rx) = shmbatch::spsc::channel::<u32>(64)?;
+    /// tx.send(&[1])?;
+    /// tx.send(&[2, 3])?;
+    /// let mut waiting = rx.try_iter();
+    /// assert_eq!(waiting.by_ref().collect::<Vec<_>>(), [vec![1], vec![2, 3]]);
+    /// assert!(waiting.error().unwrap().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_iter(&mut self) -> TryIter<'_, T> {
+        TryIter::new(self)
     }
 }
