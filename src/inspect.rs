@@ -412,9 +412,10 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
                 }
             }
             info.fill = Some(Fill {
-                // tail may lag head by a record (see `SpscControl::tail`).
-                used: s.tail.saturating_sub(s.head).min(g.capacity),
-                total: g.capacity,
+                // tail may lag head by a record (see `ProducerLine::tail` in
+                // src/spsc/ring.rs).
+                used: s.tail.saturating_sub(s.head).min(g.data_len as u64),
+                total: g.data_len as u64,
                 unit: "bytes",
             });
         }
