@@ -110,7 +110,8 @@ pub struct SegmentInfo {
     pub elem_size: usize,
     /// Alignment of the element type.
     pub elem_align: usize,
-    /// Kind-specific capacity: ring bytes (spsc), slots (mpmc), elements (array).
+    /// Kind-specific capacity: elements asked for at creation (spsc, whose ring is
+    /// the `data_len` bytes of the data region), slots (mpmc), elements (array).
     pub capacity: u64,
     /// Largest batch in elements (queues); 0 for arrays.
     pub max_batch: u64,

@@ -84,6 +84,12 @@ impl Model {
     }
 }
 
+/// Ring bytes of a queue of `capacity` f64, as the module docs give them
+/// ("Capacity"): two records of `ceil(capacity / 2)` elements.
+fn ring_bytes(capacity: usize) -> usize {
+    2 * (8 + 8 * capacity.div_ceil(2))
+}
+
 fn bits(xs: &[f64]) -> Vec<u64> {
     xs.iter().map(|x| x.to_bits()).collect()
 }
@@ -97,7 +103,7 @@ proptest! {
         let mut tx = Some(tx);
         let max = tx.as_ref().unwrap().max_batch();
         let mut m = Model {
-            ring: tx.as_ref().unwrap().capacity() * 8,
+            ring: ring_bytes(capacity),
             max,
             queue: VecDeque::new(),
             used: 0,

@@ -367,7 +367,7 @@ fn hostile_positions_and_lengths_while_running_are_corrupted() {
     let name = unique("hostile");
     let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
     let mut tx = Sender::<f64>::open(&name).unwrap();
-    let ring = rx.capacity() as u64 * 8;
+    let ring = shmbatch::inspect(&name).unwrap().data_len as u64;
     let mut at = 0;
     while at + 200 < ring {
         tx.send(&[1.0]).unwrap();
@@ -926,6 +926,21 @@ fn a_zombie_peer_is_dead() {
     assert!(tx.is_disconnected());
     assert!(Receiver::<f64>::open(&name).is_ok());
     child.wait().unwrap();
+}
+
+#[test]
+fn capacity_is_recorded_as_given_and_the_ring_as_data_len() {
+    let name = unique("capacity");
+    let tx = Sender::<f64>::create(&name, 4096).unwrap();
+    let rx = Receiver::<f64>::open(&name).unwrap();
+    assert_eq!((tx.capacity(), rx.capacity()), (4096, 4096));
+    assert_eq!(peek_u64(&name, CAPACITY), 4096);
+    let info = shmbatch::inspect(&name).unwrap();
+    assert_eq!(info.capacity, 4096);
+    // Two records of 2048 elements with their 8-byte headers.
+    assert_eq!(info.data_len, 2 * (8 + 2048 * 8));
+    assert_eq!(info.max_batch, 2048);
+    assert_eq!(info.fill.unwrap().total, info.data_len as u64);
 }
 
 #[test]

@@ -382,6 +382,16 @@ fn a_deadline_in_the_past_still_takes_what_is_ready() {
 }
 
 #[test]
+fn capacity_is_what_create_was_given() {
+    for cap in [1, 2, 3, 7, 64, 1000, 4096, 4097] {
+        let (tx, rx) = pair(cap);
+        assert_eq!((tx.capacity(), rx.capacity()), (cap, cap));
+    }
+    let (tx, _rx) = spsc::channel::<u8>(5).unwrap();
+    assert_eq!(tx.capacity(), 5);
+}
+
+#[test]
 fn len_counts_batches_on_both_ends() {
     let (mut tx, mut rx) = pair(64);
     assert_eq!((tx.len(), rx.len()), (0, 0));

@@ -25,8 +25,10 @@ fn ring_for(size: usize, align: usize, capacity: usize) -> Option<(usize, usize)
 /// Sizes of the ring, fixed at creation and validated on open.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Dims {
-    /// Ring length in bytes (`Identity.capacity` and `data_len`): a multiple of
-    /// `2 * unit`.
+    /// Elements asked for at creation (`Identity.capacity`): the ring is sized
+    /// from it by [`ring_for`].
+    pub(super) capacity: usize,
+    /// Ring length in bytes (`Identity.data_len`): a multiple of `2 * unit`.
     pub(super) ring: usize,
     /// Record alignment unit: `max(8, align_of::<T>())`.
     pub(super) unit: usize,
@@ -72,6 +74,7 @@ impl Dims {
             }
         };
         Ok(Dims {
+            capacity,
             ring,
             unit: ty.align.max(8),
             elem: ty.size,
@@ -79,28 +82,34 @@ impl Dims {
         })
     }
 
-    /// Dims of an existing segment, from its validated identity block.
+    /// Dims of an existing segment, from its validated identity block: the ring is
+    /// the data region, and capacity, ring and maximum batch must agree.
     pub(super) fn from_geometry(g: &Geometry) -> Result<Dims> {
-        let ring = usize::try_from(g.capacity).unwrap_or(usize::MAX);
+        let ring = g.data_len;
         let unit = g.elem_align.max(8);
-        let max_batch = usize::try_from(g.max_batch).unwrap_or(usize::MAX);
-        if !unit.is_power_of_two()
-            || ring != g.data_len
-            || ring < 2 * unit
-            || ring % (2 * unit) != 0
-        {
+        if !unit.is_power_of_two() || ring < 2 * unit || ring % (2 * unit) != 0 {
             return Err(Error::corrupted("spsc ring length is inconsistent"));
         }
-        let dims = Dims {
-            ring,
-            unit,
-            elem: g.elem_size,
-            max_batch,
-        };
+        let max_batch = usize::try_from(g.max_batch).unwrap_or(usize::MAX);
         match max_batch.checked_mul(g.elem_size) {
-            Some(b) if b <= ring / 2 && unit + b.next_multiple_of(unit) <= ring / 2 => Ok(dims),
+            Some(b) if b <= ring / 2 && unit + b.next_multiple_of(unit) <= ring / 2 => {}
+            _ => {
+                return Err(Error::corrupted(
+                    "spsc maximum batch does not fit half the ring",
+                ))
+            }
+        }
+        let capacity = usize::try_from(g.capacity).unwrap_or(0);
+        match ring_for(g.elem_size, g.elem_align, capacity) {
+            Some((r, most)) if capacity > 0 && r == ring && max_batch <= most => Ok(Dims {
+                capacity,
+                ring,
+                unit,
+                elem: g.elem_size,
+                max_batch,
+            }),
             _ => Err(Error::corrupted(
-                "spsc maximum batch does not fit half the ring",
+                "spsc ring length does not match the capacity",
             )),
         }
     }
@@ -112,7 +121,7 @@ impl Dims {
             ty,
             std::mem::size_of::<SpscControl>(),
             self.ring,
-            self.ring as u64,
+            self.capacity as u64,
             self.max_batch as u64,
             0,
         )

@@ -29,6 +29,17 @@
 //!   handle takes its place: a batch that a dead receiver was reading is delivered
 //!   again, a batch that a dead sender had not committed is gone.
 //!
+//! # Capacity
+//! `create(name, capacity)` makes room for `capacity` elements, and `capacity()`
+//! on every handle of the queue returns that number. The ring holds two batches of
+//! the longest allowed length: with `U = max(8, align_of::<T>())`, it is
+//! `2 * (U + round_up(ceil(capacity / 2) * size_of::<T>(), U))` bytes (the
+//! segment's `data_len`; `shmbatch stat` shows it). Each batch takes a header of
+//! `U` bytes and is padded to `U`, and one unit always stays free, so how many
+//! batches fit at once depends on their lengths: a queue of capacity 4096 `f64`
+//! has a ring of 32784 bytes, which holds 2048 batches of one element, or one of
+//! 2048 elements and most of a second.
+//!
 //! # A process dies
 //! Each owner word records its process as the kernel knows it: pid and start time
 //! (field 22 of `/proc/PID/stat`). A side that finds its peer attached but idle
@@ -148,9 +159,9 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 }
 
 impl<T: Pod> Sender<T> {
-    /// Create the segment `name` with room for at least `capacity` elements, and
-    /// attach to it as the sender. The segment is removed when this handle drops,
-    /// unless [`persist`](Self::persist) is called.
+    /// Create the segment `name` with room for `capacity` elements (module docs,
+    /// "Capacity"), and attach to it as the sender. The segment is removed when
+    /// this handle drops, unless [`persist`](Self::persist) is called.
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::InvalidSize`] (zero or absurd capacity),
@@ -194,7 +205,7 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Open the segment `name` as its sender if it exists, else create it with room
-    /// for at least `capacity` elements, and attach. Race-free: when several processes (or
+    /// for `capacity` elements, and attach. Race-free: when several processes (or
     /// threads) do this at once, one creates the segment and the others open it.
     /// Whoever creates it owns it (removes it when dropping, unless `persist`); an
     /// existing segment keeps its capacity and maximum batch. Every option applies,
@@ -216,12 +227,11 @@ impl<T: Pod> Sender<T> {
         self.link.ring.dims.max_batch
     }
 
-    /// Length of the ring in elements. Each batch also takes a header of
-    /// `max(8, align_of::<T>())` bytes and is padded to that size, and one more
-    /// header's worth of the ring always stays free (module docs).
+    /// The capacity in elements the queue was created with (module docs,
+    /// "Capacity"); the same on every handle of the queue.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.link.ring.dims.ring / self.link.ring.dims.elem
+        self.link.ring.dims.capacity
     }
 
     /// The segment name (`None` for a [`channel`]).
@@ -407,6 +417,7 @@ impl<T: Pod> Sender<T> {
     ) -> Result<Reservation<'_, T>, SendTimeoutError> {
         self.reserve_until(len, Deadline::after(timeout))
     }
+
     /// Reserve room for `len` elements, waiting until `deadline`.
     ///
     /// # Errors
@@ -440,8 +451,8 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
 }
 
 impl<T: Pod> Receiver<T> {
-    /// Create the segment `name` with room for at least `capacity` elements, and
-    /// attach to it as the receiver. The segment is removed when this handle drops, unless
+    /// Create the segment `name` with room for `capacity` elements, and attach to
+    /// it as the receiver. The segment is removed when this handle drops, unless
     /// [`persist`](Self::persist) is called.
     ///
     /// # Errors
@@ -491,10 +502,11 @@ impl<T: Pod> Receiver<T> {
         self.link.ring.dims.max_batch
     }
 
-    /// Length of the ring in elements (see [`Sender::capacity`]).
+    /// The capacity in elements the queue was created with (see
+    /// [`Sender::capacity`]).
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.link.ring.dims.ring / self.link.ring.dims.elem
+        self.link.ring.dims.capacity
     }
 
     /// The segment name (`None` for a [`channel`]).
