@@ -8,9 +8,11 @@ use crate::{Error, Kind, Result};
 
 /// Ring bytes and the longest batch (in elements) for a queue of `capacity`
 /// elements of `size` bytes aligned to `align`; `None` if the ring would exceed
-/// the largest segment. The one formula of the SPSC geometry: the ring holds two
-/// records of the longest batch, `2 * (U + round_up(ceil(capacity / 2) * size, U))`
-/// bytes with `U = max(8, align)`.
+/// the largest segment. The one formula of the SPSC geometry: the ring is the
+/// size of two records of the longest batch,
+/// `2 * (U + round_up(ceil(capacity / 2) * size, U))` bytes with
+/// `U = max(8, align)`, so that an empty ring takes such a record wherever its
+/// write offset stands.
 fn ring_for(size: usize, align: usize, capacity: usize) -> Option<(usize, usize)> {
     let unit = align.max(8);
     let half_payload = capacity

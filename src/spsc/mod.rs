@@ -30,10 +30,10 @@
 //!   again, a batch that a dead sender had not committed is gone.
 //!
 //! # Capacity
-//! `create(name, capacity)` makes room for `capacity` elements, and `capacity()`
-//! on every handle of the queue returns that number. The ring holds two batches of
-//! the longest allowed length: with `U = max(8, align_of::<T>())`, it is
-//! `2 * (U + round_up(ceil(capacity / 2) * size_of::<T>(), U))` bytes (the
+//! `create(name, capacity)` sizes the ring for `capacity` elements, and
+//! `capacity()` on every handle of the queue returns that number. The ring is the
+//! size of two records of the longest batch: with `U = max(8, align_of::<T>())`,
+//! it is `2 * (U + round_up(ceil(capacity / 2) * size_of::<T>(), U))` bytes (the
 //! segment's `data_len`; `shmbatch stat` shows it). Each batch takes a header of
 //! `U` bytes and is padded to `U`, and one unit always stays free, so how many
 //! batches fit at once depends on their lengths: a queue of capacity 4096 `f64`
@@ -159,9 +159,9 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 }
 
 impl<T: Pod> Sender<T> {
-    /// Create the segment `name` with room for `capacity` elements (module docs,
-    /// "Capacity"), and attach to it as the sender. The segment is removed when
-    /// this handle drops, unless [`persist`](Self::persist) is called.
+    /// Create the segment `name` with a ring sized for `capacity` elements
+    /// (module docs, "Capacity"), and attach to it as the sender. The segment is
+    /// removed when this handle drops, unless [`persist`](Self::persist) is called.
     ///
     /// # Errors
     /// [`Error::InvalidName`], [`Error::InvalidSize`] (zero or absurd capacity),
@@ -204,8 +204,8 @@ impl<T: Pod> Sender<T> {
         Self::from_region(link::open_region_with::<T>(name, opts)?)
     }
 
-    /// Open the segment `name` as its sender if it exists, else create it with room
-    /// for `capacity` elements, and attach. Race-free: when several processes (or
+    /// Open the segment `name` as its sender if it exists, else create it with a
+    /// ring sized for `capacity` elements, and attach. Race-free: when several processes (or
     /// threads) do this at once, one creates the segment and the others open it.
     /// Whoever creates it owns it (removes it when dropping, unless `persist`); an
     /// existing segment keeps its capacity and maximum batch. Every option applies,
@@ -254,7 +254,7 @@ impl<T: Pod> Sender<T> {
 
     /// How many batches this sender's queue holds that the receiver has not yet
     /// released (a batch it is reading still counts). A snapshot: the receiver may
-    /// take some the next moment. Two loads, no system call.
+    /// take some the next moment. One load of the other side's count, no system call.
     ///
     /// After a process was killed in the middle of a send or a receive, the count
     /// may be one off until the next handle of that side attaches, which recounts
@@ -451,9 +451,9 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
 }
 
 impl<T: Pod> Receiver<T> {
-    /// Create the segment `name` with room for `capacity` elements, and attach to
-    /// it as the receiver. The segment is removed when this handle drops, unless
-    /// [`persist`](Self::persist) is called.
+    /// Create the segment `name` with a ring sized for `capacity` elements, and
+    /// attach to it as the receiver. The segment is removed when this handle
+    /// drops, unless [`persist`](Self::persist) is called.
     ///
     /// # Errors
     /// As [`Sender::create`].

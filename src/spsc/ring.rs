@@ -43,7 +43,7 @@
 //!
 //! # Batch counts
 //! `sent` and `received` count batches (wrap markers are not batches), so that
-//! `len` costs two loads instead of a walk over the records. Each is written by its
+//! `len` costs one load instead of a walk over the records. Each is written by its
 //! own side only, after the position it goes with, and is a report, never used to
 //! form a pointer: a reader clamps `sent - received` to `0..=Dims::max_records`.
 //! A process killed between a position store and its count store leaves a count
