@@ -328,10 +328,12 @@ impl Producer {
         let received = ctl.consumer.received.load(Ordering::Acquire);
         // Sync point "free space", as in `claim`.
         let head = ctl.consumer.head.load(Ordering::Acquire);
-        // A starting point for counting only (the walk reads the headers);
-        // Acquire pairs with the previous producer's Release store of tail.
+        // A mark for counting only (the walk reads the headers). Our side's
+        // words, last stored by the previous producer: Acquire pairs with its
+        // Release stores (in `publish`, or here), for a predecessor that died
+        // without the detach that our attach would have acquired.
         let tail = ctl.producer.tail.load(Ordering::Acquire);
-        let sent = ctl.producer.sent.load(Ordering::Relaxed);
+        let sent = ctl.producer.sent.load(Ordering::Acquire);
         check_positions(head, tail, &ring.dims)?;
         let w = walk(ring, head, tail)?;
         let sent = sent
@@ -513,9 +515,11 @@ impl Consumer {
     pub(super) fn attach(ring: &Ring) -> Result<Consumer> {
         let ctl = ring.ctl();
         // Our side's words, last stored by the previous consumer: Acquire pairs
-        // with its "free space" store (attach acquired its detach already).
+        // with its Release stores ("free space" and the count after it), for a
+        // predecessor that died without the detach that our attach would have
+        // acquired.
         let head = ctl.consumer.head.load(Ordering::Acquire);
-        let received = ctl.consumer.received.load(Ordering::Relaxed);
+        let received = ctl.consumer.received.load(Ordering::Acquire);
         // Checked for sanity only (records are read through their headers).
         let tail = ctl.producer.tail.load(Ordering::Relaxed);
         check_positions(head, tail, &ring.dims)?;
