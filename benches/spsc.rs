@@ -9,6 +9,9 @@
 //! - `zero_copy`: the producer fills the batch in place, the consumer folds every
 //!   element in place (shmbatch `reserve` / `recv` guard; rtrb write/read chunks).
 //!
+//! `spsc/uncontended` sends and receives one 1-f64 batch on one thread, so no
+//! scheduling noise gets in: the cost of the fast path alone, next to rtrb's.
+//!
 //! Run: `cargo bench --bench spsc`
 
 use std::hint::black_box;
@@ -186,5 +189,42 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, throughput);
+fn uncontended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("spsc/uncontended");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1));
+    let (mut tx, mut rx) = spsc::channel::<f64>(1 << 10).unwrap();
+    g.bench_function("shmbatch try_send+try_recv", |b| {
+        b.iter(|| {
+            tx.try_send(&[1.5]).unwrap();
+            black_box(rx.try_recv().unwrap()[0]);
+        })
+    });
+    g.bench_function("shmbatch send+recv_into", |b| {
+        let mut out = Vec::with_capacity(1);
+        b.iter(|| {
+            tx.send(&[1.5]).unwrap();
+            black_box(rx.recv_into(&mut out).unwrap());
+        })
+    });
+    g.bench_function("shmbatch reserve+commit+recv", |b| {
+        b.iter(|| {
+            let mut r = tx.reserve(1).unwrap();
+            r[0] = 1.5;
+            r.commit();
+            black_box(rx.recv().unwrap()[0]);
+        })
+    });
+    let (mut p, mut q) = rtrb::RingBuffer::<f64>::new(1 << 10);
+    g.bench_function("rtrb push+pop", |b| {
+        b.iter(|| {
+            p.push(1.5).unwrap();
+            black_box(q.pop().unwrap());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, uncontended, throughput);
 criterion_main!(benches);

@@ -90,7 +90,7 @@ fn main() -> ExitCode {
     // Room for 16 of the largest batches.
     let mut tx = Sender::<f64>::create(&name, 16 * max).expect("create segment");
     println!(
-        "segment /dev/shm/{name}: ring of {} f64, batches of 1..={max} f64",
+        "segment /dev/shm/{name}: capacity {} f64, batches of 1..={max} f64",
         tx.capacity()
     );
     let mut child = Command::new(std::env::current_exe().unwrap())

@@ -107,7 +107,8 @@ pub struct SegmentInfo {
     pub elem_size: usize,
     /// Alignment of the element type.
     pub elem_align: usize,
-    /// Kind-specific capacity: ring bytes (spsc), slots (mpmc), elements (array).
+    /// Kind-specific capacity: elements asked for at creation (spsc, whose ring is
+    /// the `data_len` bytes of the data region), slots (mpmc), elements (array).
     pub capacity: u64,
     /// Largest batch in elements (queues); 0 for arrays.
     pub max_batch: u64,
@@ -344,9 +345,10 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
                 }
             }
             info.fill = Some(Fill {
-                // tail may lag head by a record (see `SpscControl::tail`).
-                used: s.tail.saturating_sub(s.head).min(g.capacity),
-                total: g.capacity,
+                // tail may lag head by a record (see `ProducerLine::tail` in
+                // src/spsc/ring.rs).
+                used: s.tail.saturating_sub(s.head).min(g.data_len as u64),
+                total: g.data_len as u64,
                 unit: "bytes",
             });
         }

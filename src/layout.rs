@@ -37,7 +37,7 @@
 //! | 28 | 4 | `elem_align` | `align_of::<T>()`, a power of two, at most 128 |
 //! | 32 | 4 | `tag_len` | length of the type tag in bytes, 0 (untagged) to [`TAG_MAX`] |
 //! | 36 | 4 | `flags` | reserved, 0 |
-//! | 40 | 8 | `capacity` | ring bytes (SPSC), slots (MPMC), elements (array) |
+//! | 40 | 8 | `capacity` | elements asked for at creation (SPSC: the ring is the `data_len` bytes of the data region), slots (MPMC), elements (array) |
 //! | 48 | 8 | `max_batch` | largest batch in elements (queues); 0 for arrays |
 //! | 56 | 8 | `stride` | slot size in bytes (MPMC); 0 otherwise |
 //! | 64 | 8 | `data_offset` | offset of the data region, a multiple of 128 |

@@ -127,7 +127,6 @@ compile_error!(
      segments in /dev/shm with renameat2, and checks peer liveness through /proc/PID/stat"
 );
 
-#[macro_use]
 mod verbs;
 
 pub mod array;

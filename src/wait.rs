@@ -147,7 +147,6 @@ impl Deadline {
         Deadline(Instant::now().checked_add(timeout))
     }
 
-    #[allow(dead_code)] // until the `_deadline` verbs land
     pub(crate) fn at(instant: Instant) -> Self {
         Deadline(Some(instant))
     }

@@ -55,6 +55,8 @@ fn wraps_full_and_empty_with_variable_batches() {
         }
         assert_eq!(got, vec![vec![1], vec![2, 3], vec![4]]);
         let tx = producer.join().unwrap();
+        assert_eq!((tx.len(), rx.len()), (0, 0));
+        assert!(tx.is_empty() && !tx.is_full());
         drop(tx);
         assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
     });
@@ -78,6 +80,7 @@ fn receiver_drains_then_sees_disconnected() {
             }
         }
         assert_eq!(got, vec![vec![7, 8], vec![9]]);
+        assert_eq!(rx.len(), 0);
         producer.join().unwrap();
     });
 }

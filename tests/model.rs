@@ -2,7 +2,8 @@
 //! checked against a simple model — a `VecDeque<Vec<f64>>` plus the byte accounting
 //! that defines when the ring is full (records of `8 + 8 * len` bytes; a record
 //! that does not fit before the end wastes the rest of the ring and starts at 0;
-//! the 8 bytes after the last record stay free for the empty header).
+//! the 8 bytes after the last record stay free for the empty header), and the
+//! counts (`len`, `is_empty`, `is_full`) after every operation.
 
 use std::collections::VecDeque;
 
@@ -83,6 +84,12 @@ impl Model {
     }
 }
 
+/// Ring bytes of a queue of `capacity` f64, as the module docs give them
+/// ("Capacity"): two records of `ceil(capacity / 2)` elements.
+fn ring_bytes(capacity: usize) -> usize {
+    2 * (8 + 8 * capacity.div_ceil(2))
+}
+
 fn bits(xs: &[f64]) -> Vec<u64> {
     xs.iter().map(|x| x.to_bits()).collect()
 }
@@ -96,7 +103,7 @@ proptest! {
         let mut tx = Some(tx);
         let max = tx.as_ref().unwrap().max_batch();
         let mut m = Model {
-            ring: tx.as_ref().unwrap().capacity() * 8,
+            ring: ring_bytes(capacity),
             max,
             queue: VecDeque::new(),
             used: 0,
@@ -172,6 +179,12 @@ proptest! {
                 }
             }
             prop_assert_eq!(rx.is_empty(), m.queue.is_empty());
+            prop_assert_eq!(rx.len(), m.queue.len());
+            if let Some(tx) = tx.as_ref() {
+                prop_assert_eq!(tx.len(), m.queue.len());
+                prop_assert_eq!(tx.is_empty(), m.queue.is_empty());
+                prop_assert_eq!(tx.is_full(), !m.fits(m.max));
+            }
         }
     }
 }

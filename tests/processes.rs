@@ -174,7 +174,8 @@ fn child(role: &str) -> ExitCode {
         "consume-then-hang" => Receiver::<f64>::open(&name)
             .map_err(|e| e.to_string())
             .and_then(|mut rx| {
-                rx.recv_timeout(PATIENCE).map_err(|e| e.to_string())?;
+                // Received and released: the batch is not what this child holds.
+                drop(rx.recv_timeout(PATIENCE).map_err(|e| e.to_string())?);
                 println!("ready");
                 std::thread::sleep(PATIENCE);
                 Ok(())

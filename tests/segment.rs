@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::time::Duration;
 
 mod common;
-use common::{path, poke, proc_stat, spsc_owner, unique, wait_for_zombie, Cleanup};
+use common::{path, peek_u64, poke, proc_stat, spsc_owner, unique, wait_for_zombie, Cleanup};
 
 use shmbatch::spsc::{Receiver, Sender};
 use shmbatch::{Error, Kind, RecvTimeoutError, Role, TryRecvError, TrySendError};
@@ -31,6 +31,10 @@ const DATA_OFFSET: u64 = 64;
 const DATA_LEN: u64 = 72;
 const SEGMENT_LEN: u64 = 80;
 const TAIL: u64 = 256;
+/// The batch counts (src/spsc/ring.rs, `SpscControl`): after tail and after head.
+const SENT: u64 = TAIL + 8;
+const HEAD: u64 = TAIL + 128;
+const RECEIVED: u64 = HEAD + 8;
 const SPSC_DATA: u64 = 640;
 /// The owner words (src/spsc.rs, `Peers`): producer, then consumer.
 const PRODUCER: u64 = TAIL + 2 * 128;
@@ -363,7 +367,7 @@ fn hostile_positions_and_lengths_while_running_are_corrupted() {
     let name = unique("hostile");
     let mut rx = Receiver::<f64>::create(&name, 64).unwrap();
     let mut tx = Sender::<f64>::open(&name).unwrap();
-    let ring = rx.capacity() as u64 * 8;
+    let ring = shmbatch::inspect(&name).unwrap().data_len as u64;
     let mut at = 0;
     while at + 200 < ring {
         tx.send(&[1.0]).unwrap();
@@ -922,4 +926,90 @@ fn a_zombie_peer_is_dead() {
     assert!(tx.is_disconnected());
     assert!(Receiver::<f64>::open(&name).is_ok());
     child.wait().unwrap();
+}
+
+#[test]
+fn capacity_is_recorded_as_given_and_the_ring_as_data_len() {
+    let name = unique("capacity");
+    let tx = Sender::<f64>::create(&name, 4096).unwrap();
+    let rx = Receiver::<f64>::open(&name).unwrap();
+    assert_eq!((tx.capacity(), rx.capacity()), (4096, 4096));
+    assert_eq!(peek_u64(&name, CAPACITY), 4096);
+    let info = shmbatch::inspect(&name).unwrap();
+    assert_eq!(info.capacity, 4096);
+    // Two records of 2048 elements with their 8-byte headers.
+    assert_eq!(info.data_len, 2 * (8 + 2048 * 8));
+    assert_eq!(info.max_batch, 2048);
+    assert_eq!(info.fill.unwrap().total, info.data_len as u64);
+}
+
+#[test]
+fn hostile_counts_are_clamped() {
+    let name = unique("counts");
+    let mut tx = Sender::<f64>::create(&name, 16).unwrap();
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    tx.send(&[1.0]).unwrap();
+    poke(&name, SENT, &(1u64 << 40).to_le_bytes());
+    let most = shmbatch::inspect(&name).unwrap().data_len / 8 - 1;
+    assert_eq!(rx.len(), most);
+    poke(&name, RECEIVED, &(1u64 << 40).to_le_bytes());
+    assert_eq!(tx.len(), 0, "more received than sent reads as none");
+    // Counts are reports: the ring itself is unaffected.
+    assert_eq!(&*rx.recv().unwrap(), &[1.0]);
+    assert!(rx.is_empty() && tx.is_empty());
+}
+
+#[test]
+fn counts_are_recounted_when_a_side_attaches_again() {
+    // A receiver killed between its head and received stores: one batch released
+    // but not counted.
+    let (name, _c) = persisted("recount");
+    let mut tx = Sender::<f64>::open(&name).unwrap();
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    for i in 0..4 {
+        tx.send(&[i as f64]).unwrap();
+    }
+    drop(rx.recv().unwrap());
+    drop(rx.recv().unwrap());
+    drop(rx);
+    poke(&name, RECEIVED, &1u64.to_le_bytes());
+    assert_eq!(tx.len(), 3, "the lost count");
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    assert_eq!((tx.len(), rx.len()), (2, 2));
+    assert_eq!(peek_u64(&name, RECEIVED), 2);
+
+    // A sender killed between its tail and sent stores.
+    drop(tx);
+    poke(&name, SENT, &3u64.to_le_bytes());
+    assert_eq!(rx.len(), 1, "the lost count");
+    let mut tx = Sender::<f64>::open(&name).unwrap();
+    assert_eq!((tx.len(), rx.len()), (2, 2));
+    assert_eq!(peek_u64(&name, SENT), 4);
+
+    // A sender killed between a record's header and its tail store: both lost.
+    tx.send(&[4.0]).unwrap();
+    drop(tx);
+    poke(&name, TAIL, &(4 * 16u64).to_le_bytes());
+    poke(&name, SENT, &4u64.to_le_bytes());
+    let tx = Sender::<f64>::open(&name).unwrap();
+    assert_eq!((tx.len(), rx.len()), (3, 3));
+    for want in 2..5 {
+        assert_eq!(&*rx.recv().unwrap(), &[want as f64]);
+    }
+    assert_eq!((tx.len(), rx.len()), (0, 0));
+}
+
+#[test]
+fn iterators_stop_at_damage_and_say_so() {
+    let name = unique("iter-damage");
+    let mut tx = Sender::<f64>::create(&name, 64).unwrap();
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    tx.send(&[1.0]).unwrap();
+    poke(&name, SPSC_DATA, &header(1_000_000));
+    let mut it = rx.iter();
+    assert_eq!(it.next(), None);
+    assert!(it.error().unwrap().is_corrupted(), "{:?}", it.error());
+    let mut it = rx.try_iter();
+    assert_eq!(it.next(), None);
+    assert!(it.error().unwrap().is_corrupted(), "{:?}", it.error());
 }

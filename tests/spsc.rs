@@ -322,3 +322,185 @@ fn bad_sizes_and_types_are_errors() {
         Err(shmbatch::Error::UnsupportedType { .. })
     ));
 }
+
+#[test]
+fn deadlines_bound_every_wait() {
+    use std::time::Instant;
+    let (mut tx, mut rx) = pair(8);
+    let soon = || Instant::now() + Duration::from_millis(5);
+    assert_eq!(
+        rx.recv_deadline(soon()).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    let mut v = vec![1.0];
+    assert_eq!(
+        rx.recv_into_deadline(&mut v, Instant::now()).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    assert_eq!(v, [1.0], "untouched on timeout");
+    let max = vec![3.0; tx.max_batch()];
+    tx.send_deadline(&max, soon()).unwrap();
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(20);
+    assert_eq!(
+        tx.send_deadline(&max, deadline).unwrap_err(),
+        SendTimeoutError::Timeout
+    );
+    assert!(Instant::now() >= deadline);
+    assert!(matches!(
+        tx.reserve_deadline(max.len(), soon()),
+        Err(SendTimeoutError::Timeout)
+    ));
+    assert_eq!(
+        tx.send_deadline(&vec![0.0; max.len() + 1], soon())
+            .unwrap_err(),
+        SendTimeoutError::TooLarge {
+            len: max.len() + 1,
+            max: max.len()
+        }
+    );
+    assert_eq!(rx.recv_deadline(soon()).unwrap().len(), max.len());
+    let mut r = tx.reserve_deadline(2, soon()).unwrap();
+    r.copy_from_slice(&[4.0, 5.0]);
+    r.commit();
+    assert_eq!(rx.recv_into_deadline(&mut v, soon()).unwrap(), 2);
+    assert_eq!(v, [4.0, 5.0]);
+    drop(rx);
+    assert_eq!(
+        tx.send_deadline(&[1.0], soon()).unwrap_err(),
+        SendTimeoutError::Disconnected
+    );
+}
+
+#[test]
+fn a_deadline_in_the_past_still_takes_what_is_ready() {
+    use std::time::Instant;
+    let (mut tx, mut rx) = pair(8);
+    let past = Instant::now();
+    tx.send_deadline(&[1.0], past).unwrap();
+    assert_eq!(&*rx.recv_deadline(past).unwrap(), &[1.0]);
+}
+
+#[test]
+fn capacity_is_what_create_was_given() {
+    for cap in [1, 2, 3, 7, 64, 1000, 4096, 4097] {
+        let (tx, rx) = pair(cap);
+        assert_eq!((tx.capacity(), rx.capacity()), (cap, cap));
+    }
+    let (tx, _rx) = spsc::channel::<u8>(5).unwrap();
+    assert_eq!(tx.capacity(), 5);
+}
+
+#[test]
+fn len_counts_batches_on_both_ends() {
+    let (mut tx, mut rx) = pair(64);
+    assert_eq!((tx.len(), rx.len()), (0, 0));
+    assert!(tx.is_empty() && rx.is_empty());
+    tx.send(&[1.0, 2.0]).unwrap();
+    tx.send(&[]).unwrap();
+    let mut r = tx.reserve(3).unwrap();
+    r.fill(3.0);
+    r.commit();
+    drop(tx.reserve(1).unwrap()); // not committed: not counted
+    assert_eq!((tx.len(), rx.len()), (3, 3));
+    assert!(!tx.is_empty() && !rx.is_empty());
+    let b = rx.recv().unwrap();
+    assert_eq!(tx.len(), 3, "a batch being read still counts");
+    drop(b);
+    assert_eq!((tx.len(), rx.len()), (2, 2));
+    let mut v = Vec::new();
+    rx.recv_into(&mut v).unwrap();
+    rx.try_recv_into(&mut v).unwrap();
+    assert_eq!((tx.len(), rx.len()), (0, 0));
+    assert!(tx.is_empty() && rx.is_empty());
+}
+
+#[test]
+fn len_follows_a_wrapping_stream() {
+    let (mut tx, mut rx) = pair(40);
+    let max = tx.max_batch();
+    let rounds = if cfg!(miri) { 40 } else { 1_000 };
+    let mut waiting = 0;
+    for round in 0..rounds {
+        let len = (round * 5) % (max + 1);
+        if tx.try_send(&vec![0.5; len]).is_ok() {
+            waiting += 1;
+        }
+        if round % 3 == 0 && rx.try_recv().is_ok() {
+            waiting -= 1;
+        }
+        assert_eq!((tx.len(), rx.len()), (waiting, waiting));
+        assert_eq!(tx.is_empty(), waiting == 0);
+        assert_eq!(rx.is_empty(), waiting == 0);
+    }
+}
+
+#[test]
+fn is_full_means_a_longest_batch_would_wait() {
+    let (mut tx, mut rx) = pair(16);
+    let max = vec![1.0; tx.max_batch()];
+    assert!(!tx.is_full());
+    tx.send(&max).unwrap();
+    assert!(tx.is_full());
+    assert_eq!(tx.try_send(&max).unwrap_err(), TrySendError::Full);
+    drop(rx.recv().unwrap());
+    assert!(!tx.is_full());
+    // Short batches until even one element does not fit.
+    while tx.try_send(&[2.0]).is_ok() {
+        assert_eq!(tx.is_full(), tx.try_reserve(max.len()).is_err());
+    }
+    assert!(tx.is_full());
+}
+
+#[test]
+fn iter_receives_until_the_sender_is_gone() {
+    let (mut tx, mut rx) = pair(64);
+    let n = if cfg!(miri) { 20 } else { 2_000 };
+    let producer = std::thread::spawn(move || {
+        for i in 0..n {
+            tx.send(&[i as f64, -(i as f64)]).unwrap();
+        }
+    });
+    let mut it = rx.iter();
+    assert_eq!(it.error(), None);
+    let mut count = 0;
+    for (i, b) in it.by_ref().enumerate() {
+        assert_eq!(b, [i as f64, -(i as f64)]);
+        count += 1;
+    }
+    assert_eq!(count, n);
+    assert_eq!(it.error(), Some(RecvError::Disconnected));
+    assert_eq!(it.next(), None, "still the end");
+    producer.join().unwrap();
+}
+
+#[test]
+fn for_loops_over_a_receiver() {
+    let (mut tx, mut rx) = pair(64);
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[2.0, 3.0]).unwrap();
+    drop(tx);
+    let mut got = Vec::new();
+    for b in &mut rx {
+        got.push(b);
+    }
+    assert_eq!(got, [vec![1.0], vec![2.0, 3.0]]);
+}
+
+#[test]
+fn try_iter_ends_when_empty_and_resumes() {
+    let (mut tx, mut rx) = pair(64);
+    tx.send(&[1.0]).unwrap();
+    tx.send(&[]).unwrap();
+    let mut it = rx.try_iter();
+    assert_eq!(it.next(), Some(vec![1.0]));
+    assert_eq!(it.next(), Some(vec![]));
+    assert_eq!(it.next(), None);
+    assert_eq!(it.error(), Some(TryRecvError::Empty));
+    drop(it);
+    tx.send(&[2.0]).unwrap();
+    drop(tx);
+    let mut it = rx.try_iter();
+    assert_eq!(it.by_ref().collect::<Vec<_>>(), [vec![2.0]]);
+    assert_eq!(it.error(), Some(TryRecvError::Disconnected));
+}

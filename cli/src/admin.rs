@@ -37,7 +37,6 @@ fn role(p: &Peer) -> String {
 
 fn capacity(i: &SegmentInfo) -> String {
     match i.kind {
-        Kind::Spsc => format!("{} ring", human_bytes(i.capacity)),
         Kind::Mpmc => format!("{} slots x {}", i.capacity, i.max_batch),
         _ => format!("{} elems", i.capacity),
     }
@@ -220,7 +219,6 @@ pub(crate) fn stat(name: &str, as_json: bool) -> Result {
         return Ok(());
     }
     let unit = match i.kind {
-        Kind::Spsc => "bytes of ring",
         Kind::Mpmc => "slots",
         _ => "elements",
     };

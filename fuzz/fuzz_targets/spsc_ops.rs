@@ -1,5 +1,6 @@
 //! Random operation sequences on an SPSC ring: whatever the sequence, batches come
-//! out whole, in order, exactly as they went in (checked against a FIFO model).
+//! out whole, in order, exactly as they went in, and both ends count them right
+//! (checked against a FIFO model).
 #![no_main]
 
 use std::collections::VecDeque;
@@ -82,6 +83,12 @@ fuzz_target!(|input: Input| {
                 Err(e) => panic!("{e}"),
             },
             Op::DropSender => tx = None,
+        }
+        assert_eq!(rx.len(), model.len());
+        assert_eq!(rx.is_empty(), model.is_empty());
+        if let Some(tx) = tx.as_ref() {
+            assert_eq!(tx.len(), model.len());
+            assert_eq!(tx.is_empty(), model.is_empty());
         }
     }
 });
