@@ -10,7 +10,6 @@
 //! batch the sender committed before it gets `Disconnected`.
 
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
@@ -20,7 +19,7 @@ use crate::layout::{Geometry, TypeInfo};
 use crate::options::Options;
 use crate::segment::{Create, ProcId, Region};
 use crate::sync::{Arc, AtomicU64, Ordering};
-use crate::wait::{self, Deadline};
+use crate::wait::{self, Deadline, Liveness};
 use crate::{Error, Result, Role};
 
 /// States of an owner word: `ProcId::pack() << 8 | state` (module docs of
@@ -42,14 +41,6 @@ const fn owner_id(word: u64) -> ProcId {
 }
 const _: () = assert!(crate::segment::PROC_BITS + 8 <= 64);
 
-/// How many failed polls between two liveness checks of the peer's process.
-const LIVENESS_EVERY: u32 = 1024;
-
-/// Least time between two liveness checks from the non-blocking calls: a check
-/// costs a system call and a read of `/proc` (~10 µs), which a polling loop must
-/// not pay often.
-const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
-
 /// One attached end: the ring, which end we are, and when we last asked whether
 /// the peer's process lives.
 pub(super) struct Link {
@@ -57,10 +48,9 @@ pub(super) struct Link {
     role: Role,
     /// This process, as recorded in our owner word.
     me: ProcId,
-    /// Failed polls since the last liveness check of the peer.
-    idle: u32,
-    /// When the non-blocking calls last checked the peer's process.
-    checked_at: Instant,
+    /// When to check the peer's process: a check costs a system call and a read
+    /// of `/proc` (~10 µs), which a polling loop must not pay often.
+    live: Liveness,
     /// Whether we hold our end (a failed attach must not detach the live holder).
     attached: bool,
 }
@@ -74,8 +64,7 @@ impl Link {
             ring: Ring::new(region)?,
             role,
             me: ProcId::me(),
-            idle: 0,
-            checked_at: Instant::now(),
+            live: Liveness::new(),
             attached: false,
         };
         link.attach()?;
@@ -169,21 +158,11 @@ impl Link {
                 .is_ok()
     }
 
-    /// Count a failed poll; say a pid check is due at most every
-    /// `LIVENESS_INTERVAL` (polling calls read the clock once per `LIVENESS_EVERY`
-    /// polls; a side about to sleep reads it every time).
+    /// Count a failed poll; say whether a pid check is due (`wait::Liveness`:
+    /// at most every slice, and for polling calls once per so many polls).
     #[inline]
     pub(super) fn liveness_due(&mut self, sleeping: bool) -> bool {
-        self.idle = self.idle.wrapping_add(1);
-        if !sleeping && self.idle % LIVENESS_EVERY != 0 {
-            return false;
-        }
-        let now = Instant::now();
-        if now.duration_since(self.checked_at) < LIVENESS_INTERVAL {
-            return false;
-        }
-        self.checked_at = now;
-        true
+        self.live.due(sleeping)
     }
 
     /// Whether the peer's owner word still says attached (`SeqCst`: W2 of the wake
