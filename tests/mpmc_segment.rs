@@ -9,7 +9,7 @@ use common::{path, peek_u64, poke, unique, Cleanup};
 use shmbatch::mpmc::{Receiver, Sender};
 use shmbatch::{spsc, Error, Kind, RecvTimeoutError, TryRecvError, TrySendError};
 
-// Offsets of the documented wire format (src/layout.rs, src/mpmc.rs, src/peers.rs).
+// Offsets of the documented wire format (src/layout/mod.rs, src/mpmc/wire.rs, src/peers.rs).
 const VERSION: u64 = 8;
 const CAPACITY: u64 = 40;
 const MAX_BATCH: u64 = 48;
@@ -250,7 +250,7 @@ fn the_claim_word_records_the_claimer() {
     let tx = Sender::<f64>::open(&name).unwrap();
     let r = tx.reserve(1).unwrap();
     let me = u64::from(std::process::id());
-    // Claimed, entry e, generation, write side, position 0 (src/mpmc.rs, "claim
+    // Claimed, entry e, generation, write side, position 0 (src/mpmc/wire.rs, "claim
     // word"); entry e of the table names this process as a sender.
     let claim = peek_u64(&name, DATA + 16);
     assert_eq!(claim >> 63, 1);

@@ -36,7 +36,7 @@ const SENT: u64 = TAIL + 8;
 const HEAD: u64 = TAIL + 128;
 const RECEIVED: u64 = HEAD + 8;
 const SPSC_DATA: u64 = 640;
-/// The owner words (src/spsc.rs, `Peers`): producer, then consumer.
+/// The owner words (src/spsc/ring.rs, `Peers`): producer, then consumer.
 const PRODUCER: u64 = TAIL + 2 * 128;
 const CONSUMER: u64 = PRODUCER + 8;
 const ATTACHED: u64 = 1;
