@@ -48,23 +48,31 @@
 //!
 //! # Verbs
 //! The two queues have the same verbs, with the same errors. Each blocking verb has
-//! a non-blocking `try_` form and a `_timeout` form that waits at most a
-//! [`Duration`](std::time::Duration).
+//! a non-blocking `try_` form, a `_timeout` form that waits at most a
+//! [`Duration`](std::time::Duration) and a `_deadline` form that waits until an
+//! [`Instant`](std::time::Instant). SPSC verbs take `&mut self` (one producer, one
+//! consumer); MPMC verbs take `&self`, and its handles are `Sync`. Both ends of
+//! both queues have `len`, `is_empty` and (senders) `is_full`.
 //!
 //! | verb | waits | [`spsc`] | [`mpmc`] | error |
 //! |---|---|---|---|---|
 //! | send a copy of `&[T]` | while full | [`send`](spsc::Sender::send) | [`send`](mpmc::Sender::send) | [`SendError`] |
 //! | | never | [`try_send`](spsc::Sender::try_send) | [`try_send`](mpmc::Sender::try_send) | [`TrySendError`] |
 //! | | at most a timeout | [`send_timeout`](spsc::Sender::send_timeout) | [`send_timeout`](mpmc::Sender::send_timeout) | [`SendTimeoutError`] |
+//! | | until an `Instant` | [`send_deadline`](spsc::Sender::send_deadline) | [`send_deadline`](mpmc::Sender::send_deadline) | [`SendTimeoutError`] |
 //! | write in place (then `commit`) | while full | [`reserve`](spsc::Sender::reserve) | [`reserve`](mpmc::Sender::reserve) | [`SendError`] |
 //! | | never | [`try_reserve`](spsc::Sender::try_reserve) | [`try_reserve`](mpmc::Sender::try_reserve) | [`TrySendError`] |
 //! | | at most a timeout | [`reserve_timeout`](spsc::Sender::reserve_timeout) | [`reserve_timeout`](mpmc::Sender::reserve_timeout) | [`SendTimeoutError`] |
+//! | | until an `Instant` | [`reserve_deadline`](spsc::Sender::reserve_deadline) | [`reserve_deadline`](mpmc::Sender::reserve_deadline) | [`SendTimeoutError`] |
 //! | receive in place (a guard) | while empty | [`recv`](spsc::Receiver::recv) | [`recv`](mpmc::Receiver::recv) | [`RecvError`] |
 //! | | never | [`try_recv`](spsc::Receiver::try_recv) | [`try_recv`](mpmc::Receiver::try_recv) | [`TryRecvError`] |
 //! | | at most a timeout | [`recv_timeout`](spsc::Receiver::recv_timeout) | [`recv_timeout`](mpmc::Receiver::recv_timeout) | [`RecvTimeoutError`] |
+//! | | until an `Instant` | [`recv_deadline`](spsc::Receiver::recv_deadline) | [`recv_deadline`](mpmc::Receiver::recv_deadline) | [`RecvTimeoutError`] |
 //! | receive a copy into a `Vec` | while empty | [`recv_into`](spsc::Receiver::recv_into) | [`recv_into`](mpmc::Receiver::recv_into) | [`RecvError`] |
 //! | | never | [`try_recv_into`](spsc::Receiver::try_recv_into) | [`try_recv_into`](mpmc::Receiver::try_recv_into) | [`TryRecvError`] |
 //! | | at most a timeout | [`recv_into_timeout`](spsc::Receiver::recv_into_timeout) | [`recv_into_timeout`](mpmc::Receiver::recv_into_timeout) | [`RecvTimeoutError`] |
+//! | | until an `Instant` | [`recv_into_deadline`](spsc::Receiver::recv_into_deadline) | [`recv_into_deadline`](mpmc::Receiver::recv_into_deadline) | [`RecvTimeoutError`] |
+//! | iterate, a `Vec` per batch | until disconnected / while any wait | [`iter`](spsc::Receiver::iter), [`try_iter`](spsc::Receiver::try_iter) | [`iter`](mpmc::Receiver::iter), [`try_iter`](mpmc::Receiver::try_iter) | (ends) |
 //!
 //! A [`SharedArray`] has no queue verbs; it has
 //! [`write`](SharedArray::write) / [`try_write`](SharedArray::try_write) /
