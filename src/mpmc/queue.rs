@@ -145,14 +145,14 @@ impl Queue {
     }
 
     /// The slot index of a position read from shared memory, if it is a real one.
-    #[inline]
+    #[inline(always)]
     pub(super) fn index(&self, pos: u64) -> Option<usize> {
         let i = (pos & (self.dims.one_lap - 1)) as usize;
         (i < self.dims.slots).then_some(i)
     }
 
     /// The position after `pos` (whose index is valid).
-    #[inline]
+    #[inline(always)]
     pub(super) fn next(&self, pos: u64, index: usize) -> u64 {
         if index + 1 < self.dims.slots {
             add(pos, 1) // index + 1 < one_lap: no carry into the lap bits
@@ -204,7 +204,7 @@ impl Queue {
     /// word because our Acquire load of `word` synchronised with the claimer's
     /// Release CAS, which came after its Acquire load of the stamp, which came
     /// after the previous holder's claim word.
-    #[inline]
+    #[inline(always)]
     pub(super) fn record(&self, side: Side, word: PosWord) {
         let Some(by) = Holder::in_word(word.0) else {
             return; // no claim on this word yet
@@ -260,7 +260,7 @@ impl Queue {
         self.ctl().peers.holder_alive(c.holder())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn header(&self, index: usize) -> &SlotHeader {
         #[cfg(loom)]
         {
@@ -275,7 +275,7 @@ impl Queue {
     }
 
     /// Pointer to slot `index`'s payload.
-    #[inline]
+    #[inline(always)]
     pub(super) fn payload<T>(&self, index: usize) -> *mut T {
         debug_assert!(index < self.dims.slots);
         // SAFETY: callers pass indices from `index()`, which are below `slots`
@@ -344,7 +344,7 @@ impl Queue {
     /// Claim a free slot for `len` elements (checked by the caller) as `by`,
     /// without waiting; on a miss, `seen` says where. With `DIES` (tests), leave the
     /// claim word unwritten, as a sender killed right after its claim CAS would.
-    #[inline]
+    #[inline(always)]
     pub(super) fn try_claim<const DIES: bool>(
         &self,
         by: Holder,
@@ -421,7 +421,7 @@ impl Queue {
 
     /// Write the length of the slot `claim` and publish it (`len == SKIPPED`
     /// cancels).
-    #[inline]
+    #[inline(always)]
     pub(super) fn publish(&self, claim: Claim, len: u64) {
         let slot = self.header(claim.index);
         // Relaxed: published by the stamp store below (see `SlotHeader::len`).
@@ -436,7 +436,7 @@ impl Queue {
     /// Take the next committed batch as `by`, without waiting, stepping over
     /// skipped slots; on a miss, `seen` says where. With `DIES` (tests), leave the
     /// claim word unwritten, as a receiver killed right after its claim CAS would.
-    #[inline]
+    #[inline(always)]
     pub(super) fn try_take<const DIES: bool>(
         &self,
         by: Holder,
@@ -534,7 +534,7 @@ impl Queue {
     /// The length of the batch in the slot at `pos` that we just took: `None` for a
     /// skipped slot (released here), `Err` for a length above `max_batch` (released
     /// too, so the queue goes on).
-    #[inline]
+    #[inline(always)]
     pub(super) fn checked_len(
         &self,
         pos: u64,
@@ -559,7 +559,7 @@ impl Queue {
     }
 
     /// Give a claimed slot back to the senders.
-    #[inline]
+    #[inline(always)]
     pub(super) fn release(&self, pos: u64, index: usize) {
         let slot = self.header(index);
         // Sync point "free slot": Release pairs with the next sender's Acquire load of

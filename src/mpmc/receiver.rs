@@ -293,7 +293,7 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Claim the next committed batch, without waiting.
-    #[inline]
+    #[inline(always)]
     fn take(&self, seen: &mut Seen) -> Result<Taken, TryRecvError> {
         self.take_as::<false>(seen)
     }
@@ -302,7 +302,7 @@ impl<T: Pod> Receiver<T> {
     /// now and then (`Liveness`) it checks the senders and recovers what dead
     /// handles hold (`recover_head`); once every sender is gone, it looks once more
     /// and recovers everything before it says `Disconnected`.
-    #[inline]
+    #[inline(always)]
     fn take_as<const DIES: bool>(&self, seen: &mut Seen) -> Result<Taken, TryRecvError> {
         let att = &*self.end.att;
         let corrupted = |reason| Err(TryRecvError::Corrupted { reason });

@@ -337,7 +337,7 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Claim a free slot for a batch of `len` elements, without waiting.
-    #[inline]
+    #[inline(always)]
     fn claim(&self, len: usize, seen: &mut Seen) -> Result<Claim, TrySendError> {
         self.claim_as::<false>(len, seen)
     }
@@ -346,7 +346,7 @@ impl<T: Pod> Sender<T> {
     /// path: now and then (`Liveness`) it checks the receivers and recovers the
     /// slot at tail if its holder is gone, then tries again (the next slot may be
     /// a dead holder's too).
-    #[inline]
+    #[inline(always)]
     fn claim_as<const DIES: bool>(
         &self,
         len: usize,
@@ -400,7 +400,7 @@ impl<T: Pod> Sender<T> {
         )
     }
 
-    #[inline]
+    #[inline(always)]
     fn copy_in(&self, batch: &[T], claim: Claim) {
         // SAFETY: the claim gives us the slot's payload, max_batch >= batch.len()
         // elements (checked in `claim`), which no receiver touches until we publish;
