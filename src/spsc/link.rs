@@ -209,36 +209,28 @@ fn open_region(name: &str, ty: &TypeInfo, init_wait: Deadline) -> Result<Arc<Reg
     Ok(Arc::new(region))
 }
 
-/// The segment of a new queue of `T` (what `create_with` of both ends makes).
-pub(super) fn create_region_with<T: Pod>(
+/// The segment of a new queue of `T` (what `create_with` of both ends makes), or,
+/// with `or_open`, of the existing one if there is one (`open_or_create`).
+pub(super) fn create_region<T: Pod>(
     name: &str,
     capacity: usize,
     opts: &Options,
+    or_open: bool,
 ) -> Result<Arc<Region>> {
     let ty = opts.type_info::<T>()?;
     let g = Dims::for_capacity(&ty, capacity, opts.spsc_max_batch())?.geometry(&ty)?;
-    opts.create(name, |how| make_region(name, g, &ty, how))
+    let make = |how: &Create| make_region(name, g, &ty, how);
+    if or_open {
+        opts.open_or_create(name, make, |init_wait| open_region(name, &ty, init_wait))
+    } else {
+        opts.create(name, make)
+    }
 }
 
 /// The segment of an existing queue of `T` (what `open_with` of both ends opens).
 pub(super) fn open_region_with<T: Pod>(name: &str, opts: &Options) -> Result<Arc<Region>> {
     let ty = opts.type_info::<T>()?;
     opts.open(|init_wait| open_region(name, &ty, init_wait))
-}
-
-/// What `open_or_create` of both ends attaches to.
-pub(super) fn open_or_create_region<T: Pod>(
-    name: &str,
-    capacity: usize,
-    opts: &Options,
-) -> Result<Arc<Region>> {
-    let ty = opts.type_info::<T>()?;
-    let g = Dims::for_capacity(&ty, capacity, opts.spsc_max_batch())?.geometry(&ty)?;
-    opts.open_or_create(
-        name,
-        |how| make_region(name, g, &ty, how),
-        |init_wait| open_region(name, &ty, init_wait),
-    )
 }
 
 /// A snapshot of an SPSC control block, for inspection (`shmbatch::inspect`).

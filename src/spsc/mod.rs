@@ -179,7 +179,7 @@ impl<T: Pod> Sender<T> {
     /// [`Error::UnsupportedType`] for an invalid `tag`; with `reclaim_stale`,
     /// [`Error::AlreadyExists`] only if the segment there is not stale.
     pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
-        Self::from_region(link::create_region_with::<T>(name, capacity, opts)?)
+        Self::from_region(link::create_region::<T>(name, capacity, opts, false)?)
     }
 
     /// Open the existing segment `name` as its sender.
@@ -218,7 +218,7 @@ impl<T: Pod> Sender<T> {
     /// [`open_with`](Self::open_with); [`Error::NotFound`] only if the segment kept
     /// vanishing between a failed create and the open, 16 times over.
     pub fn open_or_create(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
-        Self::from_region(link::open_or_create_region::<T>(name, capacity, opts)?)
+        Self::from_region(link::create_region::<T>(name, capacity, opts, true)?)
     }
 
     /// Longest batch this queue accepts, in elements.
@@ -466,7 +466,7 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// As [`Sender::create_with`].
     pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
-        Self::from_region(link::create_region_with::<T>(name, capacity, opts)?)
+        Self::from_region(link::create_region::<T>(name, capacity, opts, false)?)
     }
 
     /// Open the existing segment `name` as its receiver.
@@ -493,7 +493,7 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// As [`Sender::open_or_create`].
     pub fn open_or_create(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
-        Self::from_region(link::open_or_create_region::<T>(name, capacity, opts)?)
+        Self::from_region(link::create_region::<T>(name, capacity, opts, true)?)
     }
 
     /// Longest batch the queue carries, in elements.
