@@ -119,6 +119,9 @@ pub struct SegmentInfo {
     pub data_offset: usize,
     /// Length of the data region in bytes.
     pub data_len: usize,
+    /// Arrays: the dimensions the creator recorded (`Options::shape`), empty for a
+    /// flat array and for queues.
+    pub shape: Vec<usize>,
     /// Length of the segment as declared by its header.
     pub segment_len: usize,
     /// Length of the file in `/dev/shm`.
@@ -324,6 +327,7 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
         max_batch: g.max_batch,
         stride: g.stride,
         data_offset: g.data_offset,
+        shape: g.shape.dims().to_vec(),
         data_len: g.data_len,
         segment_len: g.segment_len,
         file_len,

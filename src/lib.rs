@@ -149,7 +149,7 @@ pub mod spsc;
 mod sync;
 mod wait;
 
-pub use array::{AtomicElement, Recovered, SharedArray, WriteOutcome};
+pub use array::{AtomicElement, Recovered, SharedArray, WriteGuard, WriteOutcome};
 pub use error::{
     Error, RecvError, RecvTimeoutError, Result, SendError, SendTimeoutError, TryRecvError,
     TrySendError,

@@ -59,6 +59,7 @@ pub struct Options {
     reclaim_stale: bool,
     tag: Option<String>,
     max_batch: Option<usize>,
+    shape: Option<Vec<usize>>,
 }
 
 impl Default for Options {
@@ -70,6 +71,7 @@ impl Default for Options {
             reclaim_stale: false,
             tag: None,
             max_batch: None,
+            shape: None,
         }
     }
 }
@@ -147,6 +149,32 @@ impl Options {
     pub fn max_batch(mut self, max_batch: usize) -> Options {
         self.max_batch = Some(max_batch);
         self
+    }
+
+    /// Creating an array: its dimensions (at most
+    /// [`MAX_DIMS`](crate::layout::MAX_DIMS), each at least 1, in C order), recorded
+    /// in the header so that every opener sees the same shape
+    /// ([`SharedArray::shape`](crate::SharedArray::shape)); their product must be
+    /// the array's length ([`Error::InvalidSize`] otherwise). Unset, the array is
+    /// flat: one dimension, its length. Queues ignore it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbatch::{Options, SharedArray};
+    /// # let name = format!("doc-shape-{}", std::process::id());
+    /// let grid = SharedArray::<f32>::create_with(&name, 12, &Options::new().shape(&[3, 4]))?;
+    /// assert_eq!(SharedArray::<f32>::open(&name)?.shape(), [3, 4]);
+    /// # drop(grid);
+    /// # Ok(()) }
+    /// ```
+    pub fn shape(mut self, dims: &[usize]) -> Options {
+        self.shape = Some(dims.to_vec());
+        self
+    }
+
+    /// The array dimensions asked for, if any.
+    pub(crate) fn array_shape(&self) -> Option<&[usize]> {
+        self.shape.as_deref()
     }
 
     /// `T` as a segment records it: with [`tag`](Self::tag) if set.

@@ -348,3 +348,59 @@ fn recovered_notice_is_comparable() {
     assert_eq!(r, r);
     assert!(format!("{r:?}").contains("partial: true"));
 }
+
+#[test]
+fn a_write_guard_publishes_on_commit_and_nothing_when_dropped() {
+    let a = SharedArray::<f64>::heap_from(&[1.0, 2.0, 3.0]).unwrap();
+    let mut g = a.lock();
+    assert_eq!(&*g, &[1.0, 2.0, 3.0]);
+    assert_eq!(g.recovered(), None);
+    g[0] = 10.0;
+    g[2] = -0.0;
+    // Not visible before the commit: readers see the array as it was.
+    assert_eq!(bits(&a.snapshot()), bits(&[1.0, 2.0, 3.0]));
+    assert!(matches!(a.try_write(|_| ()), Err(LockBusy { .. })));
+    assert!(a.try_lock().is_err());
+    assert_eq!(g.commit(), None);
+    assert_eq!(bits(&a.snapshot()), bits(&[10.0, 2.0, -0.0]));
+
+    let mut g = a.try_lock().unwrap();
+    g.fill(99.0);
+    drop(g);
+    assert_eq!(bits(&a.snapshot()), bits(&[10.0, 2.0, -0.0]));
+    assert!(a.lock_timeout(Duration::from_millis(1)).is_ok());
+}
+
+#[test]
+fn a_write_guard_waits_for_the_holder_and_times_out() {
+    let a = Arc::new(SharedArray::<u64>::heap(4).unwrap());
+    let g = a.lock();
+    let e = a.lock_timeout(Duration::from_millis(20)).unwrap_err();
+    assert_eq!(e.pid, std::process::id());
+    let a2 = Arc::clone(&a);
+    let t = thread::spawn(move || {
+        let mut g = a2.lock();
+        g[1] += 5;
+        g.commit()
+    });
+    thread::sleep(Duration::from_millis(n(20, 1) as u64));
+    drop(g);
+    assert_eq!(t.join().unwrap(), None);
+    assert_eq!(a.snapshot(), [0, 5, 0, 0]);
+}
+
+#[test]
+fn shapes_are_checked_against_the_length() {
+    use shmbatch::Options;
+    let e = SharedArray::<f64>::create_with("shape-never-made", 6, &Options::new().shape(&[4, 2]))
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidSize { what: "shape", .. }), "{e}");
+    for bad in [&[][..], &[6, 0, 1], &[1; 9]] {
+        let e = SharedArray::<f64>::create_with("shape-never-made", 6, &Options::new().shape(bad));
+        assert!(
+            matches!(e, Err(Error::InvalidSize { what: "shape", .. })),
+            "{bad:?}: {e:?}"
+        );
+    }
+    assert_eq!(SharedArray::<f64>::heap(6).unwrap().shape(), [6]);
+}

@@ -23,7 +23,9 @@ const MAX_BATCH: usize = 48;
 const DATA_OFFSET: usize = 64;
 const DATA_LEN: usize = 72;
 const SEGMENT_LEN: usize = 80;
+const NDIM: usize = 88;
 const TAG: usize = 128;
+const SHAPE: usize = 192;
 
 /// One crate's tick.
 mod here {
@@ -166,13 +168,13 @@ fn a_size_mismatch_names_both_sides() {
 }
 
 #[test]
-fn a_segment_of_layout_version_3_is_refused() {
-    let name = unique("v3");
+fn a_segment_of_layout_version_4_is_refused() {
+    let name = unique("v4");
     let _c = Cleanup(name.clone());
     let tx = spsc::Sender::<f64>::create(&name, 64).unwrap();
     tx.persist();
     drop(tx);
-    poke(&name, VERSION as u64, &3u32.to_ne_bytes());
+    poke(&name, VERSION as u64, &4u32.to_ne_bytes());
     for e in [
         spsc::Receiver::<f64>::open(&name).unwrap_err(),
         shmbatch::inspect(&name).unwrap_err(),
@@ -181,14 +183,14 @@ fn a_segment_of_layout_version_3_is_refused() {
             matches!(
                 e,
                 Error::VersionMismatch {
-                    found: 3,
-                    expected: 4
+                    found: 4,
+                    expected: 5
                 }
             ),
             "{e:?}"
         );
     }
-    assert_eq!(LAYOUT_VERSION, 4);
+    assert_eq!(LAYOUT_VERSION, 5);
 }
 
 /// The bytes of an array segment of `values` as a peer that knows only the
@@ -198,7 +200,7 @@ fn hand_made_array(values: &[f64], tag: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; ARRAY_DATA_OFFSET + data_len];
     let mut put = |off: usize, bytes: &[u8]| b[off..off + bytes.len()].copy_from_slice(bytes);
     put(0, &MAGIC.to_ne_bytes());
-    put(VERSION, &4u32.to_ne_bytes());
+    put(VERSION, &LAYOUT_VERSION.to_ne_bytes());
     put(KIND, &3u32.to_ne_bytes());
     put(CREATOR_PID, &std::process::id().to_ne_bytes());
     put(ELEM_SIZE, &8u32.to_ne_bytes());
@@ -265,6 +267,37 @@ fn a_header_written_by_hand_from_the_documented_offsets_opens() {
                     why.chars().all(|c| c.is_ascii_graphic() || c == ' '),
                     "{why:?}"
                 )
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_array_shape_written_by_hand_is_read_and_checked() {
+    let name = unique("shape");
+    let _c = Cleanup(name.clone());
+    let with_shape = |dims: &[u64]| {
+        let mut b = hand_made_array(&[0.0; 6], b"<f8");
+        b[NDIM..NDIM + 8].copy_from_slice(&(dims.len() as u64).to_ne_bytes());
+        for (i, d) in dims.iter().enumerate() {
+            b[SHAPE + 8 * i..SHAPE + 8 * i + 8].copy_from_slice(&d.to_ne_bytes());
+        }
+        std::fs::write(path(&name), b).unwrap();
+    };
+    with_shape(&[2, 3]);
+    let a = SharedArray::<f64>::open(&name).unwrap();
+    assert_eq!((a.shape(), a.len()), (&[2, 3][..], 6));
+    assert_eq!(shmbatch::inspect(&name).unwrap().shape, [2, 3]);
+    drop(a);
+    with_shape(&[]);
+    assert_eq!(SharedArray::<f64>::open(&name).unwrap().shape(), [6]);
+    // A shape that does not describe the array, a zero dimension, too many.
+    for bad in [&[4, 2][..], &[6, 0], &[1; 9]] {
+        with_shape(bad);
+        match SharedArray::<f64>::open(&name) {
+            Err(Error::Corrupted(why)) => {
+                assert!(why.contains("dimension") || why.contains("shape"), "{why}")
             }
             other => panic!("{bad:?}: {other:?}"),
         }

@@ -101,6 +101,7 @@ fn to_json(i: &SegmentInfo) -> Value {
         "stride": i.stride,
         "data_offset": i.data_offset,
         "data_len": i.data_len,
+        "shape": i.shape,
         "segment_len": i.segment_len,
         "file_len": i.file_len,
         "allocated": i.allocated,
@@ -238,6 +239,9 @@ pub(crate) fn stat(name: &str, as_json: bool) -> Result {
     println!("capacity        {} {unit}", i.capacity);
     if i.kind != Kind::Array {
         println!("max batch       {} elements", i.max_batch);
+    }
+    if !i.shape.is_empty() {
+        println!("shape           {:?}", i.shape);
     }
     if i.stride != 0 {
         println!("slot stride     {} bytes", i.stride);

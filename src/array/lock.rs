@@ -547,6 +547,11 @@ pub(super) struct Held<'a> {
 }
 
 impl Held<'_> {
+    /// What the writer is to be told about a dead earlier holder.
+    pub(super) fn recovered(&self) -> Option<Recovered> {
+        self.recovered
+    }
+
     /// Replace the contents of `orig` with every data word (Relaxed), and those of
     /// `work` with the array's `len` elements of `T` taken from them. The lock
     /// orders us after every earlier writer; element atomics may still land, and

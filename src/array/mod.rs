@@ -128,20 +128,22 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::size_of;
 use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
 use crate::error::{IndexOutOfBounds, LockBusy, LockTimeout, Result};
-use crate::layout::{TypeInfo, ARRAY_DATA_OFFSET};
+use crate::layout::{Shape, TypeInfo, ARRAY_DATA_OFFSET};
 use crate::options::Options;
 use crate::segment::{Create, Region};
 use crate::wait::Deadline;
 
 mod elements;
+mod guard;
 mod lock;
 
 pub use elements::AtomicElement;
+pub use guard::WriteGuard;
 pub(crate) use lock::{stats, ArrayControl};
 
 use lock::{check, geometry, Core, Held, Words};
@@ -203,6 +205,8 @@ pub struct SharedArray<T: Pod = f64> {
     /// The region, its data words, the lock and the seqlock.
     core: Core,
     len: usize,
+    /// The dimensions the header records, or `[len]`.
+    shape: Shape,
     /// Buffers reused by `write` (copy-in and working copy) and `read`, so that
     /// large arrays do not pay for an allocation and its page faults on every call.
     /// Taken with `try_lock`; a thread that finds one busy uses fresh buffers.
@@ -268,7 +272,7 @@ impl<T: Pod> SharedArray<T> {
     }
 
     /// [`create`](Self::create) with [`Options`]: the file mode, `persist`,
-    /// `reclaim_stale` and the type `tag` apply.
+    /// `reclaim_stale`, the type `tag` and the `shape` apply.
     ///
     /// # Errors
     /// As [`create`](Self::create); [`Error::InvalidSize`] also for a `mode` with
@@ -349,7 +353,10 @@ impl<T: Pod> SharedArray<T> {
         or_open: bool,
     ) -> Result<Self> {
         let ty = opts.type_info::<T>()?;
-        let g = geometry(&ty, len)?;
+        let mut g = geometry(&ty, len)?;
+        if let Some(dims) = opts.array_shape() {
+            g.shape = Shape::new(dims, len)?;
+        }
         let make = |how: &Create| {
             let mut words = None;
             let region = Region::create_shm::<ArrayControl>(name, g, &ty, how, |r| {
@@ -360,7 +367,7 @@ impl<T: Pod> SharedArray<T> {
                 }
                 words = Some(w);
             })?;
-            Ok(Self::from_parts(region, words, len))
+            Ok(Self::from_parts(region, words, len, g.shape))
         };
         if or_open {
             opts.open_or_create(name, make, |init_wait| {
@@ -376,7 +383,8 @@ impl<T: Pod> SharedArray<T> {
     fn open_region(name: &str, ty: &TypeInfo, init_wait: Deadline) -> Result<Self> {
         let region = Region::open_shm::<ArrayControl>(name, ty, init_wait, |g| check(g).map(drop))?;
         let len = check(region.geometry())?;
-        Ok(Self::from_parts(region, None, len))
+        let shape = region.geometry().shape;
+        Ok(Self::from_parts(region, None, len, shape))
     }
 
     /// An array of `len` zeroed elements on the heap, for threads of one process.
@@ -390,7 +398,7 @@ impl<T: Pod> SharedArray<T> {
         let ty = TypeInfo::of::<T>()?;
         let g = geometry(&ty, len)?;
         let region = Region::heap::<ArrayControl>(g, &ty, |_| {});
-        Ok(Self::from_parts(region, None, len))
+        Ok(Self::from_parts(region, None, len, Shape::FLAT))
     }
 
     /// A heap array (see [`heap`](Self::heap)) holding a copy of `values`.
@@ -403,12 +411,18 @@ impl<T: Pod> SharedArray<T> {
         Ok(a)
     }
 
-    fn from_parts(region: Region, words: Option<Words>, len: usize) -> Self {
+    fn from_parts(region: Region, words: Option<Words>, len: usize, shape: Shape) -> Self {
         let core = Core::new(region, words);
         debug_assert!(len * size_of::<T>() <= 8 * core.words().len());
+        let shape = if shape == Shape::FLAT {
+            Shape::new(&[len], len).expect("a length of at least 1 is a shape")
+        } else {
+            shape
+        };
         SharedArray {
             core,
             len,
+            shape,
             scratch: Mutex::new(Scratch::default()),
             reads: Mutex::new(Vec::new()),
             _t: PhantomData,
@@ -418,6 +432,12 @@ impl<T: Pod> SharedArray<T> {
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The dimensions its creator recorded ([`Options::shape`]), in C order; a flat
+    /// array has one, its length. Their product is [`len`](Self::len).
+    pub fn shape(&self) -> &[usize] {
+        self.shape.dims()
     }
 
     /// Always `false`: an array holds at least one element.
@@ -459,13 +479,10 @@ impl<T: Pod> SharedArray<T> {
     // ---- writes ----
 
     fn write_locked<R>(&self, held: Held<'_>, f: impl FnOnce(&mut [T]) -> R) -> WriteOutcome<R> {
-        let mut guard = try_take(&self.scratch);
-        let mut fresh = Scratch::default();
-        let Scratch { orig, work } = guard.as_deref_mut().unwrap_or(&mut fresh);
-        held.copy_in(orig, work, self.len);
-        // A panic here unwinds through `held` (unlock) and publishes nothing.
-        let value = f(work);
-        let recovered = held.publish(orig, bytemuck::cast_slice(work));
+        let mut guard = WriteGuard::new(self, held);
+        // A panic here drops the guard: the lock is released, nothing published.
+        let value = f(&mut guard);
+        let recovered = guard.commit();
         WriteOutcome { value, recovered }
     }
 
@@ -479,10 +496,7 @@ impl<T: Pod> SharedArray<T> {
     /// Calling `write` (or `write_timeout`) on the same array from inside `f`
     /// deadlocks, as with any non-reentrant lock; `try_write` returns [`LockBusy`].
     pub fn write<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> WriteOutcome<R> {
-        match self.core.acquire(Deadline::never(), false) {
-            Ok(held) => self.write_locked(held, f),
-            Err(_) => unreachable!("acquire without a deadline does not time out"),
-        }
+        self.write_locked(self.acquire_forever(), f)
     }
 
     /// [`write`](Self::write) if the lock is free now (or its holder is dead).
@@ -490,10 +504,7 @@ impl<T: Pod> SharedArray<T> {
     /// # Errors
     /// [`LockBusy`] with the holder's pid.
     pub fn try_write<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> Result<WriteOutcome<R>, LockBusy> {
-        match self.core.acquire(Deadline::never(), true) {
-            Ok(held) => Ok(self.write_locked(held, f)),
-            Err(pid) => Err(LockBusy { pid }),
-        }
+        Ok(self.write_locked(self.try_acquire()?, f))
     }
 
     /// [`write`](Self::write), waiting at most `timeout` for the lock.
@@ -505,10 +516,63 @@ impl<T: Pod> SharedArray<T> {
         timeout: Duration,
         f: impl FnOnce(&mut [T]) -> R,
     ) -> Result<WriteOutcome<R>, LockTimeout> {
-        match self.core.acquire(Deadline::after(timeout), false) {
-            Ok(held) => Ok(self.write_locked(held, f)),
-            Err(pid) => Err(LockTimeout { pid }),
+        Ok(self.write_locked(self.acquire_until(Deadline::after(timeout))?, f))
+    }
+
+    /// Take the lock and a working copy of the array, waiting as long as it takes
+    /// (a dead holder is recovered): [`write`](Self::write) for code that cannot
+    /// put its update in a closure. See [`WriteGuard`].
+    ///
+    /// Taking the lock again while this thread holds the guard deadlocks, as with
+    /// any non-reentrant lock.
+    pub fn lock(&self) -> WriteGuard<'_, T> {
+        WriteGuard::new(self, self.acquire_forever())
+    }
+
+    /// [`lock`](Self::lock) if the lock is free now (or its holder is dead).
+    ///
+    /// # Errors
+    /// [`LockBusy`] with the holder's pid.
+    pub fn try_lock(&self) -> Result<WriteGuard<'_, T>, LockBusy> {
+        Ok(WriteGuard::new(self, self.try_acquire()?))
+    }
+
+    /// [`lock`](Self::lock), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeout`] with the holder's pid.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<WriteGuard<'_, T>, LockTimeout> {
+        self.lock_deadline(Instant::now() + timeout)
+    }
+
+    /// [`lock`](Self::lock), waiting until `deadline`.
+    ///
+    /// # Errors
+    /// [`LockTimeout`] with the holder's pid.
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<WriteGuard<'_, T>, LockTimeout> {
+        Ok(WriteGuard::new(
+            self,
+            self.acquire_until(Deadline::at(deadline))?,
+        ))
+    }
+
+    fn acquire_forever(&self) -> Held<'_> {
+        match self.core.acquire(Deadline::never(), false) {
+            Ok(held) => held,
+            Err(_) => unreachable!("acquire without a deadline does not time out"),
         }
+    }
+
+    fn try_acquire(&self) -> Result<Held<'_>, LockBusy> {
+        self.core
+            .acquire(Deadline::never(), true)
+            .map_err(|pid| LockBusy { pid })
+    }
+
+    fn acquire_until(&self, deadline: Deadline) -> Result<Held<'_>, LockTimeout> {
+        self.core
+            .acquire(deadline, false)
+            .map_err(|pid| LockTimeout { pid })
     }
 
     // ---- reads ----

@@ -24,7 +24,7 @@
 //! For peers in other languages (a Python `struct.unpack_from` over
 //! `SharedMemory(name).buf`, a C struct). Integers are in the byte order of the
 //! machine (every process sharing a segment runs on the same one); the block is
-//! [`LAYOUT_VERSION`] 4.
+//! [`LAYOUT_VERSION`] 5.
 //!
 //! | offset | size | field | meaning |
 //! |---|---|---|---|
@@ -43,9 +43,10 @@
 //! | 64 | 8 | `data_offset` | offset of the data region, a multiple of 128 |
 //! | 72 | 8 | `data_len` | length of the data region in bytes |
 //! | 80 | 8 | `segment_len` | length of the whole segment in bytes |
-//! | 88 | 40 | `reserved` | 0 |
+//! | 88 | 8 | `ndim` | arrays: number of dimensions, 0 (a flat array of `capacity` elements) to [`MAX_DIMS`]; 0 for queues |
+//! | 96 | 32 | `reserved` | 0 |
 //! | 128 | 64 | `tag` | the type tag: `tag_len` printable ASCII bytes (0x20 to 0x7e), in order; the writer zeroes the rest, readers ignore it |
-//! | 192 | 64 | `reserved2` | 0 |
+//! | 192 | 64 | `shape` | arrays: the `ndim` dimensions as `u64`, each at least 1, in C order, whose product is `capacity`; the rest 0 |
 //!
 //! # Element types: size, alignment and tag
 //! A segment records what its elements are by layout, not by Rust type name (which
@@ -77,7 +78,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBATCH");
 /// Version of the layout this build writes and reads. Version 4 records the
 /// element type by size, alignment and tag (version 3 recorded a hash of its Rust
 /// type name), and its MPMC positions carry the last claimer's identity.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Size of the identity block that starts every segment.
 pub const IDENTITY_SIZE: usize = 256;
 /// Offset of the kind-specific control block.
@@ -89,6 +90,8 @@ pub const LINE: usize = 128;
 pub const MAX_SEGMENT_LEN: usize = 1 << 40;
 /// Longest type tag in bytes (see the [module docs](self), "Element types").
 pub const TAG_MAX: usize = 64;
+/// Most dimensions an array's header records (numpy shapes of up to 8 axes).
+pub const MAX_DIMS: usize = 8;
 
 /// Array segments: offset of the lock word (a `u64`: 0 when free, else the holder's
 /// pid in bits 0..22 and start time in bits 22..54), followed by a `u32` futex
@@ -212,13 +215,15 @@ pub(crate) struct Identity {
     pub data_len: AtomicU64,
     /// Length of the whole segment in bytes; at most the mapped length.
     pub segment_len: AtomicU64,
+    /// Arrays: number of dimensions in `shape`, 0 for a flat array (and queues).
+    pub ndim: AtomicU64,
     /// Reserved, 0: pads the first line.
-    pub reserved: [AtomicU64; 5],
+    pub reserved: [AtomicU64; 4],
     /// The type tag's ASCII bytes in memory order (each word holds 8 of them as
     /// `u64::from_ne_bytes`), zero after `tag_len`.
     pub tag: [AtomicU64; TAG_MAX / 8],
-    /// Reserved, 0: pads the second line.
-    pub reserved2: [AtomicU64; 8],
+    /// Arrays: the first `ndim` words are the dimensions; the rest are 0.
+    pub shape: [AtomicU64; MAX_DIMS],
 }
 
 #[cfg(not(loom))]
@@ -241,9 +246,10 @@ const _: () = {
     assert!(offset_of!(Identity, data_offset) == 64);
     assert!(offset_of!(Identity, data_len) == 72);
     assert!(offset_of!(Identity, segment_len) == 80);
-    assert!(offset_of!(Identity, reserved) == 88);
+    assert!(offset_of!(Identity, ndim) == 88);
+    assert!(offset_of!(Identity, reserved) == 96);
     assert!(offset_of!(Identity, tag) == 128);
-    assert!(offset_of!(Identity, reserved2) == 192);
+    assert!(offset_of!(Identity, shape) == 192);
 };
 
 /// The numpy dtype string of `T` if it is one of the built-in numeric types
@@ -396,6 +402,64 @@ pub(crate) struct Geometry {
     pub data_len: usize,
     pub segment_len: usize,
     pub creator_pid: u32,
+    /// Arrays: the dimensions ([`Shape::FLAT`] for a flat array and for queues).
+    pub shape: Shape,
+}
+
+/// The dimensions of an array as its header records them: none (flat), or up to
+/// [`MAX_DIMS`] dimensions, each at least 1, whose product is the array's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    ndim: usize,
+    dims: [usize; MAX_DIMS],
+}
+
+impl Shape {
+    /// No dimensions recorded: a flat array of `capacity` elements.
+    pub(crate) const FLAT: Shape = Shape {
+        ndim: 0,
+        dims: [0; MAX_DIMS],
+    };
+
+    /// The dimensions `dims` of an array of `len` elements, checked.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] for more than [`MAX_DIMS`] dimensions, none, a
+    /// dimension of 0, or a product that is not `len`.
+    pub(crate) fn new(dims: &[usize], len: usize) -> Result<Shape> {
+        let bad = |value, reason: String| {
+            Err(Error::InvalidSize {
+                what: "shape",
+                value,
+                reason,
+            })
+        };
+        if dims.is_empty() || dims.len() > MAX_DIMS {
+            return bad(
+                dims.len(),
+                format!("an array has 1 to {MAX_DIMS} dimensions"),
+            );
+        }
+        if dims.contains(&0) {
+            return bad(0, "every dimension is at least 1".into());
+        }
+        let product = dims.iter().try_fold(1usize, |p, &d| p.checked_mul(d));
+        if product != Some(len) {
+            return bad(
+                product.unwrap_or(usize::MAX),
+                format!("the dimensions {dims:?} do not multiply to the length {len}"),
+            );
+        }
+        let mut out = Shape::FLAT;
+        out.ndim = dims.len();
+        out.dims[..dims.len()].copy_from_slice(dims);
+        Ok(out)
+    }
+
+    /// The recorded dimensions (empty for [`FLAT`](Self::FLAT)).
+    pub(crate) fn dims(&self) -> &[usize] {
+        &self.dims[..self.ndim]
+    }
 }
 
 impl Geometry {
@@ -429,6 +493,7 @@ impl Geometry {
             data_len,
             segment_len,
             creator_pid: std::process::id(),
+            shape: Shape::FLAT,
         })
     }
 }
@@ -449,6 +514,11 @@ impl Identity {
         self.data_offset.store(g.data_offset as u64, r);
         self.data_len.store(g.data_len as u64, r);
         self.segment_len.store(g.segment_len as u64, r);
+        let dims = g.shape.dims();
+        self.ndim.store(dims.len() as u64, r);
+        for (i, word) in self.shape.iter().enumerate() {
+            word.store(dims.get(i).map_or(0, |&d| d as u64), r);
+        }
         let tag = ty.tag.as_bytes();
         debug_assert!(tag_fault(tag).is_none(), "TypeInfo holds a valid tag");
         self.tag_len.store(tag.len() as u32, r);
@@ -576,17 +646,49 @@ impl Identity {
                 "header declares {segment_len} bytes but the segment has only {mapped_len}"
             )));
         }
+        let capacity = self.capacity.load(r);
+        let shape = self.shape(kind, capacity)?;
         Ok(Geometry {
             kind,
             elem_size,
             elem_align,
-            capacity: self.capacity.load(r),
+            capacity,
             max_batch: self.max_batch.load(r),
             stride: self.stride.load(r),
             data_offset,
             data_len,
             segment_len,
             creator_pid: self.creator_pid.load(r),
+            shape,
+        })
+    }
+
+    /// The recorded shape, checked: none for queues; for arrays at most
+    /// [`MAX_DIMS`] dimensions of at least 1 whose product is `capacity`.
+    fn shape(&self, kind: Kind, capacity: u64) -> Result<Shape> {
+        let ndim = self.ndim.load(Ordering::Relaxed);
+        if ndim == 0 {
+            return Ok(Shape::FLAT);
+        }
+        if kind != Kind::Array {
+            return Err(Error::corrupted("a queue header records an array shape"));
+        }
+        let ndim = usize::try_from(ndim)
+            .ok()
+            .filter(|&n| n <= MAX_DIMS)
+            .ok_or_else(|| {
+                Error::corrupted(format!("array has {ndim} dimensions, at most {MAX_DIMS}"))
+            })?;
+        let mut dims = [0usize; MAX_DIMS];
+        for (d, word) in dims.iter_mut().zip(&self.shape).take(ndim) {
+            *d = usize::try_from(word.load(Ordering::Relaxed)).unwrap_or(0);
+        }
+        let len = usize::try_from(capacity).unwrap_or(0);
+        Shape::new(&dims[..ndim], len).map_err(|_| {
+            Error::corrupted(format!(
+                "array shape {:?} does not describe its {capacity} elements",
+                &dims[..ndim]
+            ))
         })
     }
 }
