@@ -204,6 +204,14 @@ pub(super) struct Words {
     len: usize,
 }
 
+// SAFETY: `base` points into the data region of the `Region` that owns these
+// words' memory (shared memory or a heap block), which is Send + Sync and
+// outlives them (`over`); every access through it is an atomic operation, so
+// sharing or moving the view between threads races on nothing.
+unsafe impl Send for Words {}
+// SAFETY: as for Send.
+unsafe impl Sync for Words {}
+
 impl Words {
     /// The words of `region`'s data region. The result must not outlive `region`.
     pub(super) fn over(region: &Region) -> Words {

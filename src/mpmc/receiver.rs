@@ -399,6 +399,13 @@ pub struct Batch<'a, T: Pod = f64> {
     taken: Taken,
 }
 
+// SAFETY: a `Batch` is a `&Receiver` (the receiver is Sync) plus the exclusive use
+// of one taken slot, like a `&mut [T]`; the release in `drop` is atomic stores that
+// any thread may make.
+unsafe impl<T: Pod + Send> Send for Batch<'_, T> {}
+// SAFETY: through `&Batch` only `&[T]` is reachable (`Deref`).
+unsafe impl<T: Pod + Sync> Sync for Batch<'_, T> {}
+
 impl<T: Pod> Deref for Batch<'_, T> {
     type Target = [T];
     #[inline]

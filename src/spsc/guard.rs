@@ -53,6 +53,10 @@ impl<'a, T: Pod> Reservation<'a, T> {
     }
 }
 
+// SAFETY: through `&Reservation` only `&[T]` is reachable (`Deref`), never the
+// sender (Send is automatic: a `&mut Sender` and the claim).
+unsafe impl<T: Pod + Sync> Sync for Reservation<'_, T> {}
+
 impl<T: Pod> Deref for Reservation<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
@@ -97,6 +101,14 @@ impl<'a, T: Pod> Batch<'a, T> {
         }
     }
 }
+
+// SAFETY: a `Batch` is a `&mut Receiver` (Send: the receiver is Send) plus the
+// exclusive use of one record in the ring, like a `&mut [T]`: moving it to another
+// thread moves both, and the release in `drop` is an atomic store that any thread
+// may make.
+unsafe impl<T: Pod + Send> Send for Batch<'_, T> {}
+// SAFETY: through `&Batch` only `&[T]` is reachable (`Deref`), never the receiver.
+unsafe impl<T: Pod + Sync> Sync for Batch<'_, T> {}
 
 impl<T: Pod> Deref for Batch<'_, T> {
     type Target = [T];
