@@ -1,0 +1,663 @@
+//! `shmbatch.SharedArray`: `shmbatch::SharedArray` of any supported dtype and any
+//! shape, with `with a.write() as arr:` for locked updates.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyIndexError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::BoundObject;
+
+use shmbatch::{Options, Recovered, SharedArray as RsArray, WriteGuard};
+
+use crate::dtype::{dispatch, DType, Elem};
+use crate::errors::{Class, OrRaise, QueueError};
+use crate::queue::IntoNumpy;
+use crate::slot::fork_generation;
+use crate::wait::{blocking, deadline};
+
+/// A `SharedArray<T>` whatever `T` is.
+pub(crate) trait ArrayOps: Send + Sync {
+    fn dtype(&self) -> DType;
+    fn shape(&self) -> Vec<usize>;
+    fn len(&self) -> usize;
+    fn name(&self) -> Option<String>;
+    fn persist(&self);
+    /// A consistent copy, waiting at most until `until`; `Err`: the lock holder.
+    fn snapshot(&self, until: Instant) -> Result<Box<dyn IntoNumpy>, u32>;
+    /// The lock, with the handle kept alive by the guard. `None`: try once.
+    fn lock(self: Arc<Self>, until: Option<Instant>) -> Result<Box<dyn ArrayGuard>, u32>;
+    /// Element 0 in the mapping, and the dtype's size.
+    fn raw(&self) -> *mut u8;
+    fn load(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>>;
+    fn store(&self, i: usize, v: &Bound<'_, PyAny>) -> PyResult<()>;
+    fn swap(&self, py: Python<'_>, i: usize, v: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>;
+    fn fetch_add(&self, py: Python<'_>, i: usize, v: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>;
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        i: usize,
+        current: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<(bool, Py<PyAny>)>;
+}
+
+/// The lock held, with a working copy, whatever the element type.
+pub(crate) trait ArrayGuard: Send + Sync {
+    fn recovered(&self) -> Option<Recovered>;
+    /// The working copy as a new numpy array of `shape`.
+    fn to_numpy(&self, py: Python<'_>, shape: &[usize]) -> PyResult<Py<PyAny>>;
+    /// Replace the working copy with the contents of `arr`.
+    fn from_numpy(&mut self, arr: &Bound<'_, PyAny>) -> PyResult<()>;
+    fn commit(self: Box<Self>) -> Option<Recovered>;
+}
+
+/// A `WriteGuard` that keeps its array alive.
+struct OwnedGuard<T: Elem> {
+    /// Declared first: dropped (the lock released) before `_array`.
+    guard: Option<WriteGuard<'static, T>>,
+    _array: Arc<RsArray<T>>,
+}
+
+impl<T: Elem> ArrayGuard for OwnedGuard<T> {
+    fn recovered(&self) -> Option<Recovered> {
+        self.guard.as_ref().and_then(WriteGuard::recovered)
+    }
+    fn to_numpy(&self, py: Python<'_>, shape: &[usize]) -> PyResult<Py<PyAny>> {
+        let work: &[T] = self.guard.as_deref().unwrap_or(&[]);
+        Ok(PyArray1::from_slice(py, work)
+            .reshape(shape)?
+            .into_any()
+            .unbind())
+    }
+    fn from_numpy(&mut self, arr: &Bound<'_, PyAny>) -> PyResult<()> {
+        let arr = arr.cast::<PyArrayDyn<T>>()?.readonly();
+        let work: &mut [T] = self.guard.as_deref_mut().unwrap_or(&mut []);
+        if arr.len() != work.len() {
+            return Err(PyValueError::new_err("the write array changed its size"));
+        }
+        match arr.as_slice() {
+            Ok(s) => work.copy_from_slice(s),
+            Err(_) => work
+                .iter_mut()
+                .zip(arr.as_array().iter())
+                .for_each(|(w, v)| *w = *v),
+        }
+        Ok(())
+    }
+    fn commit(mut self: Box<Self>) -> Option<Recovered> {
+        self.guard.take().and_then(WriteGuard::commit)
+    }
+}
+
+fn index(len: usize, i: isize) -> PyResult<usize> {
+    let j = if i < 0 { i + len as isize } else { i };
+    usize::try_from(j)
+        .ok()
+        .filter(|&j| j < len)
+        .ok_or_else(|| PyIndexError::new_err(format!("index {i} out of range for {len} elements")))
+}
+
+impl<T: Elem> ArrayOps for RsArray<T> {
+    fn dtype(&self) -> DType {
+        DType::from_tag(self.dtype().unwrap_or("")).expect("an Elem type has a dtype")
+    }
+    fn shape(&self) -> Vec<usize> {
+        RsArray::shape(self).to_vec()
+    }
+    fn len(&self) -> usize {
+        RsArray::len(self)
+    }
+    fn name(&self) -> Option<String> {
+        RsArray::name(self).map(str::to_owned)
+    }
+    fn persist(&self) {
+        RsArray::persist(self)
+    }
+    fn snapshot(&self, until: Instant) -> Result<Box<dyn IntoNumpy>, u32> {
+        let timeout = until.saturating_duration_since(Instant::now());
+        match self.snapshot_timeout(timeout) {
+            Ok(v) => Ok(Box::new(v)),
+            Err(e) => Err(e.pid),
+        }
+    }
+    fn lock(self: Arc<Self>, until: Option<Instant>) -> Result<Box<dyn ArrayGuard>, u32> {
+        let g = match until {
+            None => self.try_lock().map_err(|e| e.pid)?,
+            Some(d) => self.lock_deadline(d).map_err(|e| e.pid)?,
+        };
+        // SAFETY: the guard borrows `*self`, which the `Arc` stored next to it keeps
+        // alive and in place; `OwnedGuard` drops the guard before the `Arc`, and
+        // never lends the guard's lifetime out.
+        let g: WriteGuard<'static, T> = unsafe { std::mem::transmute(g) };
+        Ok(Box::new(OwnedGuard {
+            guard: Some(g),
+            _array: self,
+        }))
+    }
+    fn raw(&self) -> *mut u8 {
+        self.as_ptr().cast()
+    }
+    fn load(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>> {
+        let v = T::atomics(self)?.load(i).expect("index checked");
+        Ok(v.into_pyobject(py).map_err(Into::into)?.into_any().unbind())
+    }
+    fn store(&self, i: usize, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v: T = v.extract().map_err(Into::into)?;
+        T::atomics(self)?.store(i, v).expect("index checked");
+        Ok(())
+    }
+    fn swap(&self, py: Python<'_>, i: usize, v: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let v: T = v.extract().map_err(Into::into)?;
+        let old = T::atomics(self)?.swap(i, v).expect("index checked");
+        Ok(old
+            .into_pyobject(py)
+            .map_err(Into::into)?
+            .into_any()
+            .unbind())
+    }
+    fn fetch_add(&self, py: Python<'_>, i: usize, v: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let v: T = v.extract().map_err(Into::into)?;
+        let old = T::atomics(self)?.fetch_add(i, v).expect("index checked");
+        Ok(old
+            .into_pyobject(py)
+            .map_err(Into::into)?
+            .into_any()
+            .unbind())
+    }
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        i: usize,
+        current: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<(bool, Py<PyAny>)> {
+        let (c, n): (T, T) = (
+            current.extract().map_err(Into::into)?,
+            new.extract().map_err(Into::into)?,
+        );
+        let r = T::atomics(self)?
+            .compare_exchange(i, c, n)
+            .expect("index checked");
+        let (ok, v) = match r {
+            Ok(v) => (true, v),
+            Err(v) => (false, v),
+        };
+        Ok((
+            ok,
+            v.into_pyobject(py).map_err(Into::into)?.into_any().unbind(),
+        ))
+    }
+}
+
+/// How to make or find the array.
+#[derive(Clone)]
+enum How {
+    Create {
+        shape: Vec<usize>,
+        persist: bool,
+        mode: u32,
+    },
+    Open {
+        timeout: Option<f64>,
+    },
+}
+
+fn make<T: Elem>(
+    name: &str,
+    how: &How,
+    init: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Arc<dyn ArrayOps>> {
+    let a = match how {
+        How::Create {
+            shape,
+            persist,
+            mode,
+        } => {
+            let len = shape.iter().product();
+            let opts = Options::new().shape(shape).persist(*persist).mode(*mode);
+            match init {
+                Some(values) => {
+                    let values = values.cast::<PyArrayDyn<T>>()?.readonly();
+                    let values = values.as_array();
+                    let flat: Vec<T> = values.iter().copied().collect();
+                    RsArray::<T>::create_from_with(name, &flat, &opts).or_raise()?
+                }
+                None => RsArray::<T>::create_with(name, len, &opts).or_raise()?,
+            }
+        }
+        How::Open { timeout } => {
+            let mut opts = Options::new();
+            if let Some(t) = timeout {
+                opts = opts.open_timeout(std::time::Duration::from_secs_f64(*t));
+            }
+            RsArray::<T>::open_with(name, &opts).or_raise()?
+        }
+    };
+    Ok(Arc::new(a))
+}
+
+/// The segment's own dtype, for an `open` without one.
+pub(crate) fn segment_dtype(name: &str, kind: shmbatch::Kind) -> PyResult<DType> {
+    let info = shmbatch::inspect(name).or_raise()?;
+    if info.kind != kind {
+        return Err(
+            Class::KindMismatch.err(format!("segment {name:?} holds {}, not {kind}", info.kind))
+        );
+    }
+    DType::from_tag(&info.tag).ok_or_else(|| {
+        Class::TypeMismatch.err(format!(
+            "segment {name:?} holds elements tagged {:?} ({} bytes), which Python cannot \
+             open: pass a dtype of that size to open it anyway",
+            info.tag, info.elem_size
+        ))
+    })
+}
+
+/// What a dead writer left, as Python sees it.
+#[pyclass(module = "shmbatch._shmbatch", frozen, get_all)]
+#[derive(Clone)]
+pub struct RecoveredNotice {
+    /// Pid of the writer that died holding the lock (0 if unknown).
+    pid: u32,
+    /// Whether the array may hold part of its write.
+    partial: bool,
+}
+
+#[pymethods]
+impl RecoveredNotice {
+    fn __repr__(&self) -> String {
+        format!(
+            "Recovered(pid={}, partial={})",
+            self.pid,
+            if self.partial { "True" } else { "False" }
+        )
+    }
+}
+
+/// An array of numbers in a named shared-memory segment, shared by processes.
+#[pyclass(module = "shmbatch._shmbatch", subclass, name = "SharedArray")]
+pub struct PyArrayHandle {
+    /// The handle and the fork generation it belongs to.
+    cur: Mutex<Option<(u64, Arc<dyn ArrayOps>)>>,
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+}
+
+impl PyArrayHandle {
+    /// The handle, opened again by name if it was inherited through fork.
+    fn get(&self) -> PyResult<Arc<dyn ArrayOps>> {
+        let mut cur = self.cur.lock().unwrap_or_else(|p| p.into_inner());
+        let gen = fork_generation();
+        match cur.as_mut() {
+            None => Err(PyValueError::new_err("the array is closed")),
+            Some((g, a)) if *g == gen => Ok(Arc::clone(a)),
+            Some(slot) => {
+                let fresh = dispatch!(
+                    self.dtype,
+                    make(&self.name, &How::Open { timeout: None }, None)
+                )?;
+                let old = std::mem::replace(slot, (gen, fresh));
+                // The parent's handle: dropping it here would remove the segment
+                // if the parent created it.
+                std::mem::forget(old);
+                Ok(Arc::clone(&slot.1))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyArrayHandle {
+    /// Internal: use `SharedArray.create`, `create_from` or `open`.
+    #[new]
+    #[pyo3(signature = (how, name, shape=None, dtype=None, values=None, persist=false, mode=0o600, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        how: &str,
+        name: &str,
+        shape: Option<Vec<usize>>,
+        dtype: Option<&Bound<'_, PyAny>>,
+        values: Option<&Bound<'_, PyAny>>,
+        persist: bool,
+        mode: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let (how, dtype, values) = match how {
+            "create" => {
+                let shape = shape.ok_or_else(|| PyTypeError::new_err("create needs a shape"))?;
+                let dtype = match dtype {
+                    Some(d) => DType::parse(d)?,
+                    None => DType::F8,
+                };
+                (
+                    How::Create {
+                        shape,
+                        persist,
+                        mode,
+                    },
+                    dtype,
+                    None,
+                )
+            }
+            "create_from" => {
+                let values =
+                    values.ok_or_else(|| PyTypeError::new_err("create_from needs values"))?;
+                let arr = values
+                    .cast::<PyUntypedArray>()
+                    .map_err(|_| PyTypeError::new_err("create_from takes a numpy array"))?;
+                let dtype = DType::parse(&arr.dtype().into_any())?;
+                let shape = arr.shape().to_vec();
+                (
+                    How::Create {
+                        shape,
+                        persist,
+                        mode,
+                    },
+                    dtype,
+                    Some(values),
+                )
+            }
+            "open" => {
+                let dtype = match dtype {
+                    Some(d) => DType::parse(d)?,
+                    None => segment_dtype(name, shmbatch::Kind::Array)?,
+                };
+                (How::Open { timeout }, dtype, None)
+            }
+            other => return Err(PyValueError::new_err(format!("unknown way {other:?}"))),
+        };
+        let a = dispatch!(dtype, make(name, &how, values))?;
+        Ok(PyArrayHandle {
+            shape: a.shape(),
+            name: name.to_owned(),
+            dtype,
+            cur: Mutex::new(Some((fork_generation(), a))),
+        })
+    }
+
+    /// The segment name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The element type, a `numpy.dtype`.
+    #[getter]
+    fn dtype<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.dtype.numpy(py)
+    }
+
+    /// The dimensions, a tuple.
+    #[getter]
+    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.shape)
+    }
+
+    /// Number of elements.
+    #[getter]
+    fn size(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Length of the first dimension, as for a numpy array.
+    fn __len__(&self) -> usize {
+        self.shape[0]
+    }
+
+    /// Keep the segment after this handle is closed (creator only).
+    fn persist(&self) -> PyResult<()> {
+        self.get()?.persist();
+        Ok(())
+    }
+
+    /// A consistent copy (never part of a write), a new numpy array.
+    #[pyo3(signature = (timeout=None))]
+    fn snapshot(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let a = self.get()?;
+        let until = deadline(timeout)?;
+        let flat = blocking(py, until, |slice_end| {
+            a.snapshot(slice_end).map_err(|_| QueueError::Timeout)
+        })
+        .map_err(|e| {
+            if e.is_instance_of::<PyTimeoutError>(py) {
+                PyTimeoutError::new_err("timed out waiting for the array's lock")
+            } else {
+                e
+            }
+        })?;
+        let flat = flat.into_numpy(py);
+        Ok(flat
+            .bind(py)
+            .call_method1("reshape", (PyTuple::new(py, &self.shape)?,))?
+            .unbind())
+    }
+
+    /// `with a.write() as arr:` — the cross-process lock, held for the block; `arr`
+    /// is a working copy whose changes are published when the block ends cleanly.
+    #[pyo3(signature = (timeout=None))]
+    fn write(slf: Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Write> {
+        Ok(Write {
+            array: slf.borrow().get()?,
+            shape: slf.borrow().shape.clone(),
+            timeout,
+            state: Mutex::new(None),
+            recovered: Mutex::new(None),
+        })
+    }
+
+    /// Element `i` of the flattened array (an atomic load).
+    fn load(&self, py: Python<'_>, i: isize) -> PyResult<Py<PyAny>> {
+        let a = self.get()?;
+        a.load(py, index(a.len(), i)?)
+    }
+
+    /// Set element `i` (an atomic store).
+    fn store(&self, i: isize, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let a = self.get()?;
+        a.store(index(a.len(), i)?, value)
+    }
+
+    /// Set element `i` and return the previous value, atomically.
+    fn swap(&self, py: Python<'_>, i: isize, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let a = self.get()?;
+        a.swap(py, index(a.len(), i)?, value)
+    }
+
+    /// Add `value` to element `i` atomically; returns the previous value.
+    fn fetch_add(&self, py: Python<'_>, i: isize, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let a = self.get()?;
+        a.fetch_add(py, index(a.len(), i)?, value)
+    }
+
+    /// Set element `i` to `new` if it equals `current` bitwise. Returns
+    /// `(swapped, previous)`.
+    fn compare_exchange(
+        &self,
+        py: Python<'_>,
+        i: isize,
+        current: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+    ) -> PyResult<(bool, Py<PyAny>)> {
+        let a = self.get()?;
+        a.compare_exchange(py, index(a.len(), i)?, current, new)
+    }
+
+    /// The array in shared memory as a writable numpy array, with no
+    /// synchronisation: for code that brings its own.
+    fn unsafe_view(slf: Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let this = slf.borrow();
+        let a = this.get()?;
+        let view = dispatch!(
+            this.dtype,
+            borrowed_array(slf.py(), a.raw(), a.len(), slf.clone().into_any())
+        )?;
+        Ok(view
+            .call_method1("reshape", (PyTuple::new(slf.py(), &this.shape)?,))?
+            .unbind())
+    }
+
+    /// Close the handle: the creator's removes the segment unless persisted.
+    fn close(&self) {
+        let old = self.cur.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((gen, a)) = old {
+            if gen != fork_generation() {
+                std::mem::forget(a);
+            }
+        }
+    }
+
+    /// Whether `close` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.cur.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) {
+        self.close();
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "SharedArray(name={:?}, shape={:?}, dtype={:?})",
+            self.name,
+            self.shape,
+            self.dtype.tag()
+        )
+    }
+
+    /// Tag of the element type (`"<f8"`), for pickling.
+    #[getter]
+    fn _tag(&self) -> &'static str {
+        self.dtype.tag()
+    }
+}
+
+impl Drop for PyArrayHandle {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A numpy array of `len` elements of `T` at `ptr`, kept alive by `owner`.
+pub(crate) fn borrowed_array<'py, T: Elem>(
+    py: Python<'py>,
+    ptr: *mut u8,
+    len: usize,
+    owner: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let _ = py;
+    // SAFETY: `ptr` is `len` aligned elements of `T` in memory that `owner` keeps
+    // mapped (a handle or a view that holds one); numpy reads and writes it as
+    // plain memory, which other processes change too: Pod, so any bytes are valid.
+    let view =
+        unsafe { numpy::ndarray::ArrayView1::from_shape_ptr(len, ptr.cast::<T>() as *const T) };
+    // SAFETY: as above; numpy keeps a reference to `owner` as the array's base.
+    Ok(unsafe { PyArray1::borrow_from_array(&view, owner) }.into_any())
+}
+
+/// The `with a.write() as arr:` context.
+#[pyclass(module = "shmbatch._shmbatch")]
+pub struct Write {
+    array: Arc<dyn ArrayOps>,
+    shape: Vec<usize>,
+    timeout: Option<f64>,
+    state: Mutex<Option<(Box<dyn ArrayGuard>, Py<PyAny>)>>,
+    recovered: Mutex<Option<RecoveredNotice>>,
+}
+
+#[pymethods]
+impl Write {
+    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.is_some() {
+            return Err(Class::Busy.err("this write is already open"));
+        }
+        let until = deadline(self.timeout)?;
+        let array = Arc::clone(&self.array);
+        let guard = blocking(py, until, |slice_end| {
+            Arc::clone(&array)
+                .lock(Some(slice_end))
+                .map_err(|_| QueueError::Timeout)
+                .map(crate::wait::SameThread)
+        })
+        .map_err(|e| {
+            if e.is_instance_of::<PyTimeoutError>(py) {
+                PyTimeoutError::new_err("timed out waiting for the array's lock")
+            } else {
+                e
+            }
+        })?
+        .0;
+        if let Some(r) = guard.recovered() {
+            let notice = RecoveredNotice {
+                pid: r.pid,
+                partial: r.partial,
+            };
+            let msg = format!(
+                "took the lock over from writer pid {} that died holding it; the data {}",
+                r.pid,
+                if r.partial {
+                    "may be partial"
+                } else {
+                    "is as it left it before publishing (intact)"
+                }
+            );
+            *self.recovered.lock().unwrap_or_else(|p| p.into_inner()) = Some(notice);
+            let warning = py.import("shmbatch._errors")?.getattr("RecoveredWarning")?;
+            PyErr::warn(
+                py,
+                &warning,
+                &std::ffi::CString::new(msg).expect("no NUL"),
+                1,
+            )?;
+        }
+        let arr = guard.to_numpy(py, &self.shape)?;
+        *state = Some((guard, arr.clone_ref(py)));
+        Ok(arr)
+    }
+
+    #[pyo3(signature = (exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let taken = self.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((mut guard, arr)) = taken else {
+            return Ok(false);
+        };
+        let arr = arr.bind(py);
+        let clean = exc_type.is_none_or(|t| t.is_none());
+        if clean {
+            guard.from_numpy(arr)?;
+            let _ = guard.commit();
+        } else {
+            drop(guard); // publishes nothing
+        }
+        let kw = PyDict::new(py);
+        kw.set_item("write", false)?;
+        arr.call_method("setflags", (), Some(&kw))?;
+        Ok(false)
+    }
+
+    /// `None`, or what a writer that died holding the lock left
+    /// (`Recovered(pid, partial)`), once the block has started.
+    #[getter]
+    fn recovered(&self) -> Option<RecoveredNotice> {
+        self.recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}

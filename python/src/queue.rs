@@ -1,0 +1,330 @@
+//! The queue handles behind one object-safe interface, so that the Python classes
+//! are written once for SPSC and MPMC and for every dtype: [`TxOps`] for senders,
+//! [`RxOps`] for receivers, [`Lent`] for what they lend in place (a reservation, a
+//! received batch).
+
+use std::time::Instant;
+
+use numpy::PyArray1;
+use pyo3::prelude::*;
+
+use shmbatch::{mpmc, spsc};
+
+use crate::dtype::{DType, Elem};
+use crate::errors::QueueError;
+
+/// Elements to send: `len` elements of the queue's type starting at `ptr`,
+/// `stride` bytes apart (a numpy array, contiguous or not). The caller keeps the
+/// array alive and borrowed for the call.
+#[derive(Clone, Copy)]
+pub(crate) struct Src {
+    pub ptr: *const u8,
+    pub len: usize,
+    pub stride: isize,
+}
+
+impl Src {
+    /// Copy the elements into `dst` (`len` elements of `T`), once.
+    fn copy_into<T: Elem>(&self, dst: &mut [T]) {
+        debug_assert_eq!(dst.len(), self.len);
+        if self.stride == std::mem::size_of::<T>() as isize {
+            // SAFETY: a contiguous source of len elements (the caller's array);
+            // `dst` is another buffer (the ring) of the same byte length; bytes
+            // are copied, so the source's alignment does not matter.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.ptr,
+                    dst.as_mut_ptr().cast::<u8>(),
+                    std::mem::size_of_val(dst),
+                );
+            }
+        } else {
+            for (i, d) in dst.iter_mut().enumerate() {
+                // SAFETY: element i of the caller's strided array lies at
+                // ptr + i * stride; read_unaligned because numpy arrays may be
+                // unaligned.
+                *d = unsafe {
+                    self.ptr
+                        .offset(i as isize * self.stride)
+                        .cast::<T>()
+                        .read_unaligned()
+                };
+            }
+        }
+    }
+}
+
+/// Something lent in place by a handle: room in the ring or a received batch.
+pub(crate) trait Lent: Send + Sync {
+    /// The first element.
+    fn ptr(&self) -> *mut u8;
+    /// Number of elements.
+    fn len(&self) -> usize;
+    /// Whether writing through `ptr` is allowed.
+    fn writable(&self) -> bool;
+    /// Finish: commit a reservation, release a batch.
+    fn finish(self: Box<Self>);
+}
+
+/// A received batch as a new numpy array.
+pub(crate) trait IntoNumpy: Send {
+    fn into_numpy(self: Box<Self>, py: Python<'_>) -> Py<PyAny>;
+}
+
+impl<T: Elem> IntoNumpy for Vec<T> {
+    fn into_numpy(self: Box<Self>, py: Python<'_>) -> Py<PyAny> {
+        // Zero copy: numpy takes over the Vec's buffer.
+        PyArray1::from_vec(py, *self).into_any().unbind()
+    }
+}
+
+/// What Python shows about a queue handle.
+pub(crate) struct Info {
+    pub dtype: DType,
+    pub name: Option<String>,
+    pub capacity: usize,
+    pub max_batch: usize,
+}
+
+/// A queue's sending end, whatever its kind and type. `deadline`: `None` tries
+/// once, `Some` waits until then.
+pub(crate) trait TxOps: Send {
+    fn info(&self) -> Info;
+    fn len(&self) -> usize;
+    fn is_full(&self) -> bool;
+    fn is_disconnected(&self) -> bool;
+    fn persist(&self);
+    fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError>;
+    fn reserve(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Box<dyn Lent + '_>, QueueError>;
+}
+
+/// A queue's receiving end, whatever its kind and type.
+pub(crate) trait RxOps: Send {
+    fn info(&self) -> Info;
+    fn len(&self) -> usize;
+    fn is_disconnected(&self) -> bool;
+    fn persist(&self);
+    fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError>;
+    fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError>;
+}
+
+fn dtype_of<T: Elem>() -> DType {
+    DType::from_tag(shmbatch::layout::dtype_of::<T>().unwrap_or(""))
+        .expect("an Elem type has a dtype")
+}
+
+// ---- SPSC ----
+
+impl<T: Elem> Lent for spsc::Reservation<'_, T> {
+    fn ptr(&self) -> *mut u8 {
+        self.as_ptr() as *mut u8
+    }
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn writable(&self) -> bool {
+        true
+    }
+    fn finish(self: Box<Self>) {
+        (*self).commit();
+    }
+}
+
+impl<T: Elem> Lent for spsc::Batch<'_, T> {
+    fn ptr(&self) -> *mut u8 {
+        self.as_ptr() as *mut u8
+    }
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn writable(&self) -> bool {
+        true
+    }
+    fn finish(self: Box<Self>) {}
+}
+
+impl<T: Elem> TxOps for spsc::Sender<T> {
+    fn info(&self) -> Info {
+        Info {
+            dtype: dtype_of::<T>(),
+            name: self.name().map(str::to_owned),
+            capacity: self.capacity(),
+            max_batch: self.max_batch(),
+        }
+    }
+    fn len(&self) -> usize {
+        spsc::Sender::len(self)
+    }
+    fn is_full(&self) -> bool {
+        spsc::Sender::is_full(self)
+    }
+    fn is_disconnected(&self) -> bool {
+        spsc::Sender::is_disconnected(self)
+    }
+    fn persist(&self) {
+        spsc::Sender::persist(self)
+    }
+    fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError> {
+        let mut r = match deadline {
+            None => self.try_reserve(src.len)?,
+            Some(d) => self.reserve_deadline(src.len, d)?,
+        };
+        src.copy_into(&mut r);
+        r.commit();
+        Ok(())
+    }
+    fn reserve(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Box<dyn Lent + '_>, QueueError> {
+        Ok(Box::new(match deadline {
+            None => self.try_reserve(len)?,
+            Some(d) => self.reserve_deadline(len, d)?,
+        }))
+    }
+}
+
+impl<T: Elem> RxOps for spsc::Receiver<T> {
+    fn info(&self) -> Info {
+        Info {
+            dtype: dtype_of::<T>(),
+            name: self.name().map(str::to_owned),
+            capacity: self.capacity(),
+            max_batch: self.max_batch(),
+        }
+    }
+    fn len(&self) -> usize {
+        spsc::Receiver::len(self)
+    }
+    fn is_disconnected(&self) -> bool {
+        spsc::Receiver::is_disconnected(self)
+    }
+    fn persist(&self) {
+        spsc::Receiver::persist(self)
+    }
+    fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError> {
+        let mut out = Vec::<T>::new();
+        match deadline {
+            None => self.try_recv_into(&mut out)?,
+            Some(d) => self.recv_into_deadline(&mut out, d)?,
+        };
+        Ok(Box::new(out))
+    }
+    fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError> {
+        Ok(Box::new(match deadline {
+            None => self.try_recv()?,
+            Some(d) => self.recv_deadline(d)?,
+        }))
+    }
+}
+
+// ---- MPMC ----
+
+impl<T: Elem> Lent for mpmc::Reservation<'_, T> {
+    fn ptr(&self) -> *mut u8 {
+        self.as_ptr() as *mut u8
+    }
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn writable(&self) -> bool {
+        true
+    }
+    fn finish(self: Box<Self>) {
+        (*self).commit();
+    }
+}
+
+impl<T: Elem> Lent for mpmc::Batch<'_, T> {
+    fn ptr(&self) -> *mut u8 {
+        self.as_ptr() as *mut u8
+    }
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn writable(&self) -> bool {
+        true
+    }
+    fn finish(self: Box<Self>) {}
+}
+
+impl<T: Elem> TxOps for mpmc::Sender<T> {
+    fn info(&self) -> Info {
+        Info {
+            dtype: dtype_of::<T>(),
+            name: self.name().map(str::to_owned),
+            capacity: self.capacity(),
+            max_batch: self.max_batch(),
+        }
+    }
+    fn len(&self) -> usize {
+        mpmc::Sender::len(self)
+    }
+    fn is_full(&self) -> bool {
+        mpmc::Sender::is_full(self)
+    }
+    fn is_disconnected(&self) -> bool {
+        mpmc::Sender::is_disconnected(self)
+    }
+    fn persist(&self) {
+        mpmc::Sender::persist(self)
+    }
+    fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError> {
+        let mut r = match deadline {
+            None => self.try_reserve(src.len)?,
+            Some(d) => self.reserve_deadline(src.len, d)?,
+        };
+        src.copy_into(&mut r);
+        r.commit();
+        Ok(())
+    }
+    fn reserve(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Box<dyn Lent + '_>, QueueError> {
+        Ok(Box::new(match deadline {
+            None => self.try_reserve(len)?,
+            Some(d) => self.reserve_deadline(len, d)?,
+        }))
+    }
+}
+
+impl<T: Elem> RxOps for mpmc::Receiver<T> {
+    fn info(&self) -> Info {
+        Info {
+            dtype: dtype_of::<T>(),
+            name: self.name().map(str::to_owned),
+            capacity: self.capacity(),
+            max_batch: self.max_batch(),
+        }
+    }
+    fn len(&self) -> usize {
+        mpmc::Receiver::len(self)
+    }
+    fn is_disconnected(&self) -> bool {
+        mpmc::Receiver::is_disconnected(self)
+    }
+    fn persist(&self) {
+        mpmc::Receiver::persist(self)
+    }
+    fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError> {
+        let mut out = Vec::<T>::new();
+        match deadline {
+            None => self.try_recv_into(&mut out)?,
+            Some(d) => self.recv_into_deadline(&mut out, d)?,
+        };
+        Ok(Box::new(out))
+    }
+    fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError> {
+        Ok(Box::new(match deadline {
+            None => self.try_recv()?,
+            Some(d) => self.recv_deadline(d)?,
+        }))
+    }
+}
