@@ -20,10 +20,8 @@ use crate::wait::{blocking, deadline};
 
 /// A `SharedArray<T>` whatever `T` is.
 pub(crate) trait ArrayOps: Send + Sync {
-    fn dtype(&self) -> DType;
     fn shape(&self) -> Vec<usize>;
     fn len(&self) -> usize;
-    fn name(&self) -> Option<String>;
     fn persist(&self);
     /// A consistent copy, waiting at most until `until`; `Err`: the lock holder.
     fn snapshot(&self, until: Instant) -> Result<Box<dyn IntoNumpy>, u32>;
@@ -101,17 +99,11 @@ fn index(len: usize, i: isize) -> PyResult<usize> {
 }
 
 impl<T: Elem> ArrayOps for RsArray<T> {
-    fn dtype(&self) -> DType {
-        DType::from_tag(self.dtype().unwrap_or("")).expect("an Elem type has a dtype")
-    }
     fn shape(&self) -> Vec<usize> {
         RsArray::shape(self).to_vec()
     }
     fn len(&self) -> usize {
         RsArray::len(self)
-    }
-    fn name(&self) -> Option<String> {
-        RsArray::name(self).map(str::to_owned)
     }
     fn persist(&self) {
         RsArray::persist(self)

@@ -60,8 +60,6 @@ pub(crate) trait Lent: Send + Sync {
     fn ptr(&self) -> *mut u8;
     /// Number of elements.
     fn len(&self) -> usize;
-    /// Whether writing through `ptr` is allowed.
-    fn writable(&self) -> bool;
     /// Finish: commit a reservation, release a batch.
     fn finish(self: Box<Self>);
 }
@@ -126,9 +124,6 @@ impl<T: Elem> Lent for spsc::Reservation<'_, T> {
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
-    fn writable(&self) -> bool {
-        true
-    }
     fn finish(self: Box<Self>) {
         (*self).commit();
     }
@@ -140,9 +135,6 @@ impl<T: Elem> Lent for spsc::Batch<'_, T> {
     }
     fn len(&self) -> usize {
         <[T]>::len(self)
-    }
-    fn writable(&self) -> bool {
-        true
     }
     fn finish(self: Box<Self>) {}
 }
@@ -232,9 +224,6 @@ impl<T: Elem> Lent for mpmc::Reservation<'_, T> {
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
-    fn writable(&self) -> bool {
-        true
-    }
     fn finish(self: Box<Self>) {
         (*self).commit();
     }
@@ -246,9 +235,6 @@ impl<T: Elem> Lent for mpmc::Batch<'_, T> {
     }
     fn len(&self) -> usize {
         <[T]>::len(self)
-    }
-    fn writable(&self) -> bool {
-        true
     }
     fn finish(self: Box<Self>) {}
 }
