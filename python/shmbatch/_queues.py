@@ -11,6 +11,11 @@ def _reopen(cls_path, name, tag):
 
 def make(kind, doc_capacity):
     """The ``Sender`` and ``Receiver`` classes of queue ``kind``."""
+    create_doc = (
+        f"Create queue ``name`` of ``dtype`` elements: {doc_capacity}. ``max_batch``: "
+        "the largest batch, in elements. ``persist=True`` keeps the segment after this "
+        "handle closes; ``mode``: its file permissions. ``FileExistsError`` if it exists."
+    )
 
     class Sender(_shmbatch.Sender):
         __slots__ = ()
@@ -24,9 +29,9 @@ def make(kind, doc_capacity):
 
         @classmethod
         def create(cls, name, capacity, dtype="f8", *, max_batch=None, persist=False, mode=0o600):
-            f"""Create queue ``name``: {doc_capacity}. ``max_batch``: largest batch in
-            elements. ``FileExistsError`` if it exists."""
             return cls(kind, "create", name, capacity, dtype, max_batch, persist, mode)
+
+        create.__func__.__doc__ = create_doc
 
         @classmethod
         def open(cls, name, dtype=None, *, timeout=None):
@@ -51,9 +56,9 @@ def make(kind, doc_capacity):
 
         @classmethod
         def create(cls, name, capacity, dtype="f8", *, max_batch=None, persist=False, mode=0o600):
-            f"""Create queue ``name``: {doc_capacity}. ``max_batch``: largest batch in
-            elements. ``FileExistsError`` if it exists."""
             return cls(kind, "create", name, capacity, dtype, max_batch, persist, mode)
+
+        create.__func__.__doc__ = create_doc
 
         @classmethod
         def open(cls, name, dtype=None, *, timeout=None):

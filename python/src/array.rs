@@ -48,7 +48,7 @@ pub(crate) trait ArrayGuard: Send + Sync {
     /// The working copy as a new numpy array of `shape`.
     fn to_numpy(&self, py: Python<'_>, shape: &[usize]) -> PyResult<Py<PyAny>>;
     /// Replace the working copy with the contents of `arr`.
-    fn from_numpy(&mut self, arr: &Bound<'_, PyAny>) -> PyResult<()>;
+    fn copy_from_numpy(&mut self, arr: &Bound<'_, PyAny>) -> PyResult<()>;
     fn commit(self: Box<Self>) -> Option<Recovered>;
 }
 
@@ -70,7 +70,7 @@ impl<T: Elem> ArrayGuard for OwnedGuard<T> {
             .into_any()
             .unbind())
     }
-    fn from_numpy(&mut self, arr: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn copy_from_numpy(&mut self, arr: &Bound<'_, PyAny>) -> PyResult<()> {
         let arr = arr.cast::<PyArrayDyn<T>>()?.readonly();
         let work: &mut [T] = self.guard.as_deref_mut().unwrap_or(&mut []);
         if arr.len() != work.len() {
@@ -485,7 +485,7 @@ impl PyArrayHandle {
         let a = this.get()?;
         let view = dispatch!(
             this.dtype,
-            borrowed_array(slf.py(), a.raw(), a.len(), slf.clone().into_any())
+            borrowed_array(a.raw(), a.len(), slf.clone().into_any())
         )?;
         Ok(view
             .call_method1("reshape", (PyTuple::new(slf.py(), &this.shape)?,))?
@@ -541,12 +541,10 @@ impl Drop for PyArrayHandle {
 
 /// A numpy array of `len` elements of `T` at `ptr`, kept alive by `owner`.
 pub(crate) fn borrowed_array<'py, T: Elem>(
-    py: Python<'py>,
     ptr: *mut u8,
     len: usize,
     owner: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let _ = py;
     // SAFETY: `ptr` is `len` aligned elements of `T` in memory that `owner` keeps
     // mapped (a handle or a view that holds one); numpy reads and writes it as
     // plain memory, which other processes change too: Pod, so any bytes are valid.
@@ -556,13 +554,17 @@ pub(crate) fn borrowed_array<'py, T: Elem>(
     Ok(unsafe { PyArray1::borrow_from_array(&view, owner) }.into_any())
 }
 
+/// The lock of an open `write()` block and the working copy it handed out.
+type Held = (Box<dyn ArrayGuard>, Py<PyAny>);
+
 /// The `with a.write() as arr:` context.
 #[pyclass(module = "shmbatch._shmbatch")]
 pub struct Write {
     array: Arc<dyn ArrayOps>,
     shape: Vec<usize>,
     timeout: Option<f64>,
-    state: Mutex<Option<(Box<dyn ArrayGuard>, Py<PyAny>)>>,
+    /// While the block runs: the lock and the array handed to it.
+    state: Mutex<Option<Held>>,
     recovered: Mutex<Option<RecoveredNotice>>,
 }
 
@@ -632,7 +634,7 @@ impl Write {
         let arr = arr.bind(py);
         let clean = exc_type.is_none_or(|t| t.is_none());
         if clean {
-            guard.from_numpy(arr)?;
+            guard.copy_from_numpy(arr)?;
             let _ = guard.commit();
         } else {
             drop(guard); // publishes nothing

@@ -2,9 +2,9 @@
 //! pyo3 classes over the Rust library. The Python half (`python/shmbatch/`) adds
 //! the `spsc` and `mpmc` modules, the exception classes and pickling.
 //!
-//! Layering: [`dtype`] turns a numpy dtype into a Rust type once; [`queue`] and
-//! [`array`] put every handle behind an object-safe trait; [`slot`] keeps handles
-//! for Python objects (one user at a time, fork-aware); [`wait`] runs blocking
+//! Layering: `dtype` turns a numpy dtype into a Rust type once; `queue` and
+//! `array` put every handle behind an object-safe trait; `slot` keeps handles
+//! for Python objects (one user at a time, fork-aware); `wait` runs blocking
 //! calls without the GIL, in slices, checking for signals.
 
 mod array;

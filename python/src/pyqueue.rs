@@ -252,11 +252,7 @@ impl PySender {
         }
         let src = SameThread(src);
         let tx = &mut *tx;
-        blocking(py, until.or(None), |end| {
-            let src = &src;
-            tx.send(src.0, Some(end))
-        })
-        .map_err(|e| full_on_timeout(py, e, until.is_some()))
+        blocking(py, until, |end| tx.send(src.0, Some(end)))
     }
 
     /// Send a copy of `batch` if there is room now; `shmbatch.Full` otherwise.
@@ -284,24 +280,22 @@ impl PySender {
                     // SAFETY: as above; each attempt reborrows the leased handle.
                     let tx = unsafe { &mut *ptr.0 };
                     tx.reserve(n, Some(end)).map(SameThread)
-                })
-                .map_err(|e| full_on_timeout(py, e, until.is_some()))?;
+                })?;
                 got.0
             }
             Err(e) => return Err(e.into()),
         };
-        View::new(py, lent, Box::new(lease), this.dtype, true)
+        View::new(lent, Box::new(lease), this.dtype, true)
     }
 
     /// `reserve` if there is room now; `shmbatch.Full` otherwise.
     fn try_reserve(slf: Bound<'_, Self>, n: usize) -> PyResult<View> {
-        let py = slf.py();
         let this = slf.borrow();
         let lease = this.slot.lease()?;
         // SAFETY: as in `reserve`.
         let tx: &'static mut dyn TxOps = unsafe { lease.handle() };
         let lent = tx.reserve(n, None)?;
-        View::new(py, lent, Box::new(lease), this.dtype, true)
+        View::new(lent, Box::new(lease), this.dtype, true)
     }
 
     /// Batches waiting in the queue (SPSC: elements' worth of ring in use counts
@@ -388,12 +382,6 @@ impl PySender {
             self.dtype.tag()
         )
     }
-}
-
-/// A timeout of a call that had one is `Full` for sends? No: `TimeoutError`, as
-/// documented; a blocking call without one never times out.
-fn full_on_timeout(_py: Python<'_>, e: PyErr, _had_timeout: bool) -> PyErr {
-    e
 }
 
 /// The receiving end of a queue (`shmbatch.spsc.Receiver`, `shmbatch.mpmc.Receiver`).
@@ -486,18 +474,17 @@ impl PyReceiver {
             }
             Err(e) => return Err(e.into()),
         };
-        View::new(py, lent, Box::new(lease), this.dtype, false)
+        View::new(lent, Box::new(lease), this.dtype, false)
     }
 
     /// `recv_view` if a batch is waiting, else `None`.
     fn try_recv_view(slf: Bound<'_, Self>) -> PyResult<Option<View>> {
-        let py = slf.py();
         let this = slf.borrow();
         let lease = this.slot.lease()?;
         // SAFETY: as in `recv_view`.
         let rx: &'static mut dyn RxOps = unsafe { lease.handle() };
         match rx.recv_view(None) {
-            Ok(lent) => View::new(py, lent, Box::new(lease), this.dtype, false).map(Some),
+            Ok(lent) => View::new(lent, Box::new(lease), this.dtype, false).map(Some),
             Err(QueueError::Empty) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -651,7 +638,6 @@ pub struct View {
 
 impl View {
     fn new(
-        py: Python<'_>,
         lent: Box<dyn Lent + 'static>,
         lease: Box<dyn Release>,
         dtype: DType,
@@ -668,7 +654,6 @@ impl View {
             reservation,
             len,
         };
-        let _ = py;
         Ok(view)
     }
 
@@ -729,9 +714,8 @@ impl View {
         };
         let arr = dispatch!(
             this.dtype,
-            borrowed_array(py, ptr, this.len, slf.clone().into_any())
+            borrowed_array(ptr, this.len, slf.clone().into_any())
         )?;
-        let _: () = ();
         *this.array.lock().unwrap_or_else(|p| p.into_inner()) = Some(arr.clone().unbind());
         Ok(arr.unbind())
     }

@@ -47,6 +47,9 @@ fn open_opts() -> Options {
     Options::new().open_timeout(Duration::from_secs(10))
 }
 
+/// Sends one batch.
+type Sink = Box<dyn FnMut(&[f64])>;
+
 fn send(args: &[String]) {
     let (kind, name): (String, String) = (arg(args, 2, "kind"), arg(args, 3, "name"));
     let total: u64 = arg(args, 4, "total");
@@ -54,7 +57,7 @@ fn send(args: &[String]) {
     let mut rng = Rng(arg::<u64>(args, 6, "seed") | 1);
     let create = args.get(7).map(String::as_str) == Some("create");
     let cap: usize = if create { arg(args, 8, "capacity") } else { 0 };
-    let mut send: Box<dyn FnMut(&[f64])> = match kind.as_str() {
+    let mut send: Sink = match kind.as_str() {
         "spsc" => {
             let mut tx = if create {
                 spsc::Sender::<f64>::create(&name, cap)
@@ -174,7 +177,10 @@ fn watch(args: &[String]) {
         values.insert(snap[0].to_bits());
         reads += 1;
     }
-    println!("{reads} snapshots, {} distinct values, none torn", values.len());
+    println!(
+        "{reads} snapshots, {} distinct values, none torn",
+        values.len()
+    );
 }
 
 fn main() {
