@@ -178,10 +178,11 @@ def test_keyboard_interrupt_out_of_a_blocking_recv(name):
     tx.close()
 
 
-def test_a_pickled_mpmc_sender_opens_by_name_under_spawn(name):
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_an_mpmc_sender_passed_to_processes_opens_by_name(name, method):
     rx = mpmc.Receiver.create(name, 16, max_batch=4)
     tx = mpmc.Sender.open(name)
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context(method)
     ps = [ctx.Process(target=workers.mpmc_send_range, args=(tx, 1000 * k, 200)) for k in range(2)]
     for p in ps:
         p.start()
@@ -192,6 +193,9 @@ def test_a_pickled_mpmc_sender_opens_by_name_under_spawn(name):
         p.join(60)
         assert p.exitcode == 0
     assert sorted(got) == [float(i) for k in range(2) for i in range(1000 * k, 1000 * k + 200)]
+    # The parent's own sender still works: the children attached their own.
+    tx.send([5.0])
+    assert rx.recv(timeout=10).tolist() == [5.0]
     tx.close()
     rx.close()
 
