@@ -158,7 +158,7 @@ pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
 pub use inspect::{inspect, list, SegmentInfo};
 pub use layout::{Kind, Role};
 pub use options::Options;
-pub use segment::{remove, remove_any, MAX_NAME_LEN};
+pub use segment::{remove, remove_any, Mapped, MAX_NAME_LEN};
 pub use wait::asymmetric_wake;
 
 /// Not part of the stable API: what the workspace's bench code (`bench-peers/`, the

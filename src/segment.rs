@@ -21,6 +21,7 @@ use std::any::Any;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[cfg(not(any(miri, loom)))]
@@ -240,7 +241,8 @@ struct Segment {
     name: Name,
     /// The temporary name the file still has, until [`Segment::publish`].
     temp: Option<Name>,
-    map: Mapping,
+    /// Shared with the [`Mapped`] tokens handed out: unmapped when the last goes.
+    map: Arc<Mapping>,
     owner: AtomicBool,
 }
 
@@ -250,7 +252,7 @@ impl Segment {
     fn create(name: &Name, len: usize, how: &Create) -> Result<Segment> {
         let files::Building { temp, fd } = files::create_temp(name, len, how.mode)?;
         let map = match Mapping::new(&fd, len, Access::ReadWrite, name) {
-            Ok(map) => map,
+            Ok(map) => Arc::new(map),
             Err(e) => {
                 let _ = files::unlink(&temp);
                 return Err(e);
@@ -317,7 +319,7 @@ impl Segment {
             .ok()
             .filter(|&l| (IDENTITY_SIZE..=crate::layout::MAX_SEGMENT_LEN).contains(&l))
             .ok_or_else(|| Error::corrupted(format!("segment size {size} is out of range")))?;
-        let map = Mapping::new(&fd, len, Access::ReadWrite, name)?;
+        let map = Arc::new(Mapping::new(&fd, len, Access::ReadWrite, name)?);
         Ok(Segment {
             name: name.clone(),
             temp: None,
@@ -329,7 +331,8 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // The mapping is unmapped after this, when `map` drops.
+        // The mapping is unmapped after this, when the last `Arc` of `map` (this
+        // one, or a `Mapped` token) drops.
         if let Some(temp) = &self.temp {
             let _ = files::unlink(temp);
         } else if *self.owner.get_mut() {
@@ -357,6 +360,26 @@ enum Backing {
         data: *mut u8,
         data_layout: std::alloc::Layout,
     },
+}
+
+/// Keeps the memory of a named segment mapped in this process after the handle
+/// it came from has dropped: from `keep_mapped` of every handle.
+///
+/// Dropping a handle still does everything else it does (detaches its end,
+/// removes the name if it created the segment); only the `munmap` waits for the
+/// last token. It is for foreign-language bindings whose views of a batch or an
+/// array (a numpy array, say) may outlive the handle: such a view stays readable
+/// instead of dangling, but shows whatever other processes write there, with no
+/// synchronisation. Rust code does not need it: guards borrow their handle.
+#[derive(Clone)]
+pub struct Mapped(Arc<Mapping>);
+
+impl fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapped")
+            .field("len", &self.0.len())
+            .finish()
+    }
 }
 
 /// Memory a queue or array lives in: header, control block and data region.
@@ -524,6 +547,15 @@ impl Region {
     pub(crate) fn name(&self) -> Option<&str> {
         match &self.backing {
             Backing::Shm(seg) => Some(seg.name.as_str()),
+            Backing::Heap { .. } => None,
+        }
+    }
+
+    /// A token that keeps a named segment's memory mapped (see [`Mapped`]);
+    /// `None` for a heap region.
+    pub(crate) fn keep_mapped(&self) -> Option<Mapped> {
+        match &self.backing {
+            Backing::Shm(seg) => Some(Mapped(Arc::clone(&seg.map))),
             Backing::Heap { .. } => None,
         }
     }

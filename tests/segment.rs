@@ -1013,3 +1013,32 @@ fn iterators_stop_at_damage_and_say_so() {
     assert_eq!(it.next(), None);
     assert!(it.error().unwrap().is_corrupted(), "{:?}", it.error());
 }
+
+#[test]
+fn a_mapped_token_keeps_the_memory_but_not_the_name_or_the_attachment() {
+    let name = unique("mapped");
+    let _c = Cleanup(name.clone());
+    let mut tx = Sender::<f64>::create(&name, 64).unwrap();
+    let mut rx = Receiver::<f64>::open(&name).unwrap();
+    tx.send(&[1.5, 2.5]).unwrap();
+    let batch = rx.recv().unwrap();
+    let (ptr, len) = (batch.as_ptr(), batch.len());
+    drop(batch);
+    let keep = rx.keep_mapped().expect("a named segment");
+    assert!(format!("{keep:?}").contains("len"));
+    drop(rx);
+    // The receiver detached: the sender sees it gone at once.
+    assert!(matches!(
+        tx.try_send(&[3.0]),
+        Err(TrySendError::Disconnected)
+    ));
+    drop(tx);
+    // The creator dropped: the name is gone, the memory is still mapped here.
+    assert!(!path(&name).exists());
+    // SAFETY: `keep` keeps the mapping alive; nothing else writes it any more.
+    let after = unsafe { std::slice::from_raw_parts(ptr, len) };
+    assert_eq!(after, [1.5, 2.5]);
+    drop(keep);
+    let (h, _r) = shmbatch::spsc::channel::<f64>(8).unwrap();
+    assert!(h.keep_mapped().is_none());
+}

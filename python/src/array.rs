@@ -27,8 +27,9 @@ pub(crate) trait ArrayOps: Send + Sync {
     fn snapshot(&self, until: Instant) -> Result<Box<dyn IntoNumpy>, u32>;
     /// The lock, with the handle kept alive by the guard. `None`: try once.
     fn lock(self: Arc<Self>, until: Option<Instant>) -> Result<Box<dyn ArrayGuard>, u32>;
-    /// Element 0 in the mapping, and the dtype's size.
+    /// Element 0 in the mapping.
     fn raw(&self) -> *mut u8;
+    fn keep_mapped(&self) -> Option<shmbatch::Mapped>;
     fn load(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>>;
     fn store(&self, i: usize, v: &Bound<'_, PyAny>) -> PyResult<()>;
     fn swap(&self, py: Python<'_>, i: usize, v: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>;
@@ -131,6 +132,9 @@ impl<T: Elem> ArrayOps for RsArray<T> {
     }
     fn raw(&self) -> *mut u8 {
         self.as_ptr().cast()
+    }
+    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
+        RsArray::keep_mapped(self)
     }
     fn load(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>> {
         let v = T::atomics(self)?.load(i).expect("index checked");
@@ -480,15 +484,22 @@ impl PyArrayHandle {
 
     /// The array in shared memory as a writable numpy array, with no
     /// synchronisation: for code that brings its own.
-    fn unsafe_view(slf: Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let this = slf.borrow();
-        let a = this.get()?;
-        let view = dispatch!(
-            this.dtype,
-            borrowed_array(a.raw(), a.len(), slf.clone().into_any())
-        )?;
+    ///
+    /// The array keeps the memory mapped: it stays valid after `close` (which
+    /// still removes the segment's name, for its creator).
+    fn unsafe_view(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let a = self.get()?;
+        let (ptr, len) = (a.raw(), a.len());
+        let keep = Bound::new(
+            py,
+            Mapping {
+                _keep: a.keep_mapped(),
+            },
+        )?
+        .into_any();
+        let view = dispatch!(self.dtype, borrowed_array(ptr, len, keep))?;
         Ok(view
-            .call_method1("reshape", (PyTuple::new(slf.py(), &this.shape)?,))?
+            .call_method1("reshape", (PyTuple::new(py, &self.shape)?,))?
             .unbind())
     }
 
@@ -537,6 +548,13 @@ impl Drop for PyArrayHandle {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The base object of a numpy array over shared memory (`unsafe_view`, the
+/// arrays of released views): keeps the memory mapped.
+#[pyclass(module = "shmbatch._shmbatch", frozen)]
+pub struct Mapping {
+    _keep: Option<shmbatch::Mapped>,
 }
 
 /// A numpy array of `len` elements of `T` at `ptr`, kept alive by `owner`.

@@ -273,6 +273,7 @@ impl PySender {
         // which drops what it borrowed before the lease (`View::finish`).
         let tx: &'static mut dyn TxOps = unsafe { lease.handle() };
         let ptr = SameThread(tx as *mut dyn TxOps);
+        let mapped = tx.keep_mapped();
         let lent = match tx.reserve(n, None) {
             Ok(l) => l,
             Err(QueueError::Full) => {
@@ -285,7 +286,7 @@ impl PySender {
             }
             Err(e) => return Err(e.into()),
         };
-        View::new(lent, Box::new(lease), this.dtype, true)
+        View::new(lent, Box::new(lease), mapped, this.dtype, true)
     }
 
     /// `reserve` if there is room now; `shmbatch.Full` otherwise.
@@ -294,8 +295,9 @@ impl PySender {
         let lease = this.slot.lease()?;
         // SAFETY: as in `reserve`.
         let tx: &'static mut dyn TxOps = unsafe { lease.handle() };
+        let mapped = tx.keep_mapped();
         let lent = tx.reserve(n, None)?;
-        View::new(lent, Box::new(lease), this.dtype, true)
+        View::new(lent, Box::new(lease), mapped, this.dtype, true)
     }
 
     /// Batches waiting in the queue (SPSC: elements' worth of ring in use counts
@@ -462,6 +464,7 @@ impl PyReceiver {
         // which drops what it borrowed before the lease (`View::finish`).
         let rx: &'static mut dyn RxOps = unsafe { lease.handle() };
         let ptr = SameThread(rx as *mut dyn RxOps);
+        let mapped = rx.keep_mapped();
         let lent = match rx.recv_view(None) {
             Ok(l) => l,
             Err(QueueError::Empty) => {
@@ -474,7 +477,7 @@ impl PyReceiver {
             }
             Err(e) => return Err(e.into()),
         };
-        View::new(lent, Box::new(lease), this.dtype, false)
+        View::new(lent, Box::new(lease), mapped, this.dtype, false)
     }
 
     /// `recv_view` if a batch is waiting, else `None`.
@@ -483,8 +486,9 @@ impl PyReceiver {
         let lease = this.slot.lease()?;
         // SAFETY: as in `recv_view`.
         let rx: &'static mut dyn RxOps = unsafe { lease.handle() };
+        let mapped = rx.keep_mapped();
         match rx.recv_view(None) {
-            Ok(lent) => View::new(lent, Box::new(lease), this.dtype, false).map(Some),
+            Ok(lent) => View::new(lent, Box::new(lease), mapped, this.dtype, false).map(Some),
             Err(QueueError::Empty) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -630,6 +634,10 @@ impl Drop for Lending {
 pub struct View {
     lending: Mutex<Option<Lending>>,
     array: Mutex<Option<Py<PyAny>>>,
+    /// Keeps the memory the array shows mapped after the view is released and
+    /// even after its handle is closed: the array then reads stale data, never
+    /// unmapped memory.
+    _mapped: Option<shmbatch::Mapped>,
     dtype: DType,
     /// A reservation (publish on a clean exit) rather than a received batch.
     reservation: bool,
@@ -640,6 +648,7 @@ impl View {
     fn new(
         lent: Box<dyn Lent + 'static>,
         lease: Box<dyn Release>,
+        mapped: Option<shmbatch::Mapped>,
         dtype: DType,
         reservation: bool,
     ) -> PyResult<View> {
@@ -650,6 +659,7 @@ impl View {
                 lease,
             })),
             array: Mutex::new(None),
+            _mapped: mapped,
             dtype,
             reservation,
             len,
@@ -675,7 +685,7 @@ impl View {
                     std::mem::forget(lent);
                 }
             }
-            // `l` drops: the handle is free for other calls.
+            // `l` drops: the handle is free for other calls, and may be closed.
         }
         if let Some(arr) = self
             .array

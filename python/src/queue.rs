@@ -92,6 +92,7 @@ pub(crate) trait TxOps: Send {
     fn is_full(&self) -> bool;
     fn is_disconnected(&self) -> bool;
     fn persist(&self);
+    fn keep_mapped(&self) -> Option<shmbatch::Mapped>;
     fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError>;
     fn reserve(
         &mut self,
@@ -106,6 +107,7 @@ pub(crate) trait RxOps: Send {
     fn len(&self) -> usize;
     fn is_disconnected(&self) -> bool;
     fn persist(&self);
+    fn keep_mapped(&self) -> Option<shmbatch::Mapped>;
     fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError>;
     fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError>;
 }
@@ -160,6 +162,9 @@ impl<T: Elem> TxOps for spsc::Sender<T> {
     fn persist(&self) {
         spsc::Sender::persist(self)
     }
+    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
+        spsc::Sender::keep_mapped(self)
+    }
     fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError> {
         let mut r = match deadline {
             None => self.try_reserve(src.len)?,
@@ -198,6 +203,9 @@ impl<T: Elem> RxOps for spsc::Receiver<T> {
     }
     fn persist(&self) {
         spsc::Receiver::persist(self)
+    }
+    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
+        spsc::Receiver::keep_mapped(self)
     }
     fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError> {
         let mut out = Vec::<T>::new();
@@ -260,6 +268,9 @@ impl<T: Elem> TxOps for mpmc::Sender<T> {
     fn persist(&self) {
         mpmc::Sender::persist(self)
     }
+    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
+        mpmc::Sender::keep_mapped(self)
+    }
     fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError> {
         let mut r = match deadline {
             None => self.try_reserve(src.len)?,
@@ -298,6 +309,9 @@ impl<T: Elem> RxOps for mpmc::Receiver<T> {
     }
     fn persist(&self) {
         mpmc::Receiver::persist(self)
+    }
+    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
+        mpmc::Receiver::keep_mapped(self)
     }
     fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError> {
         let mut out = Vec::<T>::new();

@@ -51,7 +51,7 @@ pub(crate) type Reopen<H> = Box<dyn Fn() -> shmbatch::Result<Box<H>> + Send + Sy
 pub(crate) struct Slot<H: ?Sized> {
     /// Set while a call or a view uses `handle`.
     busy: AtomicBool,
-    /// `None` once closed.
+    /// `None` once closed (or when a re-open after fork failed).
     handle: UnsafeCell<Option<Box<H>>>,
     /// The fork generation `handle` belongs to.
     generation: AtomicU64,
@@ -133,12 +133,14 @@ impl<H: ?Sized + Send> Slot<H> {
     pub(crate) fn lease(self: &Arc<Self>) -> PyResult<Lease<H>> {
         self.take().map_err(Taken::into_py)?;
         Ok(Lease {
-            slot: Some(Arc::clone(self)),
+            slot: Arc::clone(self),
+            released: false,
             generation: fork_generation(),
         })
     }
 
     /// Drop the handle now (the creator's removes the segment unless persisted).
+    /// Arrays that views lent keep the memory mapped (`Mapped`), not the handle.
     pub(crate) fn close(&self) -> PyResult<()> {
         match self.take() {
             Ok(()) => {}
@@ -146,10 +148,9 @@ impl<H: ?Sized + Send> Slot<H> {
             Err(Taken::Closed) => return Ok(()),
             Err(e) => return Err(e.into_py()),
         }
-        let access = Access { slot: self };
-        // SAFETY: `access` holds `busy`.
+        // SAFETY: we hold `busy`.
         let handle = unsafe { (*self.handle.get()).take() };
-        drop(access);
+        self.give_back();
         drop(handle);
         Ok(())
     }
@@ -240,7 +241,9 @@ impl<H: ?Sized> Drop for Access<'_, H> {
 /// The handle of a [`Slot`] for as long as a view lives: it keeps the handle (and
 /// so its mapping) alive, and the handle busy until [`release`](Self::release).
 pub(crate) struct Lease<H: ?Sized> {
-    slot: Option<Arc<Slot<H>>>,
+    slot: Arc<Slot<H>>,
+    /// Whether `busy` was given back already.
+    released: bool,
     generation: u64,
 }
 
@@ -251,7 +254,8 @@ impl<H: ?Sized> Lease<H> {
     /// The reference must not be used after [`release`](Self::release) or the
     /// lease's drop, and nothing borrowed from it may outlive them either.
     pub(crate) unsafe fn handle(&self) -> &'static mut H {
-        let slot = self.slot.as_ref().expect("not released");
+        assert!(!self.released, "a released lease lends nothing");
+        let slot = &self.slot;
         // SAFETY: we hold `busy` (so the access is unique), `take` checked the
         // handle is there, and the Arc keeps the slot alive; the caller bounds
         // the use.
@@ -268,12 +272,10 @@ impl<H: ?Sized> Lease<H> {
         self.generation == fork_generation()
     }
 
-    /// Give the handle back to other users.
+    /// Give the handle back to other users (the lease still keeps it alive).
     pub(crate) fn release(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            if self.is_ours() {
-                slot.give_back();
-            }
+        if !std::mem::replace(&mut self.released, true) && self.is_ours() {
+            self.slot.give_back();
         }
     }
 }

@@ -225,3 +225,15 @@ def test_rust_and_python_readers_never_see_a_python_write_half_done(name, peer):
     assert "none torn" in out
     assert torn == 0 and reads > 0
     a.close()
+
+
+def test_unsafe_view_outlives_close(name):
+    import gc
+
+    a = SharedArray.create_from(name, np.array([1.0, 2.0]))
+    v = a.unsafe_view()
+    a.close()
+    assert name not in os.listdir("/dev/shm")  # closed now: the name is gone
+    assert v.sum() == 3.0  # the view keeps the memory mapped
+    del v
+    gc.collect()

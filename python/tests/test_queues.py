@@ -210,3 +210,20 @@ def test_close_and_context_managers(name):
     with pytest.raises(ValueError, match="closed"):
         rx.recv()
     assert name not in os.listdir("/dev/shm")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_released_view_stays_readable_after_close(kind, name):
+    tx, rx = pair(kind, name)
+    tx.send(np.array([1.0, 2.0]))
+    with rx.recv_view() as batch:
+        pass
+    rx.close()  # the creator: detaches and removes the name now
+    assert name not in os.listdir("/dev/shm")
+    with pytest.raises(shmbatch.Disconnected):
+        tx.send([3.0])
+    with pytest.raises(ValueError, match="closed"):
+        rx.recv()
+    assert len(batch) == 2 and not batch.flags.writeable
+    assert batch.sum() == 3.0  # still mapped: stale, never dangling
+    tx.close()

@@ -450,6 +450,13 @@ impl<T: Pod> SharedArray<T> {
         self.core.region().name()
     }
 
+    /// A token that keeps this segment mapped in this process after the handle
+    /// drops (`None` for a heap queue): for bindings whose in-place views may
+    /// outlive the handle. See [`Mapped`](crate::Mapped).
+    pub fn keep_mapped(&self) -> Option<crate::Mapped> {
+        self.core.region().keep_mapped()
+    }
+
     /// Offset of element 0 in the segment: [`Self::DATA_OFFSET`].
     pub fn data_offset(&self) -> usize {
         ARRAY_DATA_OFFSET

@@ -208,6 +208,13 @@ impl<T: Pod> Sender<T> {
         self.queue().region.name()
     }
 
+    /// A token that keeps this segment mapped in this process after the handle
+    /// drops (`None` for a heap queue): for bindings whose in-place views may
+    /// outlive the handle. See [`Mapped`](crate::Mapped).
+    pub fn keep_mapped(&self) -> Option<crate::Mapped> {
+        self.queue().region.keep_mapped()
+    }
+
     /// Keep the segment when the creating handle drops (no effect on an opener).
     pub fn persist(&self) {
         self.queue().region.persist();

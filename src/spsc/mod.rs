@@ -240,6 +240,13 @@ impl<T: Pod> Sender<T> {
         self.link.ring.region().name()
     }
 
+    /// A token that keeps this segment mapped in this process after the handle
+    /// drops (`None` for a heap queue): for bindings whose in-place views may
+    /// outlive the handle. See [`Mapped`](crate::Mapped).
+    pub fn keep_mapped(&self) -> Option<crate::Mapped> {
+        self.link.ring.region().keep_mapped()
+    }
+
     /// Keep the segment when the creating handle drops (no effect on an opener).
     pub fn persist(&self) {
         self.link.ring.region().persist();
@@ -513,6 +520,13 @@ impl<T: Pod> Receiver<T> {
     #[must_use]
     pub fn name(&self) -> Option<&str> {
         self.link.ring.region().name()
+    }
+
+    /// A token that keeps this segment mapped in this process after the handle
+    /// drops (`None` for a heap queue): for bindings whose in-place views may
+    /// outlive the handle. See [`Mapped`](crate::Mapped).
+    pub fn keep_mapped(&self) -> Option<crate::Mapped> {
+        self.link.ring.region().keep_mapped()
     }
 
     /// Keep the segment when the creating handle drops (no effect on an opener).
