@@ -7,7 +7,7 @@ use std::time::Instant;
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyIndexError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyTuple;
 use pyo3::BoundObject;
 
 use shmbatch::{Options, Recovered, SharedArray as RsArray, WriteGuard};
@@ -550,6 +550,18 @@ impl Drop for PyArrayHandle {
     }
 }
 
+/// Clear the numpy `WRITEABLE` flag of `arr` (a numpy array).
+pub(crate) fn make_read_only(arr: &Bound<'_, PyAny>) -> PyResult<()> {
+    let arr = arr.cast::<PyUntypedArray>()?;
+    // SAFETY: `arr` is a numpy array (checked); clearing a flag bit under the GIL
+    // is what `ndarray.setflags(write=False)` does.
+    unsafe {
+        (*numpy::npyffi::_PyArray_GET_ITEM_DATA(arr.as_array_ptr())).flags &=
+            !numpy::npyffi::NPY_ARRAY_WRITEABLE;
+    }
+    Ok(())
+}
+
 /// The base object of a numpy array over shared memory (`unsafe_view`, the
 /// arrays of released views): keeps the memory mapped.
 #[pyclass(module = "shmbatch._shmbatch", frozen)]
@@ -657,9 +669,7 @@ impl Write {
         } else {
             drop(guard); // publishes nothing
         }
-        let kw = PyDict::new(py);
-        kw.set_item("write", false)?;
-        arr.call_method("setflags", (), Some(&kw))?;
+        make_read_only(arr)?;
         Ok(false)
     }
 

@@ -164,14 +164,9 @@ fn source<'py>(obj: &Bound<'py, PyAny>, dtype: DType) -> PyResult<(Bound<'py, Py
             .call_method1("asarray", (obj, dtype.tag()))?
             .cast_into::<PyUntypedArray>()?,
     };
-    let found = DType::parse(&arr.dtype().into_any()).ok();
-    if found != Some(dtype) {
-        let shown: String = arr.dtype().str()?.extract()?;
-        return Err(Class::TypeMismatch.err(format!(
-            "batch of dtype {shown} sent to a queue of {}: convert it with .astype({:?})",
-            dtype.tag(),
-            dtype.tag()
-        )));
+    // The common case in C calls only: a 1-d array of the queue's dtype.
+    if let Some(src) = dispatch!(dtype, typed_source(&arr)) {
+        return Ok((arr.into_any(), src));
     }
     if arr.ndim() != 1 {
         return Err(PyValueError::new_err(format!(
@@ -179,15 +174,22 @@ fn source<'py>(obj: &Bound<'py, PyAny>, dtype: DType) -> PyResult<(Bound<'py, Py
             arr.ndim()
         )));
     }
-    let len = arr.len();
-    let stride = arr.strides()[0];
-    let ptr = dispatch!(dtype, data_ptr(&arr))?;
-    Ok((arr.into_any(), Src { ptr, len, stride }))
+    let shown: String = arr.dtype().str()?.extract()?;
+    Err(Class::TypeMismatch.err(format!(
+        "batch of dtype {shown} sent to a queue of {}: convert it with .astype({:?})",
+        dtype.tag(),
+        dtype.tag()
+    )))
 }
 
-/// The data pointer of a 1-d array of `T`.
-fn data_ptr<T: Elem>(arr: &Bound<'_, PyUntypedArray>) -> PyResult<*const u8> {
-    Ok(arr.cast::<numpy::PyArray1<T>>()?.data() as *const u8)
+/// `arr` as a [`Src`] if it is a 1-d array of `T`.
+fn typed_source<T: Elem>(arr: &Bound<'_, PyUntypedArray>) -> Option<Src> {
+    let a = arr.cast::<numpy::PyArray1<T>>().ok()?;
+    Some(Src {
+        ptr: a.data() as *const u8,
+        len: a.len(),
+        stride: a.strides()[0],
+    })
 }
 
 fn info_dict<'py>(py: Python<'py>, i: Info, kind: Kind) -> PyResult<Bound<'py, PyDict>> {
@@ -432,23 +434,39 @@ impl PyReceiver {
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let until = deadline(timeout)?;
         let mut rx = self.slot.enter()?;
-        let got = match rx.recv(None) {
+        let p = SameThread(&mut *rx as *mut dyn RxOps);
+        // SAFETY (both derefs): `rx` holds the handle for this call; the batch is
+        // copied out and released before `rx` drops.
+        let batch = match unsafe { &mut *p.0 }.recv_view(None) {
+            Ok(b) => b,
             Err(QueueError::Empty) => {
-                let rx = &mut *rx;
-                blocking(py, until, |end| rx.recv(Some(end)))?
+                blocking(py, until, |end| {
+                    unsafe { &mut *p.0 }.recv_view(Some(end)).map(SameThread)
+                })?
+                .0
             }
-            other => other?,
+            Err(e) => return Err(e.into()),
         };
-        Ok(got.into_numpy(py))
+        // One copy, ring to a new numpy array, with the GIL held; then release.
+        let out = batch.copy_out(py);
+        batch.finish();
+        drop(rx);
+        Ok(out)
     }
 
     /// The next batch if one is waiting, else `None`.
     fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        match self.slot.enter()?.recv(None) {
-            Ok(v) => Ok(Some(v.into_numpy(py))),
+        let mut rx = self.slot.enter()?;
+        let got = match rx.recv_view(None) {
+            Ok(b) => {
+                let out = b.copy_out(py);
+                b.finish();
+                Ok(Some(out))
+            }
             Err(QueueError::Empty) => Ok(None),
             Err(e) => Err(e.into()),
-        }
+        };
+        got
     }
 
     /// `with rx.recv_view() as batch:` — the next batch where it lies in the ring,
@@ -687,15 +705,10 @@ impl View {
             }
             // `l` drops: the handle is free for other calls, and may be closed.
         }
-        if let Some(arr) = self
-            .array
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            let kw = PyDict::new(py);
-            kw.set_item("write", false)?;
-            arr.bind(py).call_method("setflags", (), Some(&kw))?;
+        // The array no longer refers to a batch of ours: read-only, and the view
+        // lets it go (no cycle between the two is left for the GC).
+        if let Some(arr) = self.array.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            crate::array::make_read_only(arr.bind(py))?;
         }
         Ok(())
     }
@@ -741,6 +754,26 @@ impl View {
         let clean = exc_type.is_none_or(|t| t.is_none());
         self.finish(py, clean)?;
         Ok(false)
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        // The array refers to this view (its base) while the block runs: a cycle
+        // the garbage collector must see if both are dropped unfinished.
+        if let Ok(a) = self.array.try_lock() {
+            if let Some(a) = a.as_ref() {
+                visit.call(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        let a = self
+            .array
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(a);
     }
 
     /// Finish without a `with` block: publish a reservation, release a batch.

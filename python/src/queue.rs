@@ -60,8 +60,14 @@ pub(crate) trait Lent: Send + Sync {
     fn ptr(&self) -> *mut u8;
     /// Number of elements.
     fn len(&self) -> usize;
+    /// A copy of the elements as a new numpy array.
+    fn copy_out(&self, py: Python<'_>) -> Py<PyAny>;
     /// Finish: commit a reservation, release a batch.
     fn finish(self: Box<Self>);
+}
+
+fn copy_out<T: Elem>(py: Python<'_>, xs: &[T]) -> Py<PyAny> {
+    PyArray1::from_slice(py, xs).into_any().unbind()
 }
 
 /// A received batch as a new numpy array.
@@ -108,7 +114,6 @@ pub(crate) trait RxOps: Send {
     fn is_disconnected(&self) -> bool;
     fn persist(&self);
     fn keep_mapped(&self) -> Option<shmbatch::Mapped>;
-    fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError>;
     fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError>;
 }
 
@@ -126,6 +131,9 @@ impl<T: Elem> Lent for spsc::Reservation<'_, T> {
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
+    fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
+        copy_out(py, self)
+    }
     fn finish(self: Box<Self>) {
         (*self).commit();
     }
@@ -137,6 +145,9 @@ impl<T: Elem> Lent for spsc::Batch<'_, T> {
     }
     fn len(&self) -> usize {
         <[T]>::len(self)
+    }
+    fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
+        copy_out(py, self)
     }
     fn finish(self: Box<Self>) {}
 }
@@ -207,14 +218,6 @@ impl<T: Elem> RxOps for spsc::Receiver<T> {
     fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
         spsc::Receiver::keep_mapped(self)
     }
-    fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError> {
-        let mut out = Vec::<T>::new();
-        match deadline {
-            None => self.try_recv_into(&mut out)?,
-            Some(d) => self.recv_into_deadline(&mut out, d)?,
-        };
-        Ok(Box::new(out))
-    }
     fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError> {
         Ok(Box::new(match deadline {
             None => self.try_recv()?,
@@ -232,6 +235,9 @@ impl<T: Elem> Lent for mpmc::Reservation<'_, T> {
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
+    fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
+        copy_out(py, self)
+    }
     fn finish(self: Box<Self>) {
         (*self).commit();
     }
@@ -243,6 +249,9 @@ impl<T: Elem> Lent for mpmc::Batch<'_, T> {
     }
     fn len(&self) -> usize {
         <[T]>::len(self)
+    }
+    fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
+        copy_out(py, self)
     }
     fn finish(self: Box<Self>) {}
 }
@@ -312,14 +321,6 @@ impl<T: Elem> RxOps for mpmc::Receiver<T> {
     }
     fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
         mpmc::Receiver::keep_mapped(self)
-    }
-    fn recv(&mut self, deadline: Option<Instant>) -> Result<Box<dyn IntoNumpy>, QueueError> {
-        let mut out = Vec::<T>::new();
-        match deadline {
-            None => self.try_recv_into(&mut out)?,
-            Some(d) => self.recv_into_deadline(&mut out, d)?,
-        };
-        Ok(Box::new(out))
     }
     fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError> {
         Ok(Box::new(match deadline {
