@@ -227,7 +227,7 @@ fn make<T: Elem>(
         How::Open { timeout } => {
             let mut opts = Options::new();
             if let Some(t) = timeout {
-                opts = opts.open_timeout(std::time::Duration::from_secs_f64(*t));
+                opts = opts.open_timeout(crate::wait::seconds(*t));
             }
             RsArray::<T>::open_with(name, &opts).or_raise()?
         }
@@ -235,9 +235,31 @@ fn make<T: Elem>(
     Ok(Arc::new(a))
 }
 
-/// The segment's own dtype, for an `open` without one.
-pub(crate) fn segment_dtype(name: &str, kind: shmbatch::Kind) -> PyResult<DType> {
-    let info = shmbatch::inspect(name).or_raise()?;
+/// Open the array `name` (`how` is `Open`), needing no Python object.
+fn open_array<T: Elem>(name: &str, how: &How) -> PyResult<Arc<dyn ArrayOps>> {
+    make::<T>(name, how, None)
+}
+
+/// The segment's own dtype, for an `open` without one; waits up to `timeout`
+/// seconds for the segment to appear.
+/// The GIL is released while waiting.
+pub(crate) fn segment_dtype(
+    py: Python<'_>,
+    name: &str,
+    kind: shmbatch::Kind,
+    timeout: Option<f64>,
+) -> PyResult<DType> {
+    let end = deadline(timeout)?.unwrap_or_else(Instant::now);
+    let info = py
+        .detach(|| loop {
+            match shmbatch::inspect(name) {
+                Err(e) if e.is_not_found() && Instant::now() < end => {
+                    std::thread::sleep(std::time::Duration::from_millis(2))
+                }
+                other => break other,
+            }
+        })
+        .or_raise()?;
     if info.kind != kind {
         return Err(
             Class::KindMismatch.err(format!("segment {name:?} holds {}, not {kind}", info.kind))
@@ -313,6 +335,7 @@ impl PyArrayHandle {
     #[pyo3(signature = (how, name, shape=None, dtype=None, values=None, persist=false, mode=0o600, timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         how: &str,
         name: &str,
         shape: Option<Vec<usize>>,
@@ -358,15 +381,20 @@ impl PyArrayHandle {
                 )
             }
             "open" => {
+                deadline(timeout)?; // a negative or NaN timeout is refused here
                 let dtype = match dtype {
                     Some(d) => DType::parse(d)?,
-                    None => segment_dtype(name, shmbatch::Kind::Array)?,
+                    None => segment_dtype(py, name, shmbatch::Kind::Array, timeout)?,
                 };
                 (How::Open { timeout }, dtype, None)
             }
             other => return Err(PyValueError::new_err(format!("unknown way {other:?}"))),
         };
-        let a = dispatch!(dtype, make(name, &how, values))?;
+        let a = match (&how, values) {
+            // Opening may wait for the segment: without the GIL.
+            (How::Open { .. }, _) => py.detach(|| dispatch!(dtype, open_array(name, &how)))?,
+            (_, values) => dispatch!(dtype, make(name, &how, values))?,
+        };
         Ok(PyArrayHandle {
             shape: a.shape(),
             name: name.to_owned(),

@@ -83,7 +83,7 @@ impl Spec {
     fn options(&self) -> Options {
         let mut o = Options::new().persist(self.persist).mode(self.mode);
         if let Some(t) = self.timeout {
-            o = o.open_timeout(std::time::Duration::from_secs_f64(t));
+            o = o.open_timeout(crate::wait::seconds(t));
         }
         if let (Kind::Spsc, Some(m)) = (self.kind, self.max_batch) {
             o = o.max_batch(m);
@@ -92,17 +92,11 @@ impl Spec {
     }
 
     /// The dtype asked for, or the segment's own when opening without one.
-    fn dtype(&self, dtype: Option<&Bound<'_, PyAny>>) -> PyResult<DType> {
+    fn dtype(&self, py: Python<'_>, dtype: Option<&Bound<'_, PyAny>>) -> PyResult<DType> {
         match dtype {
             Some(d) => DType::parse(d),
             None if self.create => Ok(DType::F8),
-            None => {
-                if let Some(t) = self.timeout {
-                    // Wait for the segment to appear before reading its type.
-                    wait_for_name(&self.name, t);
-                }
-                segment_dtype(&self.name, self.kind)
-            }
+            None => segment_dtype(py, &self.name, self.kind, self.timeout),
         }
     }
 
@@ -113,13 +107,6 @@ impl Spec {
             timeout: None,
             ..self.clone()
         }
-    }
-}
-
-fn wait_for_name(name: &str, timeout: f64) {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout);
-    while shmbatch::inspect(name).is_err() && std::time::Instant::now() < end {
-        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
@@ -218,6 +205,7 @@ impl PySender {
     #[pyo3(signature = (kind, how, name, capacity=None, dtype=None, max_batch=None, persist=false, mode=0o600, timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         kind: &str,
         how: &str,
         name: &str,
@@ -229,8 +217,9 @@ impl PySender {
         timeout: Option<f64>,
     ) -> PyResult<Self> {
         let spec = Spec::parse(kind, how, name, capacity, max_batch, persist, mode, timeout)?;
-        let dtype = spec.dtype(dtype)?;
-        let handle = dispatch!(dtype, make_tx(&spec)).or_raise()?;
+        let dtype = spec.dtype(py, dtype)?;
+        // Opening may wait for the segment: without the GIL.
+        let handle = py.detach(|| dispatch!(dtype, make_tx(&spec))).or_raise()?;
         let again = spec.reopened();
         let reopen: Reopen<dyn TxOps> = Box::new(move || dispatch!(dtype, make_tx(&again)));
         Ok(PySender {
@@ -404,6 +393,7 @@ impl PyReceiver {
     #[pyo3(signature = (kind, how, name, capacity=None, dtype=None, max_batch=None, persist=false, mode=0o600, timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         kind: &str,
         how: &str,
         name: &str,
@@ -415,8 +405,9 @@ impl PyReceiver {
         timeout: Option<f64>,
     ) -> PyResult<Self> {
         let spec = Spec::parse(kind, how, name, capacity, max_batch, persist, mode, timeout)?;
-        let dtype = spec.dtype(dtype)?;
-        let handle = dispatch!(dtype, make_rx(&spec)).or_raise()?;
+        let dtype = spec.dtype(py, dtype)?;
+        // Opening may wait for the segment: without the GIL.
+        let handle = py.detach(|| dispatch!(dtype, make_rx(&spec))).or_raise()?;
         let again = spec.reopened();
         let reopen: Reopen<dyn RxOps> = Box::new(move || dispatch!(dtype, make_rx(&again)));
         Ok(PyReceiver {

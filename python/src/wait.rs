@@ -19,10 +19,14 @@ pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
         Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(format!(
             "timeout must be a non-negative number of seconds, not {t}"
         ))),
-        Some(t) => Ok(Some(
-            Instant::now() + Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX / 4),
-        )),
+        Some(t) => Ok(Some(Instant::now() + seconds(t))),
     }
+}
+
+/// `t` seconds, already checked by [`deadline`]; a value too large for a
+/// `Duration` is about a century.
+pub(crate) fn seconds(t: f64) -> Duration {
+    Duration::try_from_secs_f64(t).unwrap_or(Duration::from_secs(3_155_760_000))
 }
 
 /// A value that leaves [`Python::detach`]'s closure on the thread that called it.

@@ -237,3 +237,20 @@ def test_unsafe_view_outlives_close(name):
     assert v.sum() == 3.0  # the view keeps the memory mapped
     del v
     gc.collect()
+
+
+def test_open_waits_for_the_segment_with_a_timeout(name):
+    import threading
+
+    t = threading.Timer(0.2, lambda: made.append(SharedArray.create(name, (2, 2), dtype="u4")))
+    made = []
+    t.start()
+    b = SharedArray.open(name, timeout=10)  # no dtype: read from the segment once it exists
+    assert b.shape == (2, 2) and b.dtype == np.uint32
+    t.join()
+    b.close()
+    made[0].close()
+    with pytest.raises(ValueError, match="timeout"):
+        SharedArray.open(name, timeout=-1)
+    with pytest.raises(FileNotFoundError):
+        SharedArray.open(name, timeout=0.05)
