@@ -13,7 +13,9 @@ mod errors;
 mod pyqueue;
 mod queue;
 mod slot;
+mod view;
 mod wait;
+mod write;
 
 use pyo3::prelude::*;
 
@@ -46,11 +48,11 @@ fn inspect<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, pyo3::types:
 #[pymodule]
 fn _shmbatch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<array::PyArrayHandle>()?;
-    m.add_class::<array::Write>()?;
-    m.add_class::<array::RecoveredNotice>()?;
+    m.add_class::<write::Write>()?;
+    m.add_class::<write::RecoveredNotice>()?;
     m.add_class::<pyqueue::PySender>()?;
     m.add_class::<pyqueue::PyReceiver>()?;
-    m.add_class::<pyqueue::View>()?;
+    m.add_class::<view::View>()?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add("MAX_NAME_LEN", shmbatch::MAX_NAME_LEN)?;

@@ -13,6 +13,7 @@ use crate::error::IndexOutOfBounds;
 use crate::sync::{AtomicU64, Ordering};
 
 use super::lock::Words;
+use super::SharedArray;
 
 mod sealed {
     pub trait Sealed {}
@@ -197,5 +198,70 @@ impl<T: AtomicElement> Element<'_, T> {
                 Err(now) => cur = now,
             }
         }
+    }
+}
+
+// ---- the public element operations of `SharedArray` ----
+
+impl<T: AtomicElement> SharedArray<T> {
+    /// Element `i`, or [`IndexOutOfBounds`].
+    #[inline(always)]
+    fn element(&self, i: usize) -> Result<Element<'_, T>, IndexOutOfBounds> {
+        slot(self.core.words(), self.len, i)
+    }
+
+    /// Element `i` (an `Acquire` load).
+    ///
+    /// # Errors
+    /// [`IndexOutOfBounds`] if `i >= len()`.
+    #[inline]
+    pub fn load(&self, i: usize) -> Result<T, IndexOutOfBounds> {
+        Ok(self.element(i)?.load())
+    }
+
+    /// Set element `i` to `v` (a `Release` store).
+    ///
+    /// # Errors
+    /// [`IndexOutOfBounds`] if `i >= len()`.
+    #[inline]
+    pub fn store(&self, i: usize, v: T) -> Result<(), IndexOutOfBounds> {
+        self.element(i)?.store(v);
+        Ok(())
+    }
+
+    /// Set element `i` to `v` and return the previous value (`AcqRel`).
+    ///
+    /// # Errors
+    /// [`IndexOutOfBounds`] if `i >= len()`.
+    #[inline]
+    pub fn swap(&self, i: usize, v: T) -> Result<T, IndexOutOfBounds> {
+        Ok(self.element(i)?.swap(v))
+    }
+
+    /// Add `v` to element `i` atomically and return the previous value (`AcqRel`).
+    /// Floats use a compare-and-swap loop; 8-byte integers one atomic add; integer
+    /// addition wraps.
+    ///
+    /// # Errors
+    /// [`IndexOutOfBounds`] if `i >= len()`.
+    #[inline]
+    pub fn fetch_add(&self, i: usize, v: T) -> Result<T, IndexOutOfBounds> {
+        Ok(self.element(i)?.fetch_add(v))
+    }
+
+    /// Set element `i` to `new` if it is bitwise equal to `current` (`AcqRel` on
+    /// success, `Acquire` on failure). The inner result is `Ok(previous)` if the
+    /// value was replaced, `Err(actual)` if not, as for std's atomics.
+    ///
+    /// # Errors
+    /// [`IndexOutOfBounds`] if `i >= len()`.
+    #[inline]
+    pub fn compare_exchange(
+        &self,
+        i: usize,
+        current: T,
+        new: T,
+    ) -> Result<Result<T, T>, IndexOutOfBounds> {
+        Ok(self.element(i)?.compare_exchange(current, new))
     }
 }

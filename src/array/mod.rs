@@ -132,7 +132,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::error::{IndexOutOfBounds, LockBusy, LockTimeout, Result};
+use crate::error::{LockBusy, LockTimeout, Result};
 use crate::layout::{Shape, TypeInfo, ARRAY_DATA_OFFSET};
 use crate::options::Options;
 use crate::segment::{Create, Region};
@@ -690,68 +690,5 @@ impl<T: Pod> SharedArray<T> {
     pub unsafe fn as_mut_slice_unchecked(&self) -> &mut [T] {
         // SAFETY: as in `as_slice_unchecked`; the caller guarantees exclusivity.
         unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
-    }
-}
-
-impl<T: AtomicElement> SharedArray<T> {
-    /// Element `i`, or [`IndexOutOfBounds`].
-    #[inline(always)]
-    fn element(&self, i: usize) -> Result<elements::Element<'_, T>, IndexOutOfBounds> {
-        elements::slot(self.core.words(), self.len, i)
-    }
-
-    /// Element `i` (an `Acquire` load).
-    ///
-    /// # Errors
-    /// [`IndexOutOfBounds`] if `i >= len()`.
-    #[inline]
-    pub fn load(&self, i: usize) -> Result<T, IndexOutOfBounds> {
-        Ok(self.element(i)?.load())
-    }
-
-    /// Set element `i` to `v` (a `Release` store).
-    ///
-    /// # Errors
-    /// [`IndexOutOfBounds`] if `i >= len()`.
-    #[inline]
-    pub fn store(&self, i: usize, v: T) -> Result<(), IndexOutOfBounds> {
-        self.element(i)?.store(v);
-        Ok(())
-    }
-
-    /// Set element `i` to `v` and return the previous value (`AcqRel`).
-    ///
-    /// # Errors
-    /// [`IndexOutOfBounds`] if `i >= len()`.
-    #[inline]
-    pub fn swap(&self, i: usize, v: T) -> Result<T, IndexOutOfBounds> {
-        Ok(self.element(i)?.swap(v))
-    }
-
-    /// Add `v` to element `i` atomically and return the previous value (`AcqRel`).
-    /// Floats use a compare-and-swap loop; 8-byte integers one atomic add; integer
-    /// addition wraps.
-    ///
-    /// # Errors
-    /// [`IndexOutOfBounds`] if `i >= len()`.
-    #[inline]
-    pub fn fetch_add(&self, i: usize, v: T) -> Result<T, IndexOutOfBounds> {
-        Ok(self.element(i)?.fetch_add(v))
-    }
-
-    /// Set element `i` to `new` if it is bitwise equal to `current` (`AcqRel` on
-    /// success, `Acquire` on failure). The inner result is `Ok(previous)` if the
-    /// value was replaced, `Err(actual)` if not, as for std's atomics.
-    ///
-    /// # Errors
-    /// [`IndexOutOfBounds`] if `i >= len()`.
-    #[inline]
-    pub fn compare_exchange(
-        &self,
-        i: usize,
-        current: T,
-        new: T,
-    ) -> Result<Result<T, T>, IndexOutOfBounds> {
-        Ok(self.element(i)?.compare_exchange(current, new))
     }
 }
