@@ -150,7 +150,7 @@ use lock::{check, geometry, Core, Held, Words};
 
 // Named by the docs' links only.
 #[cfg(doc)]
-use crate::{layout::MAX_SEGMENT_LEN, Error};
+use crate::{error::IndexOutOfBounds, layout::MAX_SEGMENT_LEN, Error};
 
 /// What the next writer learns when an earlier lock holder died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
