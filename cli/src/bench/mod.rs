@@ -455,6 +455,16 @@ impl Skip {
     }
 }
 
+/// A ratio of shmbatch's figure to another's, said the way it reads: "2.1x
+/// faster" or "1.3x slower".
+fn faster_or_slower(ratio: f64) -> String {
+    if ratio >= 1.0 {
+        format!("{ratio:.1}x faster")
+    } else {
+        format!("{:.1}x slower", 1.0 / ratio)
+    }
+}
+
 fn si(v: f64) -> String {
     match v {
         v if v >= 1e9 => format!("{:.2} G", v / 1e9),
@@ -503,8 +513,8 @@ fn print_table(b: &Bench, result: &Value) {
     }
     println!("\nSPSC throughput, batches of f64 between two processes (peers as noted)");
     println!(
-        "{:>6}  {:<26} {:>11} {:>10} {:>9} {:>10} {:>13}",
-        "batch", "", "elements/s", "bytes/s", "vs memcpy", "vs handoff", "shmbatch/this"
+        "{:>6}  {:<26} {:>11} {:>11} {:>9} {:>10} {:>22}",
+        "batch", "", "elements/s", "bytes/s", "vs memcpy", "vs handoff", "shmbatch copy vs this"
     );
     for &n in &SIZES {
         let memcpy = b.get(MEMCPY, n);
@@ -519,13 +529,13 @@ fn print_table(b: &Bench, result: &Value) {
                     };
                     let this = match (t.name, copy) {
                         (MEMCPY | HANDOFF | COPY | ZC, _) | (_, None) => String::new(),
-                        (_, Some(c)) => format!("{:.1}x", c / e),
+                        (_, Some(c)) => faster_or_slower(c / e),
                     };
                     println!(
-                        "{n:>6}  {:<26} {:>11} {:>10} {:>9} {:>10} {this:>13}",
+                        "{n:>6}  {:<26} {:>11} {:>11} {:>9} {:>10} {this:>22}",
                         t.name,
                         si(e),
-                        format!("{}B", si(e * 8.0)),
+                        format!("{}B/s", si(e * 8.0)),
                         vs(memcpy, &[COPY, ZC, HANDOFF]),
                         vs(handoff, &[COPY]),
                     );
