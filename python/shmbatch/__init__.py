@@ -14,41 +14,10 @@ again.
 """
 
 from . import _shmbatch
-from ._errors import (
-    AlreadyAttached,
-    Busy,
-    Corrupted,
-    Disconnected,
-    Empty,
-    Full,
-    KindMismatch,
-    RecoveredWarning,
-    ShmbatchError,
-    TooLarge,
-    TypeMismatch,
-    VersionMismatch,
-)
+from . import _errors
+from ._errors import *  # noqa: F401,F403  (the exception classes; their list is _errors.__all__)
 
-__all__ = [
-    "SharedArray",
-    "spsc",
-    "mpmc",
-    "remove",
-    "inspect",
-    "MAX_NAME_LEN",
-    "ShmbatchError",
-    "Disconnected",
-    "Full",
-    "Empty",
-    "TypeMismatch",
-    "KindMismatch",
-    "VersionMismatch",
-    "Corrupted",
-    "TooLarge",
-    "Busy",
-    "AlreadyAttached",
-    "RecoveredWarning",
-]
+__all__ = ["SharedArray", "spsc", "mpmc", "remove", "inspect", "MAX_NAME_LEN"] + _errors.__all__
 
 remove = _shmbatch.remove
 inspect = _shmbatch.inspect

@@ -92,6 +92,16 @@ impl<T: Elem> ArrayGuard for OwnedGuard<T> {
     }
 }
 
+/// A Python number for an element.
+fn to_py<T: Elem>(py: Python<'_>, v: T) -> PyResult<Py<PyAny>> {
+    Ok(v.into_pyobject(py).map_err(Into::into)?.into_any().unbind())
+}
+
+/// An element from a Python number (`TypeError`/`OverflowError` otherwise).
+fn from_py<T: Elem>(v: &Bound<'_, PyAny>) -> PyResult<T> {
+    v.extract().map_err(Into::into)
+}
+
 fn index(len: usize, i: isize) -> PyResult<usize> {
     let j = if i < 0 { i + len as isize } else { i };
     usize::try_from(j)
@@ -139,30 +149,22 @@ impl<T: Elem> ArrayOps for RsArray<T> {
     }
     fn load(&self, py: Python<'_>, i: usize) -> PyResult<Py<PyAny>> {
         let v = T::atomics(self)?.load(i).expect("index checked");
-        Ok(v.into_pyobject(py).map_err(Into::into)?.into_any().unbind())
+        to_py(py, v)
     }
     fn store(&self, i: usize, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v: T = v.extract().map_err(Into::into)?;
+        let v: T = from_py(v)?;
         T::atomics(self)?.store(i, v).expect("index checked");
         Ok(())
     }
     fn swap(&self, py: Python<'_>, i: usize, v: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let v: T = v.extract().map_err(Into::into)?;
+        let v: T = from_py(v)?;
         let old = T::atomics(self)?.swap(i, v).expect("index checked");
-        Ok(old
-            .into_pyobject(py)
-            .map_err(Into::into)?
-            .into_any()
-            .unbind())
+        to_py(py, old)
     }
     fn fetch_add(&self, py: Python<'_>, i: usize, v: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let v: T = v.extract().map_err(Into::into)?;
+        let v: T = from_py(v)?;
         let old = T::atomics(self)?.fetch_add(i, v).expect("index checked");
-        Ok(old
-            .into_pyobject(py)
-            .map_err(Into::into)?
-            .into_any()
-            .unbind())
+        to_py(py, old)
     }
     fn compare_exchange(
         &self,
@@ -171,10 +173,7 @@ impl<T: Elem> ArrayOps for RsArray<T> {
         current: &Bound<'_, PyAny>,
         new: &Bound<'_, PyAny>,
     ) -> PyResult<(bool, Py<PyAny>)> {
-        let (c, n): (T, T) = (
-            current.extract().map_err(Into::into)?,
-            new.extract().map_err(Into::into)?,
-        );
+        let (c, n): (T, T) = (from_py(current)?, from_py(new)?);
         let r = T::atomics(self)?
             .compare_exchange(i, c, n)
             .expect("index checked");
@@ -182,10 +181,7 @@ impl<T: Elem> ArrayOps for RsArray<T> {
             Ok(v) => (true, v),
             Err(v) => (false, v),
         };
-        Ok((
-            ok,
-            v.into_pyobject(py).map_err(Into::into)?.into_any().unbind(),
-        ))
+        Ok((ok, to_py(py, v)?))
     }
 }
 

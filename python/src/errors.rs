@@ -13,6 +13,7 @@ use pyo3::types::PyType;
 use shmbatch::{Error, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 
 /// The exception classes of `shmbatch._errors`, looked up once.
+#[derive(Clone, Copy)]
 pub(crate) enum Class {
     Disconnected,
     Full,
@@ -44,19 +45,8 @@ impl Class {
 
     fn cell(&self) -> &'static PyOnceLock<Py<PyType>> {
         static CELLS: [PyOnceLock<Py<PyType>>; 10] = [const { PyOnceLock::new() }; 10];
-        let i = match self {
-            Class::Disconnected => 0,
-            Class::Full => 1,
-            Class::Empty => 2,
-            Class::TypeMismatch => 3,
-            Class::KindMismatch => 4,
-            Class::Corrupted => 5,
-            Class::TooLarge => 6,
-            Class::Busy => 7,
-            Class::AlreadyAttached => 8,
-            Class::VersionMismatch => 9,
-        };
-        &CELLS[i]
+        // The variants are numbered 0.. in declaration order.
+        &CELLS[*self as usize]
     }
 
     /// This exception with `msg`.

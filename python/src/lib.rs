@@ -7,6 +7,8 @@
 //! for Python objects (one user at a time, fork-aware); `wait` runs blocking
 //! calls without the GIL, in slices, checking for signals.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod array;
 mod dtype;
 mod errors;

@@ -427,12 +427,13 @@ impl PyReceiver {
         let until = deadline(timeout)?;
         let mut rx = self.slot.enter()?;
         let p = SameThread(&mut *rx as *mut dyn RxOps);
-        // SAFETY (both derefs): `rx` holds the handle for this call; the batch is
-        // copied out and released before `rx` drops.
+        // SAFETY: `rx` holds the handle (its `busy` flag) for this call; the batch
+        // borrowed through `p` is copied out and released before `rx` drops.
         let batch = match unsafe { &mut *p.0 }.recv_view(None) {
             Ok(b) => b,
             Err(QueueError::Empty) => {
                 blocking(py, until, |end| {
+                    // SAFETY: as above; each attempt reborrows the same handle.
                     unsafe { &mut *p.0 }.recv_view(Some(end)).map(SameThread)
                 })?
                 .0

@@ -122,210 +122,118 @@ fn dtype_of<T: Elem>() -> DType {
         .expect("an Elem type has a dtype")
 }
 
-// ---- SPSC ----
+// ---- SPSC and MPMC ----
 
-impl<T: Elem> Lent for spsc::Reservation<'_, T> {
-    fn ptr(&self) -> *mut u8 {
-        self.as_ptr() as *mut u8
-    }
-    fn len(&self) -> usize {
-        <[T]>::len(self)
-    }
-    fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
-        copy_out(py, self)
-    }
-    fn finish(self: Box<Self>) {
-        (*self).commit();
-    }
-}
-
-impl<T: Elem> Lent for spsc::Batch<'_, T> {
-    fn ptr(&self) -> *mut u8 {
-        self.as_ptr() as *mut u8
-    }
-    fn len(&self) -> usize {
-        <[T]>::len(self)
-    }
-    fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
-        copy_out(py, self)
-    }
-    fn finish(self: Box<Self>) {}
-}
-
-impl<T: Elem> TxOps for spsc::Sender<T> {
-    fn info(&self) -> Info {
-        Info {
-            dtype: dtype_of::<T>(),
-            name: self.name().map(str::to_owned),
-            capacity: self.capacity(),
-            max_batch: self.max_batch(),
+/// The trait impls for the handles and guards of queue module `$kind`: `spsc` and
+/// `mpmc` have the same verbs under the same names, so one text serves both.
+macro_rules! queue_ops {
+    ($kind:ident) => {
+        impl<T: Elem> Lent for $kind::Reservation<'_, T> {
+            fn ptr(&self) -> *mut u8 {
+                self.as_ptr() as *mut u8
+            }
+            fn len(&self) -> usize {
+                <[T]>::len(self)
+            }
+            fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
+                copy_out(py, self)
+            }
+            fn finish(self: Box<Self>) {
+                (*self).commit();
+            }
         }
-    }
-    fn len(&self) -> usize {
-        spsc::Sender::len(self)
-    }
-    fn is_full(&self) -> bool {
-        spsc::Sender::is_full(self)
-    }
-    fn is_disconnected(&self) -> bool {
-        spsc::Sender::is_disconnected(self)
-    }
-    fn persist(&self) {
-        spsc::Sender::persist(self)
-    }
-    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
-        spsc::Sender::keep_mapped(self)
-    }
-    fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError> {
-        let mut r = match deadline {
-            None => self.try_reserve(src.len)?,
-            Some(d) => self.reserve_deadline(src.len, d)?,
-        };
-        src.copy_into(&mut r);
-        r.commit();
-        Ok(())
-    }
-    fn reserve(
-        &mut self,
-        len: usize,
-        deadline: Option<Instant>,
-    ) -> Result<Box<dyn Lent + '_>, QueueError> {
-        Ok(Box::new(match deadline {
-            None => self.try_reserve(len)?,
-            Some(d) => self.reserve_deadline(len, d)?,
-        }))
-    }
-}
 
-impl<T: Elem> RxOps for spsc::Receiver<T> {
-    fn info(&self) -> Info {
-        Info {
-            dtype: dtype_of::<T>(),
-            name: self.name().map(str::to_owned),
-            capacity: self.capacity(),
-            max_batch: self.max_batch(),
+        impl<T: Elem> Lent for $kind::Batch<'_, T> {
+            fn ptr(&self) -> *mut u8 {
+                self.as_ptr() as *mut u8
+            }
+            fn len(&self) -> usize {
+                <[T]>::len(self)
+            }
+            fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
+                copy_out(py, self)
+            }
+            fn finish(self: Box<Self>) {}
         }
-    }
-    fn len(&self) -> usize {
-        spsc::Receiver::len(self)
-    }
-    fn is_disconnected(&self) -> bool {
-        spsc::Receiver::is_disconnected(self)
-    }
-    fn persist(&self) {
-        spsc::Receiver::persist(self)
-    }
-    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
-        spsc::Receiver::keep_mapped(self)
-    }
-    fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError> {
-        Ok(Box::new(match deadline {
-            None => self.try_recv()?,
-            Some(d) => self.recv_deadline(d)?,
-        }))
-    }
-}
 
-// ---- MPMC ----
-
-impl<T: Elem> Lent for mpmc::Reservation<'_, T> {
-    fn ptr(&self) -> *mut u8 {
-        self.as_ptr() as *mut u8
-    }
-    fn len(&self) -> usize {
-        <[T]>::len(self)
-    }
-    fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
-        copy_out(py, self)
-    }
-    fn finish(self: Box<Self>) {
-        (*self).commit();
-    }
-}
-
-impl<T: Elem> Lent for mpmc::Batch<'_, T> {
-    fn ptr(&self) -> *mut u8 {
-        self.as_ptr() as *mut u8
-    }
-    fn len(&self) -> usize {
-        <[T]>::len(self)
-    }
-    fn copy_out(&self, py: Python<'_>) -> Py<PyAny> {
-        copy_out(py, self)
-    }
-    fn finish(self: Box<Self>) {}
-}
-
-impl<T: Elem> TxOps for mpmc::Sender<T> {
-    fn info(&self) -> Info {
-        Info {
-            dtype: dtype_of::<T>(),
-            name: self.name().map(str::to_owned),
-            capacity: self.capacity(),
-            max_batch: self.max_batch(),
+        impl<T: Elem> TxOps for $kind::Sender<T> {
+            fn info(&self) -> Info {
+                Info {
+                    dtype: dtype_of::<T>(),
+                    name: self.name().map(str::to_owned),
+                    capacity: self.capacity(),
+                    max_batch: self.max_batch(),
+                }
+            }
+            fn len(&self) -> usize {
+                $kind::Sender::len(self)
+            }
+            fn is_full(&self) -> bool {
+                $kind::Sender::is_full(self)
+            }
+            fn is_disconnected(&self) -> bool {
+                $kind::Sender::is_disconnected(self)
+            }
+            fn persist(&self) {
+                $kind::Sender::persist(self)
+            }
+            fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
+                $kind::Sender::keep_mapped(self)
+            }
+            fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError> {
+                let mut r = match deadline {
+                    None => self.try_reserve(src.len)?,
+                    Some(d) => self.reserve_deadline(src.len, d)?,
+                };
+                src.copy_into(&mut r);
+                r.commit();
+                Ok(())
+            }
+            fn reserve(
+                &mut self,
+                len: usize,
+                deadline: Option<Instant>,
+            ) -> Result<Box<dyn Lent + '_>, QueueError> {
+                Ok(Box::new(match deadline {
+                    None => self.try_reserve(len)?,
+                    Some(d) => self.reserve_deadline(len, d)?,
+                }))
+            }
         }
-    }
-    fn len(&self) -> usize {
-        mpmc::Sender::len(self)
-    }
-    fn is_full(&self) -> bool {
-        mpmc::Sender::is_full(self)
-    }
-    fn is_disconnected(&self) -> bool {
-        mpmc::Sender::is_disconnected(self)
-    }
-    fn persist(&self) {
-        mpmc::Sender::persist(self)
-    }
-    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
-        mpmc::Sender::keep_mapped(self)
-    }
-    fn send(&mut self, src: Src, deadline: Option<Instant>) -> Result<(), QueueError> {
-        let mut r = match deadline {
-            None => self.try_reserve(src.len)?,
-            Some(d) => self.reserve_deadline(src.len, d)?,
-        };
-        src.copy_into(&mut r);
-        r.commit();
-        Ok(())
-    }
-    fn reserve(
-        &mut self,
-        len: usize,
-        deadline: Option<Instant>,
-    ) -> Result<Box<dyn Lent + '_>, QueueError> {
-        Ok(Box::new(match deadline {
-            None => self.try_reserve(len)?,
-            Some(d) => self.reserve_deadline(len, d)?,
-        }))
-    }
+
+        impl<T: Elem> RxOps for $kind::Receiver<T> {
+            fn info(&self) -> Info {
+                Info {
+                    dtype: dtype_of::<T>(),
+                    name: self.name().map(str::to_owned),
+                    capacity: self.capacity(),
+                    max_batch: self.max_batch(),
+                }
+            }
+            fn len(&self) -> usize {
+                $kind::Receiver::len(self)
+            }
+            fn is_disconnected(&self) -> bool {
+                $kind::Receiver::is_disconnected(self)
+            }
+            fn persist(&self) {
+                $kind::Receiver::persist(self)
+            }
+            fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
+                $kind::Receiver::keep_mapped(self)
+            }
+            fn recv_view(
+                &mut self,
+                deadline: Option<Instant>,
+            ) -> Result<Box<dyn Lent + '_>, QueueError> {
+                Ok(Box::new(match deadline {
+                    None => self.try_recv()?,
+                    Some(d) => self.recv_deadline(d)?,
+                }))
+            }
+        }
+    };
 }
 
-impl<T: Elem> RxOps for mpmc::Receiver<T> {
-    fn info(&self) -> Info {
-        Info {
-            dtype: dtype_of::<T>(),
-            name: self.name().map(str::to_owned),
-            capacity: self.capacity(),
-            max_batch: self.max_batch(),
-        }
-    }
-    fn len(&self) -> usize {
-        mpmc::Receiver::len(self)
-    }
-    fn is_disconnected(&self) -> bool {
-        mpmc::Receiver::is_disconnected(self)
-    }
-    fn persist(&self) {
-        mpmc::Receiver::persist(self)
-    }
-    fn keep_mapped(&self) -> Option<shmbatch::Mapped> {
-        mpmc::Receiver::keep_mapped(self)
-    }
-    fn recv_view(&mut self, deadline: Option<Instant>) -> Result<Box<dyn Lent + '_>, QueueError> {
-        Ok(Box::new(match deadline {
-            None => self.try_recv()?,
-            Some(d) => self.recv_deadline(d)?,
-        }))
-    }
-}
+queue_ops!(spsc);
+queue_ops!(mpmc);
