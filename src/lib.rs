@@ -122,7 +122,8 @@
 //! Linux only, and the crate does not compile elsewhere: waiting sleeps on `futex(2)`
 //! words inside the segment, segments are files in `/dev/shm` created whole with
 //! `renameat2(RENAME_NOREPLACE)`, a peer's liveness is its pid and start time read
-//! from `/proc/PID/stat`, and the fast path relies on `membarrier(2)` (with a fence
+//! from `/proc/PID/stat`, and the fast path relies on `membarrier(2)` where it is
+//! cheap (with a fence
 //! per publish where it is missing). Processes that share a segment must share a
 //! pid namespace.
 
@@ -159,7 +160,7 @@ pub use inspect::{inspect, list, SegmentInfo};
 pub use layout::{Kind, Role};
 pub use options::Options;
 pub use segment::{remove, remove_any, Mapped, MAX_NAME_LEN};
-pub use wait::asymmetric_wake;
+pub use wait::{asymmetric_wake, calibration, Calibration, WaitPolicy, WakeProtocol};
 
 /// Not part of the stable API: what the workspace's bench code (`bench-peers/`, the
 /// CLI) shares with the library. It may change in any release.

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::layout::TypeInfo;
 use crate::segment::files::DEFAULT_MODE;
 use crate::segment::{Create, OPEN_WAIT};
-use crate::wait::Deadline;
+use crate::wait::{Deadline, WaitPolicy, WakeProtocol};
 
 /// How many times [`Options::open_or_create`] goes round when the segment it found
 /// is gone before it could open it (its creator dropped it in between).
@@ -60,6 +60,8 @@ pub struct Options {
     tag: Option<String>,
     max_batch: Option<usize>,
     shape: Option<Vec<usize>>,
+    wait_policy: WaitPolicy,
+    wake_protocol: Option<WakeProtocol>,
 }
 
 impl Default for Options {
@@ -72,6 +74,8 @@ impl Default for Options {
             tag: None,
             max_batch: None,
             shape: None,
+            wait_policy: WaitPolicy::Adaptive,
+            wake_protocol: None,
         }
     }
 }
@@ -170,6 +174,45 @@ impl Options {
     pub fn shape(mut self, dims: &[usize]) -> Options {
         self.shape = Some(dims.to_vec());
         self
+    }
+
+    /// Creating or opening any kind: how the handle waits when a blocking or timed
+    /// call must ([`WaitPolicy`]; [`WaitPolicy::Adaptive`] by default). Every
+    /// handle also has `set_wait_policy`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbatch::{spsc, Options, WaitPolicy};
+    /// # let name = format!("doc-wait-{}", std::process::id());
+    /// // A consumer on a core of its own: never sleeps.
+    /// let opts = Options::new().wait_policy(WaitPolicy::BusySpin);
+    /// let rx = spsc::Receiver::<f64>::create_with(&name, 1024, &opts)?;
+    /// assert_eq!(rx.wait_policy(), WaitPolicy::BusySpin);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_policy(mut self, policy: WaitPolicy) -> Options {
+        self.wait_policy = policy;
+        self
+    }
+
+    /// Creating a queue: its [`WakeProtocol`], recorded in the header and followed
+    /// by every process that opens it. Unset, the creator takes the one it
+    /// measured to be cheaper on this machine
+    /// ([`calibration`](crate::calibration)). Arrays ignore it.
+    pub fn wake_protocol(mut self, protocol: WakeProtocol) -> Options {
+        self.wake_protocol = Some(protocol);
+        self
+    }
+
+    /// The wait policy asked for.
+    pub(crate) fn policy(&self) -> WaitPolicy {
+        self.wait_policy
+    }
+
+    /// The wake protocol of a queue created with these options.
+    pub(crate) fn protocol(&self) -> WakeProtocol {
+        self.wake_protocol
+            .unwrap_or_else(WakeProtocol::default_for_new)
     }
 
     /// The array dimensions asked for, if any.

@@ -8,7 +8,7 @@ mod common;
 use common::{path, poke, unique, Cleanup};
 
 use shmbatch::layout::{dtype_of, ARRAY_DATA_OFFSET, LAYOUT_VERSION, MAGIC};
-use shmbatch::{mpmc, spsc, Error, SharedArray};
+use shmbatch::{mpmc, spsc, Error, Options, SharedArray, WakeProtocol};
 
 // Offsets of the identity block (src/layout.rs, "The identity block").
 const VERSION: usize = 8;
@@ -18,6 +18,7 @@ const CREATOR_PID: usize = 20;
 const ELEM_SIZE: usize = 24;
 const ELEM_ALIGN: usize = 28;
 const TAG_LEN: usize = 32;
+const FLAGS: usize = 36;
 const CAPACITY: usize = 40;
 const MAX_BATCH: usize = 48;
 const DATA_OFFSET: usize = 64;
@@ -168,13 +169,13 @@ fn a_size_mismatch_names_both_sides() {
 }
 
 #[test]
-fn a_segment_of_layout_version_4_is_refused() {
-    let name = unique("v4");
+fn a_segment_of_layout_version_5_is_refused() {
+    let name = unique("v5");
     let _c = Cleanup(name.clone());
     let tx = spsc::Sender::<f64>::create(&name, 64).unwrap();
     tx.persist();
     drop(tx);
-    poke(&name, VERSION as u64, &4u32.to_ne_bytes());
+    poke(&name, VERSION as u64, &5u32.to_ne_bytes());
     for e in [
         spsc::Receiver::<f64>::open(&name).unwrap_err(),
         shmbatch::inspect(&name).unwrap_err(),
@@ -183,14 +184,71 @@ fn a_segment_of_layout_version_4_is_refused() {
             matches!(
                 e,
                 Error::VersionMismatch {
-                    found: 4,
-                    expected: 5
+                    found: 5,
+                    expected: 6
                 }
             ),
             "{e:?}"
         );
     }
-    assert_eq!(LAYOUT_VERSION, 5);
+    assert_eq!(LAYOUT_VERSION, 6);
+}
+
+#[test]
+fn the_wake_protocol_is_the_creators_and_lies_in_bit_0_of_flags() {
+    for (protocol, bit) in [
+        (WakeProtocol::Asymmetric, 1u32),
+        (WakeProtocol::Symmetric, 0),
+    ] {
+        let name = unique("wake");
+        let _c = Cleanup(name.clone());
+        let opts = Options::new().wake_protocol(protocol);
+        let mut tx = spsc::Sender::<f64>::create_with(&name, 64, &opts).unwrap();
+        let bytes = std::fs::read(path(&name)).unwrap();
+        let flags = u32::from_ne_bytes(bytes[FLAGS..FLAGS + 4].try_into().unwrap());
+        assert_eq!(flags, bit);
+        assert_eq!(
+            shmbatch::inspect(&name).unwrap().wake_protocol,
+            Some(protocol)
+        );
+        // An opener follows it, whatever its own process would choose: batches
+        // cross and a sleeping receiver is woken.
+        let mut rx = spsc::Receiver::<f64>::open(&name).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                tx.send(&[1.0, 2.0]).unwrap();
+            });
+            assert_eq!(&*rx.recv().unwrap(), &[1.0, 2.0]);
+        });
+        let m = mpmc::Sender::<f64>::create_with(&unique("wake-mpmc"), 4, 2, &opts).unwrap();
+        let info = shmbatch::inspect(m.name().unwrap()).unwrap();
+        assert_eq!(info.wake_protocol, Some(protocol));
+    }
+    let a = SharedArray::<f64>::create(&unique("wake-array"), 4).unwrap();
+    assert_eq!(
+        shmbatch::inspect(a.name().unwrap()).unwrap().wake_protocol,
+        None
+    );
+}
+
+#[test]
+fn unknown_flag_bits_are_corruption() {
+    let name = unique("flags");
+    let _c = Cleanup(name.clone());
+    let tx = spsc::Sender::<f64>::create(&name, 64).unwrap();
+    tx.persist();
+    drop(tx);
+    poke(&name, FLAGS as u64, &3u32.to_ne_bytes());
+    for e in [
+        spsc::Receiver::<f64>::open(&name).unwrap_err(),
+        shmbatch::inspect(&name).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&e, Error::Corrupted(reason) if reason.contains("flags 0x3")),
+            "{e:?}"
+        );
+    }
 }
 
 /// The bytes of an array segment of `values` as a peer that knows only the

@@ -102,6 +102,7 @@ fn to_json(i: &SegmentInfo) -> Value {
         "data_offset": i.data_offset,
         "data_len": i.data_len,
         "shape": i.shape,
+        "wake_protocol": i.wake_protocol.map(|w| format!("{w:?}").to_lowercase()),
         "segment_len": i.segment_len,
         "file_len": i.file_len,
         "allocated": i.allocated,
@@ -239,6 +240,9 @@ pub(crate) fn stat(name: &str, as_json: bool) -> Result {
     println!("capacity        {} {unit}", i.capacity);
     if i.kind != Kind::Array {
         println!("max batch       {} elements", i.max_batch);
+    }
+    if let Some(w) = i.wake_protocol {
+        println!("wake protocol   {}", format!("{w:?}").to_lowercase());
     }
     if !i.shape.is_empty() {
         println!("shape           {:?}", i.shape);

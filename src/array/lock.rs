@@ -60,19 +60,19 @@ use crate::error::{Error, LockTimeout, Result};
 use crate::layout::{Geometry, Kind, Padded, TypeInfo, ARRAY_DATA_OFFSET, MAX_SEGMENT_LEN};
 use crate::segment::{Control, ProcId, Region};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
-use crate::wait::{self, Backoff, Deadline};
+use crate::wait::{self, Backoff, Deadline, WaitPolicy};
 
 use super::Recovered;
 
-/// Optimistic read attempts (each followed by a back-off step) before a reader
-/// falls back to reading under the lock: the whole spin-then-yield budget of
-/// [`Backoff`] ([`Backoff::STEPS`]), so that a reader under a stream of writes
-/// keeps trying for some microseconds first.
+/// Most optimistic read attempts (each followed by a back-off step) before a
+/// reader falls back to reading under the lock. It falls back sooner when its
+/// [`Backoff`] says to sleep (the adaptive policy's spin budget: a reader under a
+/// stream of writes keeps trying for some microseconds first); the cap bounds a
+/// busy-spinning reader, whose back-off never says so.
 #[cfg(not(loom))]
-const OPTIMISTIC_TRIES: u32 = Backoff::STEPS;
+const OPTIMISTIC_TRIES: u32 = 4096;
 #[cfg(loom)]
 const OPTIMISTIC_TRIES: u32 = 2;
-const _: () = assert!(OPTIMISTIC_TRIES <= Backoff::STEPS);
 
 /// The array control block at [`CONTROL_OFFSET`](crate::layout::CONTROL_OFFSET): two
 /// lines.
@@ -300,6 +300,8 @@ pub(super) struct Core {
     region: Region,
     /// Our lock word value: `ProcId::me().pack()`, never 0.
     me: u64,
+    /// How the handle waits for the lock.
+    pub(super) policy: WaitPolicy,
 }
 
 impl Core {
@@ -313,6 +315,7 @@ impl Core {
             words,
             region,
             me: ProcId::me().pack(),
+            policy: WaitPolicy::default(),
         }
     }
 
@@ -403,6 +406,7 @@ impl Core {
         } else {
             let r = wait::block(
                 &mut st,
+                self.policy,
                 deadline,
                 |st| Ok::<_, Infallible>(self.try_acquire(st)),
                 |st, slice| {
@@ -496,7 +500,7 @@ impl Core {
         deadline: Deadline,
     ) -> Result<(), LockTimeout> {
         let seq = &self.ctl().seq;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(self.policy);
         for _ in 0..OPTIMISTIC_TRIES {
             // Sync point "publish" (reader, first load): Acquire pairs with the
             // writer's Release store of the even value in `Held::publish` (or in
@@ -512,8 +516,9 @@ impl Core {
                     return Ok(());
                 }
             }
-            // Within its budget (OPTIMISTIC_TRIES <= Backoff::STEPS), so it waits.
-            backoff.snooze();
+            if !backoff.snooze() {
+                break;
+            }
         }
         // Writes kept landing (or a writer died while publishing): read under the
         // lock, which also recovers a dead holder.

@@ -136,7 +136,7 @@ use crate::error::{LockBusy, LockTimeout, Result};
 use crate::layout::{Shape, TypeInfo, ARRAY_DATA_OFFSET};
 use crate::options::Options;
 use crate::segment::{Create, Region};
-use crate::wait::Deadline;
+use crate::wait::{Deadline, WaitPolicy};
 
 mod elements;
 mod guard;
@@ -324,7 +324,9 @@ impl<T: Pod> SharedArray<T> {
     /// invalid `tag`.
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
         let ty = opts.type_info::<T>()?;
-        opts.open(|init_wait| Self::open_region(name, &ty, init_wait))
+        let mut a = opts.open(|init_wait| Self::open_region(name, &ty, init_wait))?;
+        a.set_wait_policy(opts.policy());
+        Ok(a)
     }
 
     /// Open the array segment `name` if it exists, else create it holding `len`
@@ -369,13 +371,15 @@ impl<T: Pod> SharedArray<T> {
             })?;
             Ok(Self::from_parts(region, words, len, g.shape))
         };
-        if or_open {
+        let mut a = if or_open {
             opts.open_or_create(name, make, |init_wait| {
                 Self::open_region(name, &ty, init_wait)
             })
         } else {
             opts.create(name, make)
-        }
+        }?;
+        a.set_wait_policy(opts.policy());
+        Ok(a)
     }
 
     /// Open the array segment `name` of `ty`, waiting for its header until
@@ -427,6 +431,19 @@ impl<T: Pod> SharedArray<T> {
             reads: Mutex::new(Vec::new()),
             _t: PhantomData,
         }
+    }
+
+    /// How this handle waits for the lock (and retries a read that a write
+    /// overlapped): [`WaitPolicy`], what [`Options::wait_policy`] set,
+    /// [`WaitPolicy::Adaptive`] by default.
+    #[must_use]
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.core.policy
+    }
+
+    /// Change how this handle waits, from the next call on.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.core.policy = policy;
     }
 
     /// Number of elements.

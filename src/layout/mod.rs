@@ -24,7 +24,7 @@
 //! For peers in other languages (a Python `struct.unpack_from` over
 //! `SharedMemory(name).buf`, a C struct). Integers are in the byte order of the
 //! machine (every process sharing a segment runs on the same one); the block is
-//! [`LAYOUT_VERSION`] 5.
+//! [`LAYOUT_VERSION`] 6.
 //!
 //! | offset | size | field | meaning |
 //! |---|---|---|---|
@@ -36,7 +36,7 @@
 //! | 24 | 4 | `elem_size` | `size_of::<T>()` in bytes, at least 1 |
 //! | 28 | 4 | `elem_align` | `align_of::<T>()`, a power of two, at most 128 |
 //! | 32 | 4 | `tag_len` | length of the type tag in bytes, 0 (untagged) to [`TAG_MAX`] |
-//! | 36 | 4 | `flags` | reserved, 0 |
+//! | 36 | 4 | `flags` | bit 0: the queue's wakers follow the asymmetric wake protocol ([`WakeProtocol`](crate::WakeProtocol)); other bits 0, and refused if set |
 //! | 40 | 8 | `capacity` | elements asked for at creation (SPSC: the ring is the `data_len` bytes of the data region), slots (MPMC), elements (array) |
 //! | 48 | 8 | `max_batch` | largest batch in elements (queues); 0 for arrays |
 //! | 56 | 8 | `stride` | slot size in bytes (MPMC); 0 otherwise |
@@ -72,13 +72,14 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{WakeProtocol, FLAG_ASYMMETRIC_WAKE};
 
 /// `b"SHMBATCH"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBATCH");
 /// Version of the layout this build writes and reads. Version 4 records the
 /// element type by size, alignment and tag (version 3 recorded a hash of its Rust
 /// type name), and its MPMC positions carry the last claimer's identity.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Size of the identity block that starts every segment.
 pub const IDENTITY_SIZE: usize = 256;
 /// Offset of the kind-specific control block.
@@ -201,7 +202,8 @@ pub(crate) struct Identity {
     pub elem_align: AtomicU32,
     /// Number of bytes of `tag`, in 0..=[`TAG_MAX`]; 0 for an untagged type.
     pub tag_len: AtomicU32,
-    /// Reserved, 0.
+    /// Bit 0: [`FLAG_ASYMMETRIC_WAKE`](crate::wait::FLAG_ASYMMETRIC_WAKE); the
+    /// others 0.
     pub flags: AtomicU32,
     /// Kind-specific: ring bytes (spsc), slots (mpmc), elements (array).
     pub capacity: AtomicU64,
@@ -404,6 +406,8 @@ pub(crate) struct Geometry {
     pub creator_pid: u32,
     /// Arrays: the dimensions ([`Shape::FLAT`] for a flat array and for queues).
     pub shape: Shape,
+    /// Queues: how wakers and sleepers order their stores (the header's `flags`).
+    pub wake: WakeProtocol,
 }
 
 impl Geometry {
@@ -438,6 +442,8 @@ impl Geometry {
             segment_len,
             creator_pid: std::process::id(),
             shape: Shape::FLAT,
+            // Neutral until a queue's creator sets it: arrays do not use it.
+            wake: WakeProtocol::Symmetric,
         })
     }
 }
@@ -458,6 +464,7 @@ impl Identity {
         self.data_offset.store(g.data_offset as u64, r);
         self.data_len.store(g.data_len as u64, r);
         self.segment_len.store(g.segment_len as u64, r);
+        self.flags.store(g.wake.flags(), r);
         let dims = g.shape.dims();
         self.ndim.store(dims.len() as u64, r);
         for (i, word) in self.shape.iter().enumerate() {
@@ -547,6 +554,12 @@ impl Identity {
                 "impossible element size {elem_size} or alignment {elem_align}"
             )));
         }
+        let flags = self.flags.load(r);
+        if flags & !FLAG_ASYMMETRIC_WAKE != 0 {
+            return Err(Error::corrupted(format!(
+                "header flags {flags:#x} hold bits no creator sets"
+            )));
+        }
         let tag = self.tag()?;
         if let Some((want_kind, ty)) = expect {
             if kind != want_kind {
@@ -604,6 +617,7 @@ impl Identity {
             segment_len,
             creator_pid: self.creator_pid.load(r),
             shape,
+            wake: WakeProtocol::from_flags(flags),
         })
     }
 

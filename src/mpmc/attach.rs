@@ -17,7 +17,7 @@ use crate::options::Options;
 use crate::peers::{self, Left, TABLE_LEN};
 use crate::segment::{Create, ProcId, Region};
 use crate::sync::{Arc, Ordering};
-use crate::wait::{self, Deadline, Liveness};
+use crate::wait::{self, Deadline, Liveness, WaitPolicy};
 
 /// One entry in the attachment table, shared by a handle and its clones; detaches
 /// when the last of them drops.
@@ -124,6 +124,8 @@ pub(super) struct End {
     /// The `deaths` count of the last scan for orphaned batches that found none
     /// (receivers only).
     pub(super) scanned: AtomicU64,
+    /// How the handle's blocking calls wait.
+    pub(super) policy: WaitPolicy,
 }
 
 impl End {
@@ -133,12 +135,16 @@ impl End {
             live: Liveness::new(),
             // Not a count anyone has: the first empty slow path scans.
             scanned: AtomicU64::new(u64::MAX),
+            policy: WaitPolicy::default(),
         }
     }
 
     /// A new end on the same attachment (a clone of the handle).
     pub(super) fn clone_end(&self) -> End {
-        End::new(Arc::clone(&self.att))
+        End {
+            policy: self.policy,
+            ..End::new(Arc::clone(&self.att))
+        }
     }
 
     pub(super) fn queue(&self) -> &Queue {
@@ -162,7 +168,7 @@ impl End {
             Role::Sender => &q.ctl().tail,
             Role::Receiver => &q.ctl().head,
         };
-        wait::sleep(
+        q.wake.sleep(
             q.flag_waiting_for(peer),
             // W2: SeqCst loads of what K1 writes (the stamp we wait at) and of the
             // peer count a detach changes. The position is not written by any K1
@@ -188,7 +194,8 @@ pub(super) fn create_queue<T: Pod>(
     or_open: bool,
 ) -> Result<Arc<Queue>> {
     let ty = opts.type_info::<T>()?;
-    let (g, dims) = geometry(&ty, slots, max_batch)?;
+    let (mut g, dims) = geometry(&ty, slots, max_batch)?;
+    g.wake = opts.protocol();
     let make = |how: &Create| {
         let region =
             Region::create_shm::<MpmcControl>(name, g, &ty, how, |r| init_slots(r, &dims))?;

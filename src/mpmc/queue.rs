@@ -108,6 +108,8 @@ pub(super) struct Queue {
     pub(super) ctl: NonNull<MpmcControl>,
     pub(super) data: NonNull<u8>,
     pub(super) dims: Dims,
+    /// The segment's wake protocol, as this process follows it.
+    pub(super) wake: wait::Wake,
     /// Under loom: the slot headers (see [`SlotHeader`]).
     #[cfg(loom)]
     pub(super) headers: Box<[SlotHeader]>,
@@ -124,6 +126,7 @@ impl Queue {
     pub(super) fn new(region: Region) -> Result<Queue> {
         let dims = Dims::from_geometry(region.geometry())?;
         Ok(Queue {
+            wake: wait::Wake::new(region.geometry().wake),
             ctl: NonNull::from(region.control::<MpmcControl>()),
             data: region.data(),
             dims,
@@ -430,7 +433,7 @@ impl Queue {
         // load of the stamp in `try_take`. This is K1 of the wake protocol; `wake`
         // supplies its barrier (wait.rs).
         slot.stamp.store(add(claim.pos, 1), Ordering::Release);
-        wait::wake(&self.ctl().futex.not_empty);
+        self.wake.wake(&self.ctl().futex.not_empty);
     }
 
     /// Take the next committed batch as `by`, without waiting, stepping over
@@ -568,6 +571,6 @@ impl Queue {
         // its barrier.
         slot.stamp
             .store(add(pos, self.dims.one_lap), Ordering::Release);
-        wait::wake(&self.ctl().futex.not_full);
+        self.wake.wake(&self.ctl().futex.not_full);
     }
 }

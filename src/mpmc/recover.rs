@@ -9,7 +9,6 @@ use super::queue::{Seen, Taken};
 use super::wire::{add, sub, ClaimWord, PosWord, Side, RETRY_LIMIT, SKIPPED};
 use crate::error::TryRecvError;
 use crate::sync::Ordering;
-use crate::wait;
 
 impl Attachment {
     /// Take over the slot at `index`, claimed as `dead` by a holder that is gone,
@@ -44,7 +43,7 @@ impl Attachment {
         // As `Sender::publish`, with our claim.
         slot.len.store(SKIPPED, Ordering::Relaxed);
         slot.stamp.store(add(pos, 1), Ordering::Release);
-        wait::wake(&q.ctl().futex.not_empty);
+        q.wake.wake(&q.ctl().futex.not_empty);
     }
 
     /// Commit the batch in the slot at `index` again, at position `tail`, whose
@@ -80,7 +79,7 @@ impl Attachment {
         // Sync point "publish batch", as in `Sender::publish`: the payload and
         // length are the dead receiver's batch.
         q.header(index).stamp.store(add(tail, 1), Ordering::Release);
-        wait::wake(&q.ctl().futex.not_empty);
+        q.wake.wake(&q.ctl().futex.not_empty);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::error::{Result, SendError, SendTimeoutError, TrySendError};
 use crate::layout::Role;
 use crate::options::Options;
 use crate::sync::Arc;
-use crate::wait::{self, Deadline, Wait};
+use crate::wait::{self, Deadline, Wait, WaitPolicy};
 
 /// The producing end of an MPMC queue.
 ///
@@ -89,6 +89,7 @@ impl<T: Pod> Sender<T> {
     /// `reclaim_stale`, `AlreadyExists` only if the segment there is not stale.
     pub fn create_with(name: &str, slots: usize, max_batch: usize, opts: &Options) -> Result<Self> {
         Self::attach(create_queue::<T>(name, slots, max_batch, opts, false)?)
+            .map(|h| h.with_policy(opts))
     }
 
     /// Open the existing segment `name` as one more sender.
@@ -116,6 +117,7 @@ impl<T: Pod> Sender<T> {
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
         let ty = opts.type_info::<T>()?;
         Self::attach(opts.open(|init_wait| open_queue(name, &ty, init_wait))?)
+            .map(|h| h.with_policy(opts))
     }
 
     /// Open the segment `name` as one more sender if it exists, else create it
@@ -139,6 +141,7 @@ impl<T: Pod> Sender<T> {
         opts: &Options,
     ) -> Result<Self> {
         Self::attach(create_queue::<T>(name, slots, max_batch, opts, true)?)
+            .map(|h| h.with_policy(opts))
     }
 
     /// Attach once more to the same queue, as a new sender with its own attachment
@@ -173,6 +176,25 @@ impl<T: Pod> Sender<T> {
 
     fn queue(&self) -> &Queue {
         self.end.queue()
+    }
+
+    /// How this handle's blocking and timed calls wait ([`WaitPolicy`]): what
+    /// [`Options::wait_policy`] set, [`WaitPolicy::Adaptive`] by default. A clone
+    /// starts with its original's.
+    #[must_use]
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.end.policy
+    }
+
+    /// Change how this handle's blocking and timed calls wait, from the next call
+    /// on (its clones keep theirs).
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.end.policy = policy;
+    }
+
+    fn with_policy(mut self, opts: &Options) -> Self {
+        self.set_wait_policy(opts.policy());
+        self
     }
 
     /// Longest batch the queue carries, in elements.
@@ -451,6 +473,10 @@ impl<T: Pod> Wait for Claiming<'_, T> {
     fn sleep(&mut self, slice: Duration) -> Result<(), TrySendError> {
         self.tx.end.sleep(self.seen, slice);
         Ok(())
+    }
+
+    fn policy(&self) -> WaitPolicy {
+        self.tx.end.policy
     }
 }
 

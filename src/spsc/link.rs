@@ -19,7 +19,7 @@ use crate::layout::{Geometry, TypeInfo};
 use crate::options::Options;
 use crate::segment::{Create, ProcId, Region};
 use crate::sync::{Arc, AtomicU64, Ordering};
-use crate::wait::{self, Deadline, Liveness};
+use crate::wait::{self, Deadline, Liveness, WaitPolicy, WakeProtocol};
 use crate::{Error, Result, Role};
 
 /// States of an owner word: `ProcId::pack() << 8 | state` (module docs of
@@ -53,6 +53,8 @@ pub(super) struct Link {
     live: Liveness,
     /// Whether we hold our end (a failed attach must not detach the live holder).
     attached: bool,
+    /// How our blocking calls wait.
+    pub(super) policy: WaitPolicy,
 }
 
 impl Link {
@@ -66,6 +68,7 @@ impl Link {
             me: ProcId::me(),
             live: Liveness::new(),
             attached: false,
+            policy: WaitPolicy::default(),
         };
         link.attach()?;
         link.attached = true;
@@ -194,7 +197,8 @@ impl fmt::Debug for Link {
 /// A heap region for a queue of `capacity` elements of `T` (`channel`).
 pub(super) fn heap_region<T: Pod>(capacity: usize) -> Result<Arc<Region>> {
     let ty = TypeInfo::of::<T>()?;
-    let g = Dims::for_capacity(&ty, capacity, None)?.geometry(&ty)?;
+    let mut g = Dims::for_capacity(&ty, capacity, None)?.geometry(&ty)?;
+    g.wake = WakeProtocol::default_for_new();
     Ok(Arc::new(Region::heap::<SpscControl>(g, &ty, |_| {})))
 }
 
@@ -218,7 +222,8 @@ pub(super) fn create_region<T: Pod>(
     or_open: bool,
 ) -> Result<Arc<Region>> {
     let ty = opts.type_info::<T>()?;
-    let g = Dims::for_capacity(&ty, capacity, opts.spsc_max_batch())?.geometry(&ty)?;
+    let mut g = Dims::for_capacity(&ty, capacity, opts.spsc_max_batch())?.geometry(&ty)?;
+    g.wake = opts.protocol();
     let make = |how: &Create| make_region(name, g, &ty, how);
     if or_open {
         opts.open_or_create(name, make, |init_wait| open_region(name, &ty, init_wait))

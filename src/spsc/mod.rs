@@ -97,7 +97,7 @@ use bytemuck::Pod;
 
 use crate::options::Options;
 use crate::sync::Arc;
-use crate::wait::Deadline;
+use crate::wait::{Deadline, WaitPolicy};
 #[cfg(doc)]
 use crate::{Error, TryRecvError};
 use crate::{Result, SendError, SendTimeoutError, TrySendError};
@@ -180,6 +180,7 @@ impl<T: Pod> Sender<T> {
     /// [`Error::AlreadyExists`] only if the segment there is not stale.
     pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
         Self::from_region(link::create_region::<T>(name, capacity, opts, false)?)
+            .map(|h| h.with_policy(opts))
     }
 
     /// Open the existing segment `name` as its sender.
@@ -201,7 +202,7 @@ impl<T: Pod> Sender<T> {
     /// passed with its header unpublished; [`Error::UnsupportedType`] for an
     /// invalid `tag`.
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
-        Self::from_region(link::open_region_with::<T>(name, opts)?)
+        Self::from_region(link::open_region_with::<T>(name, opts)?).map(|h| h.with_policy(opts))
     }
 
     /// Open the segment `name` as its sender if it exists, else create it with a
@@ -219,6 +220,25 @@ impl<T: Pod> Sender<T> {
     /// vanishing between a failed create and the open, 16 times over.
     pub fn open_or_create(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
         Self::from_region(link::create_region::<T>(name, capacity, opts, true)?)
+            .map(|h| h.with_policy(opts))
+    }
+
+    /// How this handle's blocking and timed calls wait ([`WaitPolicy`]): what
+    /// [`Options::wait_policy`] set, [`WaitPolicy::Adaptive`] by default.
+    #[must_use]
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.link.policy
+    }
+
+    /// Change how this handle's blocking and timed calls wait, from the next call
+    /// on.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.link.policy = policy;
+    }
+
+    fn with_policy(mut self, opts: &Options) -> Self {
+        self.set_wait_policy(opts.policy());
+        self
     }
 
     /// Longest batch this queue accepts, in elements.

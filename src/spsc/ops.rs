@@ -14,7 +14,7 @@ use super::ring::{Claim, Consumer, Peeked, Producer};
 use super::{Batch, Receiver, Reservation, Sender};
 use crate::segment::Region;
 use crate::sync::Arc;
-use crate::wait::{self, Deadline, Wait};
+use crate::wait::{self, Deadline, Wait, WaitPolicy};
 use crate::{RecvTimeoutError, Result, Role, SendTimeoutError, TryRecvError, TrySendError};
 
 impl<T: Pod> Sender<T> {
@@ -123,6 +123,10 @@ impl<T: Pod> Wait for Claiming<'_, T> {
         }
         Ok(())
     }
+
+    fn policy(&self) -> WaitPolicy {
+        self.tx.link.policy
+    }
 }
 
 impl<T: Pod> Receiver<T> {
@@ -215,5 +219,9 @@ impl<T: Pod> Wait for Taking<'_, T> {
             .cons
             .sleep(&link.ring, slice, || link.peer_attached_seqcst());
         Ok(())
+    }
+
+    fn policy(&self) -> WaitPolicy {
+        self.rx.link.policy
     }
 }

@@ -13,7 +13,7 @@ use super::ring::Consumer;
 use super::Sender;
 use super::{Batch, Iter, TryIter};
 use crate::options::Options;
-use crate::wait::Deadline;
+use crate::wait::{Deadline, WaitPolicy};
 #[cfg(doc)]
 use crate::Error;
 use crate::{RecvError, RecvTimeoutError, Result, TryRecvError};
@@ -54,6 +54,7 @@ impl<T: Pod> Receiver<T> {
     /// As [`Sender::create_with`].
     pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
         Self::from_region(link::create_region::<T>(name, capacity, opts, false)?)
+            .map(|h| h.with_policy(opts))
     }
 
     /// Open the existing segment `name` as its receiver.
@@ -70,7 +71,7 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// As [`Sender::open_with`].
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
-        Self::from_region(link::open_region_with::<T>(name, opts)?)
+        Self::from_region(link::open_region_with::<T>(name, opts)?).map(|h| h.with_policy(opts))
     }
 
     /// Open the segment `name` as its receiver if it exists, else create it, as
@@ -81,6 +82,23 @@ impl<T: Pod> Receiver<T> {
     /// As [`Sender::open_or_create`].
     pub fn open_or_create(name: &str, capacity: usize, opts: &Options) -> Result<Self> {
         Self::from_region(link::create_region::<T>(name, capacity, opts, true)?)
+            .map(|h| h.with_policy(opts))
+    }
+
+    /// As [`Sender::wait_policy`].
+    #[must_use]
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.link.policy
+    }
+
+    /// As [`Sender::set_wait_policy`].
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.link.policy = policy;
+    }
+
+    fn with_policy(mut self, opts: &Options) -> Self {
+        self.set_wait_policy(opts.policy());
+        self
     }
 
     /// Longest batch the queue carries, in elements.

@@ -38,8 +38,9 @@
 //! - The wake protocol (wait.rs): the stores above are its K1, and the `SeqCst`
 //!   loads in `Producer::sleep` and `Consumer::sleep` its W2.
 //!
-//! Each publish and release ends with `wait::wake`, whose barrier costs a compiler
-//! fence where Linux's `membarrier(2)` is available (see [`crate::asymmetric_wake`]).
+//! Each publish and release ends with `Wake::wake`, whose barrier is a full fence
+//! or, in a segment of the asymmetric protocol, a compiler fence (see
+//! [`crate::WakeProtocol`]).
 //!
 //! # Batch counts
 //! `sent` and `received` count batches (wrap markers are not batches), so that
@@ -186,6 +187,8 @@ pub(super) struct Ring {
     ctl: NonNull<SpscControl>,
     data: NonNull<u8>,
     pub(super) dims: Dims,
+    /// The segment's wake protocol, as this process follows it.
+    wake: wait::Wake,
 }
 
 // SAFETY: the pointers point into `region`, which the Ring keeps alive and which is
@@ -195,7 +198,9 @@ unsafe impl Send for Ring {}
 impl Ring {
     pub(super) fn new(region: Arc<Region>) -> Result<Ring> {
         let dims = Dims::from_geometry(region.geometry())?;
+        let wake = wait::Wake::new(region.geometry().wake);
         Ok(Ring {
+            wake,
             ctl: NonNull::from(region.control::<SpscControl>()),
             data: region.data(),
             dims,
@@ -442,7 +447,7 @@ impl Producer {
         // loads (`Consumer::check_tail`, `Consumer::attach`, `Consumer::len`).
         ctl.producer.tail.store(self.tail, Ordering::Release);
         ctl.producer.sent.store(self.sent, Ordering::Release);
-        wait::wake(&ctl.peers.data_ready);
+        ring.wake.wake(&ctl.peers.data_ready);
     }
 
     /// Whether a record of `len` elements would not fit now.
@@ -473,7 +478,7 @@ impl Producer {
     pub(super) fn sleep(&self, ring: &Ring, slice: Duration, peer_attached: impl FnOnce() -> bool) {
         let ctl = ring.ctl();
         let seen = self.head_cache;
-        wait::sleep(
+        ring.wake.sleep(
             &ctl.peers.space_ready,
             // W2 (wait.rs): pairs with K1, the consumer's store of head in
             // `Consumer::release` or its detach store (`peer_attached`).
@@ -632,7 +637,7 @@ impl Consumer {
         ctl.consumer
             .received
             .store(self.received, Ordering::Release);
-        wait::wake(&ctl.peers.space_ready);
+        ring.wake.wake(&ctl.peers.space_ready);
     }
 
     /// Whether no batch is published at our offset (what `look` would see).
@@ -652,7 +657,7 @@ impl Consumer {
     /// or `peer_attached` says it left.
     pub(super) fn sleep(&self, ring: &Ring, slice: Duration, peer_attached: impl FnOnce() -> bool) {
         let header = ring.header(self.off);
-        wait::sleep(
+        ring.wake.sleep(
             &ring.ctl().peers.data_ready,
             // W2 (wait.rs): pairs with K1, the producer's store of the header (or
             // wrap marker) at our offset in `Producer::publish`, or its detach

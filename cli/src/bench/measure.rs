@@ -86,6 +86,8 @@ pub(crate) struct Latency {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+    /// The mean round trip (what a request/response loop gets per second).
+    pub mean: f64,
     pub samples: u64,
 }
 
@@ -96,6 +98,7 @@ impl Latency {
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
             max: h.max(),
+            mean: h.mean(),
             samples: h.len(),
         }
     }

@@ -7,7 +7,7 @@
 //! ```text
 //! waiter                                  waker
 //! flag.swap(1, SeqCst)         (W1)       index.store(new, Release)  (K1, publishes)
-//! heavy_barrier()              (WB)       light_barrier()            (KB)
+//! heavy barrier (asymmetric)   (WB)       barrier                    (KB)
 //! if ready()                   (W2)       if flag.load() != 0        (K2)
 //!     return                                  && flag.swap(0) != 0
 //! futex_wait(flag, 1, slice)   (W3)           futex_wake(flag)
@@ -16,32 +16,41 @@
 //! This is Dekker's pattern: the waiter stores W1 and loads W2, the waker stores K1
 //! and loads K2, and no wake-up is lost as long as at least one of them sees the
 //! other's store. That needs a store-load barrier on each side. The waker runs on
-//! every publish, so its barrier is the one that must be cheap, and the waiter only
-//! runs when it is about to sleep (after spinning and yielding for some
-//! microseconds), so it can afford an expensive one. Hence two modes:
+//! every publish and the waiter only when it is about to sleep, so the barriers
+//! can be balanced two ways, the segment's [`WakeProtocol`]:
 //!
-//! - **Asymmetric** (Linux `membarrier(2)`, the default where the kernel has it):
-//!   every process that uses shmbatch registers with
-//!   `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED` when its first handle attaches. The
-//!   waker's KB is then only a compiler fence, and the waiter's WB is
-//!   `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (~1 µs), which runs a full memory barrier on
-//!   every CPU that is running a thread of a registered process. Either that barrier
-//!   lands on the waker's CPU after K1 was executed (K1 is then drained to memory and
-//!   W2 sees it), or before it (then K2 executes after the barrier, and W1, which was
-//!   globally visible before WB started, is what K2 sees). This is the technique
-//!   of liburcu and of folly's `asymmetricHeavyBarrier`; it is not expressible in
-//!   Rust's memory model, which is why loom and miri builds use the next mode.
-//! - **Symmetric** (no usable `membarrier`, and always under loom and miri): KB is
-//!   `fence(SeqCst)` and W1 is a `SeqCst` swap; with W2's `SeqCst` loads after W1
-//!   and K2's load after the fence, the fence rules of the `SeqCst` total order give
-//!   the same guarantee (W2 must be `SeqCst`: the rule that makes it see K1 needs a
-//!   `SeqCst` read after the fence in that order). It costs one full fence per publish.
+//! - **Asymmetric** (Linux `membarrier(2)`): every process that uses shmbatch
+//!   registers with `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED` when its first
+//!   handle attaches. The waker's KB is then only a compiler fence, and the
+//!   waiter's WB is `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, which runs a full memory
+//!   barrier on every CPU that is running a thread of a registered process.
+//!   Either that barrier lands on the waker's CPU after K1 was executed (K1 is
+//!   then drained to memory and W2 sees it), or before it (then K2 executes after
+//!   the barrier, and W1, which was globally visible before WB started, is what K2
+//!   sees). This is the technique of liburcu and of folly's
+//!   `asymmetricHeavyBarrier`; it is not expressible in Rust's memory model, which
+//!   is why loom and miri builds only run the symmetric one.
+//! - **Symmetric**: KB is `fence(SeqCst)`, W1 is a `SeqCst` swap, and there is no
+//!   WB. If W2 (a `SeqCst` load) follows the waker's fence in the `SeqCst` total
+//!   order S, it sees K1, which is sequenced before the fence. Otherwise W1, which
+//!   precedes W2 in S, precedes the fence too, and K2, sequenced after the fence,
+//!   sees W1 or a later store (a waker's swap to 0, whose futex wake then finds us
+//!   or makes our futex call return at once). It costs one full fence per publish.
 //!
-//! A waker's mode is that of its own process, and waiters always issue WB when they
-//! can, so processes in either mode interoperate. If WB fails in a process whose
-//! peers run the asymmetric mode (possible only when their system-call filters
-//! differ), a lost wake-up would be found by the waiter's next look:
-//! the waiter then sleeps at most [`SHORT_SLICE`] at a time.
+//! The protocol is the segment's, in its header, not the process's: every handle
+//! of a segment follows it, whatever its process would choose for segments of its
+//! own. A process that could not register for `membarrier` fences in asymmetric
+//! segments too (always correct for a waker). If WB fails (a system-call filter),
+//! a lost wake-up would be found by the waiter's next look: the waiter then sleeps
+//! at most [`SHORT_SLICE`] at a time. Creators choose by measured cost
+//! ([`calibration`]): on bare metal a heavy barrier costs about a microsecond and
+//! the asymmetric protocol saves a fence per publish; under virtualization it
+//! costs tens of microseconds and makes waiters convoy, and the symmetric one wins.
+//!
+//! ## Waiting
+//! Before a waiter sleeps it spins and yields for a time ([`WaitPolicy`]):
+//! by default as long as a sleep and wake costs on this machine, measured once
+//! per process ([`Calibration::spin`]).
 //!
 //! All sleeps are bounded by [`SLICE`] anyway so that a waiter notices a peer that
 //! died without waking it (the queues check liveness between slices).
@@ -50,89 +59,15 @@ use std::time::{Duration, Instant};
 
 use crate::sync::{self, AtomicU32, Ordering};
 
+mod calibrate;
+mod policy;
+
+pub use calibrate::{asymmetric_wake, calibration, Calibration};
+pub(crate) use policy::Backoff;
+pub use policy::{SpinThenYield, WaitPolicy};
+
 /// Longest single futex sleep; between slices a waiter re-checks its peers.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
-
-/// Polls at the shortest interval (one CPU pause) before backing off: a peer
-/// that is about to answer does so within a few cache-line transfers, and a
-/// waiter already pausing longer between looks notices it late
-/// (`docs/benchmarks.md`, "The waiting back-off").
-const QUICK_POLLS: u32 = 16;
-/// Then the interval doubles up to 2^SPIN_STEPS pauses (about 2 µs of spinning
-/// in all on current x86): a waiter that keeps polling the line a fast peer is
-/// writing steals it on every look, so backing off lets the peer get ahead
-/// (`docs/benchmarks.md`).
-const SPIN_STEPS: u32 = 6;
-/// Then the waiter yields this many times before it sleeps, so that on a busy
-/// machine it gives its core to the peer it waits for before paying for a futex
-/// sleep and wake.
-const YIELD_STEPS: u32 = 10;
-
-/// Spin, then yield; tells the caller when it is time to sleep.
-///
-/// [`QUICK_POLLS`] looks one CPU pause apart, then [`SPIN_STEPS`] looks at a
-/// doubling interval, then [`YIELD_STEPS`] yields. Why each number has its value,
-/// and the measurements that chose them, are in `docs/benchmarks.md` ("The
-/// waiting back-off").
-#[derive(Debug, Default)]
-pub(crate) struct Backoff {
-    step: u32,
-}
-
-impl Backoff {
-    /// Number of `snooze` calls that wait before it says to sleep.
-    pub(crate) const STEPS: u32 = QUICK_POLLS + SPIN_STEPS + YIELD_STEPS;
-
-    /// Wait a little. Returns `false` once spinning and yielding are exhausted and
-    /// the caller should sleep instead.
-    #[inline]
-    pub(crate) fn snooze(&mut self) -> bool {
-        if self.step < QUICK_POLLS {
-            sync::spin_loop();
-        } else if self.step < QUICK_POLLS + SPIN_STEPS {
-            // Under loom a pause is a yield to its scheduler: one per step keeps the
-            // models small.
-            let pauses = if cfg!(loom) {
-                1
-            } else {
-                2u32 << (self.step - QUICK_POLLS)
-            };
-            for _ in 0..pauses {
-                sync::spin_loop();
-            }
-        } else if self.step < Self::STEPS {
-            sync::yield_now();
-        } else {
-            return false;
-        }
-        self.step += 1;
-        true
-    }
-
-    /// Whether the next `snooze` only yields or sleeps (time to look at the clock).
-    pub(crate) fn is_yielding(&self) -> bool {
-        self.step >= QUICK_POLLS + SPIN_STEPS
-    }
-}
-
-/// [`Backoff`] for spinning loops outside the library, which have no futex to
-/// sleep on: once its steps are exhausted, every `snooze` yields. Exported as
-/// `shmbatch::__bench::Backoff` for the workspace's bench code (`bench-peers/`,
-/// the CLI's limit measurements), so that they poll exactly as shmbatch does. Not
-/// part of the stable API.
-#[doc(hidden)]
-#[derive(Debug, Default)]
-pub struct SpinThenYield(Backoff);
-
-impl SpinThenYield {
-    /// Wait a little: a [`Backoff`] step, or a yield once those are exhausted.
-    #[inline]
-    pub fn snooze(&mut self) {
-        if !self.0.snooze() {
-            sync::yield_now();
-        }
-    }
-}
 
 /// A point in time after which a timed operation gives up; `None` waits forever.
 #[derive(Debug, Clone, Copy)]
@@ -169,124 +104,137 @@ impl Deadline {
 /// Longest single sleep of a waiter whose heavy barrier failed (module docs).
 pub(crate) const SHORT_SLICE: Duration = Duration::from_millis(1);
 
-/// Choose this process's wake mode (module docs); called when a handle attaches.
-/// Cheap after the first call.
+/// Measure this process's waiting costs (once; module `calibrate`) and register
+/// for `membarrier(2)`: called when a queue handle attaches, before it can
+/// publish anything.
 pub(crate) fn init() {
-    mode::init();
+    calibration();
 }
 
-/// Whether this process wakes its peers in the asymmetric mode: publishing costs
-/// no fence, and a peer about to sleep pays a `membarrier(2)` instead.
+/// How the wakers and the sleepers of one segment make sure that no wake-up is
+/// lost (the module docs of `wait`): decided by the segment's creator, recorded
+/// in its header (bit 0 of `flags`), and followed by every process that opens it.
 ///
-/// Decided when the first queue handle of the process attaches (`false` before).
-/// Set the environment variable `SHMBATCH_SYMMETRIC_WAKE=1` to use a full fence per
-/// publish instead (for kernels or sandboxes without `membarrier`, or to compare).
-pub fn asymmetric_wake() -> bool {
-    mode::light()
+/// By default a creator takes the one its process measured to be cheaper on the
+/// machine ([`calibration`]); [`Options::wake_protocol`](crate::Options::wake_protocol)
+/// sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WakeProtocol {
+    /// Publishing costs no fence; a waiter about to sleep runs
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which interrupts every CPU
+    /// running a thread of a process that uses shmbatch. Cheap on bare metal
+    /// (about 1 µs on AMD EPYC), expensive under virtualization (14 µs on a
+    /// 2-vCPU KVM guest while the peer runs).
+    Asymmetric,
+    /// Every publish ends with a full fence (a few ns, a stall until the store
+    /// leaves the store buffer); a waiter about to sleep pays nothing more.
+    Symmetric,
 }
 
-/// KB of the module docs: the barrier between a waker's publishing store (K1) and
-/// its load of the sleep flag (K2).
-#[inline(always)]
-pub(crate) fn light_barrier() {
-    if mode::light() {
-        // The waiter's membarrier supplies the hardware barrier; we only stop the
-        // compiler from moving K2 above K1.
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-    } else {
-        sync::fence(Ordering::SeqCst);
+/// Bit 0 of the header's `flags`: the segment's wakers follow the asymmetric
+/// protocol.
+pub(crate) const FLAG_ASYMMETRIC_WAKE: u32 = 1;
+
+impl WakeProtocol {
+    pub(crate) fn flags(self) -> u32 {
+        match self {
+            WakeProtocol::Asymmetric => FLAG_ASYMMETRIC_WAKE,
+            WakeProtocol::Symmetric => 0,
+        }
+    }
+
+    pub(crate) fn from_flags(flags: u32) -> WakeProtocol {
+        if flags & FLAG_ASYMMETRIC_WAKE != 0 {
+            WakeProtocol::Asymmetric
+        } else {
+            WakeProtocol::Symmetric
+        }
+    }
+
+    /// The protocol a segment created now gets, unless its options set one.
+    pub(crate) fn default_for_new() -> WakeProtocol {
+        calibration().protocol
     }
 }
 
-/// Sleep on `flag` unless `ready()` already holds; see the module docs. `ready`
-/// must load what the wakers publish with `SeqCst` (module docs: the symmetric mode
-/// needs it).
-pub(crate) fn sleep(flag: &AtomicU32, ready: impl FnOnce() -> bool, max: Duration) {
-    // W1: announce the sleeper. Pairs with K2 in `wake`.
-    flag.swap(1, Ordering::SeqCst);
-    // WB.
-    let max = if mode::heavy_barrier() {
-        max
-    } else {
-        max.min(SHORT_SLICE)
-    };
-    // W2.
-    if ready() {
-        return;
-    }
-    futex_wait(flag, 1, max);
+/// One handle's side of its segment's [`WakeProtocol`]: what its publishes
+/// (`wake`) and its sleeps (`sleep`) do. Process-local, copied into each handle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wake {
+    protocol: WakeProtocol,
+    /// KB is a compiler fence only: the segment is asymmetric and this process is
+    /// registered, so every waiter's heavy barrier reaches our CPUs.
+    light: bool,
 }
 
-/// Wake everyone asleep on `flag`. Call right after publishing with a Release
-/// store (K1): this is KB and K2 of the module docs.
-#[inline]
-pub(crate) fn wake(flag: &AtomicU32) {
-    light_barrier();
-    // K2: pairs with W1 in `sleep` (through the barriers).
-    // The swap only decides who makes the system call; the kernel re-checks the
-    // word under its lock, so Relaxed is enough.
-    if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::Relaxed) != 0 {
-        futex_wake(flag);
+impl Wake {
+    pub(crate) fn new(protocol: WakeProtocol) -> Wake {
+        Wake {
+            protocol,
+            light: protocol == WakeProtocol::Asymmetric && calibration().registered,
+        }
     }
-}
 
-#[cfg(not(any(loom, miri)))]
-mod mode {
-    use std::sync::atomic::{AtomicU8, Ordering};
+    /// KB of the module docs: the barrier between a waker's publishing store
+    /// (K1) and its load of the sleep flag (K2).
+    #[inline(always)]
+    fn barrier(&self) {
+        if self.light {
+            // The waiter's membarrier supplies the hardware barrier; we only stop
+            // the compiler from moving K2 above K1.
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        } else {
+            sync::fence(Ordering::SeqCst);
+        }
+    }
 
-    use rustix::thread::{membarrier, MembarrierCommand};
-
-    const UNKNOWN: u8 = 0;
-    const SYMMETRIC: u8 = 1;
-    const ASYMMETRIC: u8 = 2;
-
-    /// This process's mode: process-local state, so a std atomic. Relaxed is
-    /// enough: it only ever changes once, from UNKNOWN, in `init`, which runs before
-    /// the handle that calls it can publish anything, in the same thread.
-    static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
-
-    pub(super) fn init() {
-        if MODE.load(Ordering::Relaxed) != UNKNOWN {
+    /// Sleep on `flag` unless `ready()` already holds; see the module docs.
+    /// `ready` must load what the wakers publish with `SeqCst` (the symmetric
+    /// protocol needs it).
+    pub(crate) fn sleep(&self, flag: &AtomicU32, ready: impl FnOnce() -> bool, max: Duration) {
+        // W1: announce the sleeper. Pairs with K2 in `wake`.
+        flag.swap(1, Ordering::SeqCst);
+        // WB, in asymmetric segments only: in symmetric ones every waker fences.
+        let max = if self.protocol == WakeProtocol::Symmetric || heavy_barrier() {
+            max
+        } else {
+            max.min(SHORT_SLICE)
+        };
+        // W2.
+        if ready() {
             return;
         }
-        let disabled = std::env::var_os("SHMBATCH_SYMMETRIC_WAKE").is_some_and(|v| v != "0");
-        // Registration must precede our first light publish, so that every waiter's
-        // GLOBAL_EXPEDITED barrier reaches our CPUs from then on. Registering twice
-        // (two threads racing here) is harmless.
-        let mode = if !disabled && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok() {
-            ASYMMETRIC
-        } else {
-            SYMMETRIC
-        };
-        // A racing thread may have stored the other answer only if registration
-        // failed for it and succeeded for us (e.g. a transient ENOMEM): keep the
-        // safe one.
-        let _ = MODE.compare_exchange(UNKNOWN, mode, Ordering::Relaxed, Ordering::Relaxed);
+        futex_wait(flag, 1, max);
     }
 
-    #[inline(always)]
-    pub(super) fn light() -> bool {
-        MODE.load(Ordering::Relaxed) == ASYMMETRIC
-    }
-
-    /// WB: a full barrier on every CPU running a registered process. `false` if
-    /// the kernel refused it.
-    pub(super) fn heavy_barrier() -> bool {
-        membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+    /// Wake everyone asleep on `flag`. Call right after publishing with a
+    /// Release store (K1): this is KB and K2 of the module docs.
+    #[inline]
+    pub(crate) fn wake(&self, flag: &AtomicU32) {
+        self.barrier();
+        // K2: pairs with W1 in `sleep` (through the barriers).
+        // The swap only decides who makes the system call; the kernel re-checks
+        // the word under its lock, so Relaxed is enough.
+        if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::Relaxed) != 0 {
+            futex_wake(flag);
+        }
     }
 }
 
-// Loom and miri cannot model membarrier: the symmetric mode only.
+/// WB: a full barrier on every CPU running a registered process. `false` if the
+/// kernel refused it.
+#[cfg(not(any(loom, miri)))]
+fn heavy_barrier() -> bool {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+}
+
+// Loom and miri cannot model membarrier: there `light` is always false (nothing is
+// registered), every waker fences, and the symmetric argument covers both
+// protocols.
 #[cfg(any(loom, miri))]
-mod mode {
-    pub(super) fn init() {}
-    #[inline(always)]
-    pub(super) fn light() -> bool {
-        false
-    }
-    pub(super) fn heavy_barrier() -> bool {
-        true
-    }
+fn heavy_barrier() -> bool {
+    true
 }
 
 /// Wake everyone asleep on `flag` whatever its state (used on detach).
@@ -411,6 +359,8 @@ pub(crate) trait Wait {
     /// Sleep at most `slice`, unless what the last attempt saw has changed (the
     /// W side of the protocol in the module docs). It may find damage too.
     fn sleep(&mut self, slice: Duration) -> Result<(), Self::Error>;
+    /// How this handle waits.
+    fn policy(&self) -> WaitPolicy;
 }
 
 /// The error of one attempt, as the blocking core needs it.
@@ -445,9 +395,9 @@ fn until_slow<W: Wait>(
     op: &mut W,
     deadline: Deadline,
 ) -> Result<W::Ready, <W::Error as AttemptError>::Waiting> {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(op.policy());
     loop {
-        if backoff.is_yielding() && deadline.passed() {
+        if backoff.is_slow() && deadline.passed() {
             return Err(W::Error::timeout());
         }
         if !backoff.snooze() {
@@ -467,16 +417,17 @@ fn until_slow<W: Wait>(
 /// not a queue operation (the array's lock).
 pub(crate) fn block<S, R, E>(
     s: &mut S,
+    policy: WaitPolicy,
     deadline: Deadline,
     mut attempt: impl FnMut(&mut S) -> Result<Option<R>, E>,
     mut sleep: impl FnMut(&mut S, Duration) -> Result<(), E>,
 ) -> Result<Option<R>, E> {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(policy);
     loop {
         if let Some(r) = attempt(s)? {
             return Ok(Some(r));
         }
-        if backoff.is_yielding() && deadline.passed() {
+        if backoff.is_slow() && deadline.passed() {
             return Ok(None);
         }
         if !backoff.snooze() {
