@@ -35,9 +35,11 @@
 //!   answers (the classic competitive bound of spin-then-block); a peer that
 //!   answers within [`MIN_SPIN`] is never slept on.
 //!
-//! `SHMBATCH_SYMMETRIC_WAKE=1` in the environment forces the symmetric protocol
-//! for the segments this process creates (and skips the membarrier
-//! registration).
+//! In the environment, `SHMBATCH_WAKE=symmetric` or `SHMBATCH_WAKE=asymmetric`
+//! (the latter where `membarrier(2)` works) sets the protocol of the segments
+//! this process creates, whatever the figures say; `SHMBATCH_SYMMETRIC_WAKE=1`
+//! also skips the membarrier registration, so that even segments of the
+//! asymmetric protocol get a fence per publish from this process.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -66,7 +68,8 @@ pub struct Calibration {
     /// is one: what one sleep costs a waiter that its peer answers.
     pub sleep_wake: Duration,
     /// The protocol of the segments this process creates unless
-    /// [`Options::wake_protocol`](crate::Options::wake_protocol) says otherwise.
+    /// [`Options::wake_protocol`](crate::Options::wake_protocol) says otherwise:
+    /// the measured choice, or what `SHMBATCH_WAKE` says (module docs).
     pub protocol: WakeProtocol,
     /// How long a waiter under [`WaitPolicy::Adaptive`](crate::WaitPolicy)
     /// spins and yields before it sleeps.
@@ -140,11 +143,17 @@ fn measure() -> Calibration {
     let registered = !forced && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
     let fence = time_fence();
     let (membarrier, sleep_wake) = with_peer_thread(registered);
+    let measured = choose(registered, membarrier, sleep_wake);
+    let protocol = match std::env::var("SHMBATCH_WAKE").as_deref() {
+        Ok("symmetric") => WakeProtocol::Symmetric,
+        Ok("asymmetric") if registered => WakeProtocol::Asymmetric,
+        _ => measured,
+    };
     Calibration {
         fence,
         membarrier,
         sleep_wake,
-        protocol: choose(registered, membarrier, sleep_wake),
+        protocol,
         spin: spin_for(sleep_wake),
         registered,
     }
@@ -358,7 +367,9 @@ mod tests {
         let c = calibration();
         assert!(c.spin >= MIN_SPIN && c.spin <= MAX_SPIN);
         assert!(c.sleep_wake < Duration::from_millis(100));
-        assert_eq!(c.protocol, choose(c.registered, c.membarrier, c.sleep_wake));
+        if std::env::var_os("SHMBATCH_WAKE").is_none() {
+            assert_eq!(c.protocol, choose(c.registered, c.membarrier, c.sleep_wake));
+        }
         assert_eq!(asymmetric_wake(), c.protocol == WakeProtocol::Asymmetric);
     }
 }
