@@ -122,8 +122,9 @@ pub struct SegmentInfo {
     /// Arrays: the dimensions the creator recorded (`Options::shape`), empty for a
     /// flat array and for queues.
     pub shape: Vec<usize>,
-    /// Queues: the [`WakeProtocol`](crate::WakeProtocol) its creator chose, which
-    /// every handle follows; `None` for arrays.
+    /// SPSC: the [`WakeProtocol`](crate::WakeProtocol) its creator chose, which
+    /// every handle follows; `None` for MPMC queues (whose claims order their
+    /// wake-ups) and arrays.
     pub wake_protocol: Option<crate::WakeProtocol>,
     /// Length of the segment as declared by its header.
     pub segment_len: usize,
@@ -332,7 +333,7 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
         data_offset: g.data_offset,
         shape: g.shape.dims().to_vec(),
         data_len: g.data_len,
-        wake_protocol: (g.kind != Kind::Array).then_some(g.wake),
+        wake_protocol: (g.kind == Kind::Spsc).then_some(g.wake),
         segment_len: g.segment_len,
         file_len,
         allocated: stat.st_blocks as u64 * 512,

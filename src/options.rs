@@ -195,10 +195,11 @@ impl Options {
         self
     }
 
-    /// Creating a queue: its [`WakeProtocol`], recorded in the header and followed
-    /// by every process that opens it. Unset, the creator takes the one it
-    /// measured to be cheaper on this machine
-    /// ([`calibration`](crate::calibration)). Arrays ignore it.
+    /// Creating an SPSC queue: its [`WakeProtocol`], recorded in the header and
+    /// followed by every process that opens it. Unset,
+    /// [`WakeProtocol::Adaptive`] where `membarrier(2)` works
+    /// ([`calibration`](crate::calibration)). MPMC queues (whose claims order
+    /// their wake-ups) and arrays ignore it.
     pub fn wake_protocol(mut self, protocol: WakeProtocol) -> Options {
         self.wake_protocol = Some(protocol);
         self

@@ -195,10 +195,11 @@ fn a_segment_of_layout_version_5_is_refused() {
 }
 
 #[test]
-fn the_wake_protocol_is_the_creators_and_lies_in_bit_0_of_flags() {
-    for (protocol, bit) in [
-        (WakeProtocol::Asymmetric, 1u32),
-        (WakeProtocol::Symmetric, 0),
+fn the_wake_protocol_is_the_creators_and_lies_in_bits_0_and_1_of_flags() {
+    for (protocol, bits) in [
+        (WakeProtocol::Symmetric, 0u32),
+        (WakeProtocol::Asymmetric, 1),
+        (WakeProtocol::Adaptive, 2),
     ] {
         let name = unique("wake");
         let _c = Cleanup(name.clone());
@@ -206,7 +207,7 @@ fn the_wake_protocol_is_the_creators_and_lies_in_bit_0_of_flags() {
         let mut tx = spsc::Sender::<f64>::create_with(&name, 64, &opts).unwrap();
         let bytes = std::fs::read(path(&name)).unwrap();
         let flags = u32::from_ne_bytes(bytes[FLAGS..FLAGS + 4].try_into().unwrap());
-        assert_eq!(flags, bit);
+        assert_eq!(flags, bits);
         assert_eq!(
             shmbatch::inspect(&name).unwrap().wake_protocol,
             Some(protocol)
@@ -221,9 +222,10 @@ fn the_wake_protocol_is_the_creators_and_lies_in_bit_0_of_flags() {
             });
             assert_eq!(&*rx.recv().unwrap(), &[1.0, 2.0]);
         });
+        // MPMC queues need none (their claims order their wake-ups).
         let m = mpmc::Sender::<f64>::create_with(&unique("wake-mpmc"), 4, 2, &opts).unwrap();
         let info = shmbatch::inspect(m.name().unwrap()).unwrap();
-        assert_eq!(info.wake_protocol, Some(protocol));
+        assert_eq!(info.wake_protocol, None);
     }
     let a = SharedArray::<f64>::create(&unique("wake-array"), 4).unwrap();
     assert_eq!(
@@ -239,15 +241,19 @@ fn unknown_flag_bits_are_corruption() {
     let tx = spsc::Sender::<f64>::create(&name, 64).unwrap();
     tx.persist();
     drop(tx);
-    poke(&name, FLAGS as u64, &3u32.to_ne_bytes());
-    for e in [
-        spsc::Receiver::<f64>::open(&name).unwrap_err(),
-        shmbatch::inspect(&name).unwrap_err(),
-    ] {
-        assert!(
-            matches!(&e, Error::Corrupted(reason) if reason.contains("flags 0x3")),
-            "{e:?}"
-        );
+    // Protocol code 3, and a bit above the protocol's.
+    for flags in [3u32, 4] {
+        poke(&name, FLAGS as u64, &flags.to_ne_bytes());
+        for e in [
+            spsc::Receiver::<f64>::open(&name).unwrap_err(),
+            shmbatch::inspect(&name).unwrap_err(),
+        ] {
+            let want = format!("flags {flags:#x}");
+            assert!(
+                matches!(&e, Error::Corrupted(reason) if reason.contains(&want)),
+                "{e:?}"
+            );
+        }
     }
 }
 

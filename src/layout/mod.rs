@@ -36,7 +36,7 @@
 //! | 24 | 4 | `elem_size` | `size_of::<T>()` in bytes, at least 1 |
 //! | 28 | 4 | `elem_align` | `align_of::<T>()`, a power of two, at most 128 |
 //! | 32 | 4 | `tag_len` | length of the type tag in bytes, 0 (untagged) to [`TAG_MAX`] |
-//! | 36 | 4 | `flags` | bit 0: the queue's wakers follow the asymmetric wake protocol ([`WakeProtocol`](crate::WakeProtocol)); other bits 0, and refused if set |
+//! | 36 | 4 | `flags` | bits 0 and 1, SPSC only: the [`WakeProtocol`](crate::WakeProtocol), 0 symmetric, 1 asymmetric, 2 adaptive (3 is refused); other bits 0, and refused if set |
 //! | 40 | 8 | `capacity` | elements asked for at creation (SPSC: the ring is the `data_len` bytes of the data region), slots (MPMC), elements (array) |
 //! | 48 | 8 | `max_batch` | largest batch in elements (queues); 0 for arrays |
 //! | 56 | 8 | `stride` | slot size in bytes (MPMC); 0 otherwise |
@@ -72,7 +72,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{WakeProtocol, FLAG_ASYMMETRIC_WAKE};
+use crate::wait::{WakeProtocol, FLAGS_WAKE};
 
 /// `b"SHMBATCH"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBATCH");
@@ -202,8 +202,8 @@ pub(crate) struct Identity {
     pub elem_align: AtomicU32,
     /// Number of bytes of `tag`, in 0..=[`TAG_MAX`]; 0 for an untagged type.
     pub tag_len: AtomicU32,
-    /// Bit 0: [`FLAG_ASYMMETRIC_WAKE`](crate::wait::FLAG_ASYMMETRIC_WAKE); the
-    /// others 0.
+    /// Bits 0 and 1: the SPSC wake protocol (0 symmetric, 1 asymmetric, 2
+    /// adaptive; [`FLAGS_WAKE`](crate::wait::FLAGS_WAKE)); the others 0.
     pub flags: AtomicU32,
     /// Kind-specific: ring bytes (spsc), slots (mpmc), elements (array).
     pub capacity: AtomicU64,
@@ -406,7 +406,7 @@ pub(crate) struct Geometry {
     pub creator_pid: u32,
     /// Arrays: the dimensions ([`Shape::FLAT`] for a flat array and for queues).
     pub shape: Shape,
-    /// Queues: how wakers and sleepers order their stores (the header's `flags`).
+    /// SPSC: how wakers and sleepers order their stores (the header's `flags`).
     pub wake: WakeProtocol,
 }
 
@@ -442,7 +442,7 @@ impl Geometry {
             segment_len,
             creator_pid: std::process::id(),
             shape: Shape::FLAT,
-            // Neutral until a queue's creator sets it: arrays do not use it.
+            // Code 0 until an SPSC creator sets it: the other kinds do not use it.
             wake: WakeProtocol::Symmetric,
         })
     }
@@ -555,11 +555,14 @@ impl Identity {
             )));
         }
         let flags = self.flags.load(r);
-        if flags & !FLAG_ASYMMETRIC_WAKE != 0 {
-            return Err(Error::corrupted(format!(
-                "header flags {flags:#x} hold bits no creator sets"
-            )));
-        }
+        let wake = match WakeProtocol::from_flags(flags) {
+            Some(w) if flags & !FLAGS_WAKE == 0 => w,
+            _ => {
+                return Err(Error::corrupted(format!(
+                    "header flags {flags:#x} hold bits no creator sets"
+                )))
+            }
+        };
         let tag = self.tag()?;
         if let Some((want_kind, ty)) = expect {
             if kind != want_kind {
@@ -617,7 +620,7 @@ impl Identity {
             segment_len,
             creator_pid: self.creator_pid.load(r),
             shape,
-            wake: WakeProtocol::from_flags(flags),
+            wake,
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::queue::{Queue, Seen};
-use super::wire::{geometry, init_slots, ClaimWord, Dims, Holder, MpmcControl, PosWord, Side};
+use super::wire::{geometry, init_slots, sub, ClaimWord, Dims, Holder, MpmcControl, PosWord, Side};
 use crate::error::{Error, Result};
 use crate::layout::Role;
 use crate::layout::TypeInfo;
@@ -164,23 +164,38 @@ impl End {
         }
         let q = self.queue();
         let peer = self.att.peer();
-        let pos = match self.att.role {
-            Role::Sender => &q.ctl().tail,
-            Role::Receiver => &q.ctl().head,
+        // Our side's position, and the other side's with the value it holds while
+        // nobody has claimed what we wait for: for a receiver at head h, tail is
+        // h; for a sender at tail t, head is where the previous lap's batch in
+        // our slot was (t - one lap).
+        let (pos, other, idle) = match self.att.role {
+            Role::Sender => (&q.ctl().tail, &q.ctl().head, sub(seen.pos, q.dims.one_lap)),
+            Role::Receiver => (&q.ctl().head, &q.ctl().tail, seen.pos),
         };
-        q.wake.sleep(
+        let mut claimed = false;
+        wait::sleep_claimed(
             q.flag_waiting_for(peer),
-            // W2: SeqCst loads of what K1 writes (the stamp we wait at) and of the
-            // peer count a detach changes. The position is not written by any K1
-            // (same-side claims move it and wake nobody): it is looked at so that
-            // a sleeper whose position moved tries again at once.
+            // W2 (wait.rs, "MPMC: ordered by the claim"): SeqCst loads of the
+            // other side's position, which its claim CAS (K1) moves; of the stamp
+            // we wait at and of the peer count a detach changes. Our own position
+            // is not written by any K1 (same-side claims move it and wake nobody):
+            // it is looked at so that a sleeper whose position moved tries again
+            // at once.
             || {
-                PosWord(pos.load(Ordering::SeqCst)).pos() != seen.pos
+                claimed = PosWord(other.load(Ordering::SeqCst)).pos() != idle;
+                claimed
+                    || PosWord(pos.load(Ordering::SeqCst)).pos() != seen.pos
                     || q.header(seen.index).stamp.load(Ordering::SeqCst) != seen.stamp
                     || q.ctl().peers.gone(peer, Ordering::SeqCst)
             },
             slice,
         );
+        if claimed {
+            // A claim is in flight (its holder is about to publish, or died and
+            // is recovered at the next liveness check): give the CPU away rather
+            // than spin on the next attempt.
+            crate::sync::yield_now();
+        }
     }
 }
 
@@ -194,8 +209,7 @@ pub(super) fn create_queue<T: Pod>(
     or_open: bool,
 ) -> Result<Arc<Queue>> {
     let ty = opts.type_info::<T>()?;
-    let (mut g, dims) = geometry(&ty, slots, max_batch)?;
-    g.wake = opts.protocol();
+    let (g, dims) = geometry(&ty, slots, max_batch)?;
     let make = |how: &Create| {
         let region =
             Region::create_shm::<MpmcControl>(name, g, &ty, how, |r| init_slots(r, &dims))?;

@@ -136,8 +136,7 @@ pub fn channel_near_wrap<T: Pod>(
     laps: u64,
 ) -> Result<(Sender<T>, Receiver<T>)> {
     let ty = TypeInfo::of::<T>()?;
-    let (mut g, dims) = geometry(&ty, slots, max_batch)?;
-    g.wake = crate::WakeProtocol::default_for_new();
+    let (g, dims) = geometry(&ty, slots, max_batch)?;
     let region = Region::heap::<MpmcControl>(g, &ty, |r| init_slots(r, &dims));
     let q = Queue::new(region)?;
     if laps != 0 {

@@ -77,13 +77,18 @@
 //!   after its last publish or release; the other side loads the count with
 //!   Acquire and then looks at the queue once more (see `peers.rs`).
 //!
-//! Waiting follows the protocol of `wait.rs`: receivers sleep on `not_empty`,
-//! senders on `not_full`. K1 is the Release stamp store of a publish or release,
-//! after which `wait::wake` runs the waker's barrier and wakes the other side's
-//! word only if someone announced sleep there; the last handle of a role to
-//! detach wakes the other side unconditionally (`wait::wake_always`). W2 reloads, with
-//! `SeqCst`, the sleeper's position, the stamp of the slot it is waiting at and the
-//! peer count, and sleeps only if none changed.
+//! Waiting follows the protocol of `wait.rs`, ordered by the claim ("MPMC:
+//! ordered by the claim" there): receivers sleep on `not_empty`, senders on
+//! `not_full`. K1 is the waker's `SeqCst` claim CAS on its position (tail for a
+//! sender, head for a receiver), sequenced before its publish or release, after
+//! which `wait::wake_claimed` wakes the other side's word only if someone
+//! announced sleep there (no fence). The last handle of a role to detach, and a
+//! recovery, wake the other side unconditionally (`wait::wake_always`). W2
+//! reloads, with `SeqCst`, the sleeper's position, the other side's position (a
+//! receiver does not sleep once tail has moved past its head, a sender once head
+//! has moved past the slot it waits for: a claim is in flight or done), the stamp
+//! of the slot it is waiting at and the peer count, and sleeps only if none
+//! changed.
 //!
 //! The wire format (the words, the slot header, the control block) is in
 //! `wire.rs`.
@@ -108,8 +113,6 @@ pub(super) struct Queue {
     pub(super) ctl: NonNull<MpmcControl>,
     pub(super) data: NonNull<u8>,
     pub(super) dims: Dims,
-    /// The segment's wake protocol, as this process follows it.
-    pub(super) wake: wait::Wake,
     /// Under loom: the slot headers (see [`SlotHeader`]).
     #[cfg(loom)]
     pub(super) headers: Box<[SlotHeader]>,
@@ -126,7 +129,6 @@ impl Queue {
     pub(super) fn new(region: Region) -> Result<Queue> {
         let dims = Dims::from_geometry(region.geometry())?;
         Ok(Queue {
-            wake: wait::Wake::new(region.geometry().wake),
             ctl: NonNull::from(region.control::<MpmcControl>()),
             data: region.data(),
             dims,
@@ -376,10 +378,12 @@ impl Queue {
                 // The claim. Release: heads a release sequence (see the load of
                 // tail above) and passes on what `record` saw. Acquire on failure,
                 // as the load of tail above.
+                // SeqCst: also K1 of the wake protocol (wait.rs, "MPMC: ordered by
+                // the claim"); the same instruction as Release on x86.
                 match ctl.tail.compare_exchange(
                     tail.0,
                     PosWord::new(self.next(t, index), by).0,
-                    Ordering::Release,
+                    Ordering::SeqCst,
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
@@ -430,10 +434,11 @@ impl Queue {
         // Relaxed: published by the stamp store below (see `SlotHeader::len`).
         slot.len.store(len, Ordering::Relaxed);
         // Sync point "publish batch": Release pairs with the receiver's Acquire
-        // load of the stamp in `try_take`. This is K1 of the wake protocol; `wake`
-        // supplies its barrier (wait.rs).
+        // load of the stamp in `try_take`.
         slot.stamp.store(add(claim.pos, 1), Ordering::Release);
-        self.wake.wake(&self.ctl().futex.not_empty);
+        // K2 (wait.rs, "MPMC: ordered by the claim"): after our SeqCst claim CAS
+        // on tail, which a receiver about to sleep looks at.
+        wait::wake_claimed(&self.ctl().futex.not_empty);
     }
 
     /// Take the next committed batch as `by`, without waiting, stepping over
@@ -462,10 +467,11 @@ impl Queue {
                 // Committed. As in `try_claim`: record the last claim on head, then
                 // claim ours (orderings there).
                 self.record(Side::Read, head);
+                // SeqCst: also K1 of the wake protocol, as in `try_claim`.
                 if let Err(now) = ctl.head.compare_exchange(
                     head.0,
                     PosWord::new(self.next(h, index), by).0,
-                    Ordering::Release,
+                    Ordering::SeqCst,
                     Ordering::Acquire,
                 ) {
                     head = PosWord(now);
@@ -567,10 +573,10 @@ impl Queue {
         let slot = self.header(index);
         // Sync point "free slot": Release pairs with the next sender's Acquire load of
         // the stamp in `Sender::claim` (our reads and in-place writes of the payload
-        // happen before it reuses the slot). K1 of the wake protocol; `wake` supplies
-        // its barrier.
+        // happen before it reuses the slot).
         slot.stamp
             .store(add(pos, self.dims.one_lap), Ordering::Release);
-        self.wake.wake(&self.ctl().futex.not_full);
+        // K2, after our SeqCst claim CAS on head (see `publish`).
+        wait::wake_claimed(&self.ctl().futex.not_full);
     }
 }

@@ -9,6 +9,7 @@ use super::queue::{Seen, Taken};
 use super::wire::{add, sub, ClaimWord, PosWord, Side, RETRY_LIMIT, SKIPPED};
 use crate::error::TryRecvError;
 use crate::sync::Ordering;
+use crate::wait;
 
 impl Attachment {
     /// Take over the slot at `index`, claimed as `dead` by a holder that is gone,
@@ -43,7 +44,7 @@ impl Attachment {
         // As `Sender::publish`, with our claim.
         slot.len.store(SKIPPED, Ordering::Relaxed);
         slot.stamp.store(add(pos, 1), Ordering::Release);
-        q.wake.wake(&q.ctl().futex.not_empty);
+        wait::wake_always(&q.ctl().futex.not_empty);
     }
 
     /// Commit the batch in the slot at `index` again, at position `tail`, whose
@@ -65,11 +66,11 @@ impl Attachment {
             if now.pos() != tail {
                 break;
             }
-            // Release as the claim CAS in `Sender::claim`.
+            // SeqCst as the claim CAS in `Sender::claim`.
             match word.compare_exchange(
                 now.0,
                 PosWord::new(q.next(tail, index), self.holder).0,
-                Ordering::Release,
+                Ordering::SeqCst,
                 Ordering::Acquire,
             ) {
                 Ok(_) => break,
@@ -79,7 +80,7 @@ impl Attachment {
         // Sync point "publish batch", as in `Sender::publish`: the payload and
         // length are the dead receiver's batch.
         q.header(index).stamp.store(add(tail, 1), Ordering::Release);
-        q.wake.wake(&q.ctl().futex.not_empty);
+        wait::wake_always(&q.ctl().futex.not_empty);
     }
 }
 

@@ -58,7 +58,7 @@ use super::dims::Dims;
 use crate::layout::Padded;
 use crate::segment::{Control, Region};
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
-use crate::wait;
+use crate::wait::{self, WakeWords, Waker};
 use crate::{Error, Kind, Result, TryRecvError, TrySendError};
 
 /// Header of a wrap marker.
@@ -132,6 +132,16 @@ pub(super) struct Peers {
     pub(super) data_ready: AtomicU32,
     /// Futex: 1 while the producer may sleep waiting for space.
     pub(super) space_ready: AtomicU32,
+    /// 1 while the producer publishes without a fence: a consumer about to sleep
+    /// runs the heavy barrier (wait.rs, "Switching"). Written by the producer.
+    pub(super) producer_light: AtomicU32,
+    /// Likewise for the consumer's releases and a sleeping producer.
+    pub(super) consumer_light: AtomicU32,
+    /// Consumer sleeps so far (wrapping; a report that steers an adaptive
+    /// producer's choice, nothing more).
+    pub(super) data_sleeps: AtomicU32,
+    /// Producer sleeps so far, likewise.
+    pub(super) space_sleeps: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -187,8 +197,8 @@ pub(super) struct Ring {
     ctl: NonNull<SpscControl>,
     data: NonNull<u8>,
     pub(super) dims: Dims,
-    /// The segment's wake protocol, as this process follows it.
-    wake: wait::Wake,
+    /// The segment's wake protocol (its header's).
+    protocol: wait::WakeProtocol,
 }
 
 // SAFETY: the pointers point into `region`, which the Ring keeps alive and which is
@@ -198,14 +208,33 @@ unsafe impl Send for Ring {}
 impl Ring {
     pub(super) fn new(region: Arc<Region>) -> Result<Ring> {
         let dims = Dims::from_geometry(region.geometry())?;
-        let wake = wait::Wake::new(region.geometry().wake);
         Ok(Ring {
-            wake,
+            protocol: region.geometry().wake,
             ctl: NonNull::from(region.control::<SpscControl>()),
             data: region.data(),
             dims,
             region,
         })
+    }
+
+    /// The words of wake-ups from the producer to a sleeping consumer.
+    fn data_words(&self) -> WakeWords<'_> {
+        let p = &self.ctl().peers;
+        WakeWords {
+            flag: &p.data_ready,
+            light: &p.producer_light,
+            sleeps: &p.data_sleeps,
+        }
+    }
+
+    /// The words of wake-ups from the consumer to a sleeping producer.
+    fn space_words(&self) -> WakeWords<'_> {
+        let p = &self.ctl().peers;
+        WakeWords {
+            flag: &p.space_ready,
+            light: &p.consumer_light,
+            sleeps: &p.space_sleeps,
+        }
     }
 
     pub(super) fn region(&self) -> &Region {
@@ -312,6 +341,8 @@ pub(super) struct Producer {
     head_cache: u64,
     /// Batches published (our copy of `sent`).
     sent: u64,
+    /// How we wake a sleeping consumer.
+    waker: Waker,
 }
 
 impl Producer {
@@ -353,6 +384,7 @@ impl Producer {
             tail: w.end,
             head_cache: head,
             sent,
+            waker: Waker::attach(ring.protocol, ring.data_words()),
         })
     }
 
@@ -447,7 +479,7 @@ impl Producer {
         // loads (`Consumer::check_tail`, `Consumer::attach`, `Consumer::len`).
         ctl.producer.tail.store(self.tail, Ordering::Release);
         ctl.producer.sent.store(self.sent, Ordering::Release);
-        ring.wake.wake(&ctl.peers.data_ready);
+        self.waker.wake(ring.data_words());
     }
 
     /// Whether a record of `len` elements would not fit now.
@@ -478,8 +510,8 @@ impl Producer {
     pub(super) fn sleep(&self, ring: &Ring, slice: Duration, peer_attached: impl FnOnce() -> bool) {
         let ctl = ring.ctl();
         let seen = self.head_cache;
-        ring.wake.sleep(
-            &ctl.peers.space_ready,
+        wait::sleep(
+            ring.space_words(),
             // W2 (wait.rs): pairs with K1, the consumer's store of head in
             // `Consumer::release` or its detach store (`peer_attached`).
             || ctl.consumer.head.load(Ordering::SeqCst) != seen || !peer_attached(),
@@ -509,6 +541,8 @@ pub(super) struct Consumer {
     off: usize,
     /// Batches released (our copy of `received`).
     received: u64,
+    /// How we wake a sleeping producer.
+    waker: Waker,
 }
 
 impl Consumer {
@@ -541,6 +575,7 @@ impl Consumer {
             off: (head % ring.dims.ring as u64) as usize,
             head,
             received,
+            waker: Waker::attach(ring.protocol, ring.space_words()),
         })
     }
 
@@ -637,7 +672,7 @@ impl Consumer {
         ctl.consumer
             .received
             .store(self.received, Ordering::Release);
-        ring.wake.wake(&ctl.peers.space_ready);
+        self.waker.wake(ring.space_words());
     }
 
     /// Whether no batch is published at our offset (what `look` would see).
@@ -657,8 +692,8 @@ impl Consumer {
     /// or `peer_attached` says it left.
     pub(super) fn sleep(&self, ring: &Ring, slice: Duration, peer_attached: impl FnOnce() -> bool) {
         let header = ring.header(self.off);
-        ring.wake.sleep(
-            &ring.ctl().peers.data_ready,
+        wait::sleep(
+            ring.data_words(),
             // W2 (wait.rs): pairs with K1, the producer's store of the header (or
             // wrap marker) at our offset in `Producer::publish`, or its detach
             // store (`peer_attached`).

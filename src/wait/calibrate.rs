@@ -3,43 +3,47 @@
 //! [`WaitPolicy::Adaptive`](super::WaitPolicy::Adaptive).
 //!
 //! The first handle a process attaches (or the first call to [`calibration`])
-//! runs the measurement, which takes about a millisecond: a helper thread spins
-//! on another CPU while this thread times `membarrier(2)`, then the two play a
-//! futex ping-pong. Every later call returns the stored figures.
+//! runs the measurement, which takes 1 to 5 ms: two helper threads, pinned to
+//! two CPUs where the process may use two, time fences and `membarrier(2)` while
+//! one of them spins, then play a futex ping-pong. Every later call returns the
+//! stored figures.
 //!
 //! # Why each figure matters
-//! - `fence`: what the symmetric protocol adds to every publish (a store and a
-//!   `SeqCst` fence, timed on a line no other CPU holds: the lower bound).
-//! - `membarrier`: what the asymmetric protocol adds to every sleep, timed while
+//! - `fence`, `fence_contended`: what the symmetric side adds to every publish
+//!   (a store and a `SeqCst` fence, on a line no other CPU holds, and on one the
+//!   other thread keeps reading, as a polling consumer does). On a 2-vCPU KVM
+//!   guest on Intel Xeon: 7 ns and 30 ns.
+//! - `membarrier`: what the asymmetric side adds to every sleep, timed while
 //!   another CPU runs a thread of a registered process, as it does when a peer is
 //!   busy. Idle CPUs are not interrupted, so an idle machine shows a fraction of
-//!   it: on a 2-vCPU KVM guest 0.14 µs idle and 14 µs with a running peer, where
+//!   it: on that guest 0.14 µs idle and 15 µs with a running peer, where
 //!   bare-metal AMD EPYC shows about 1 µs.
 //! - `sleep_wake`: the delay between a futex wake and the sleeper running again
-//!   (half a round trip with the sleeper on another CPU): what a sleep costs the
-//!   waiter whom a peer answers, and so how long it pays to spin first.
+//!   (half a round trip with the sleeper asleep on another CPU): what a sleep
+//!   costs the waiter whom a peer answers, and so how long it pays to spin first.
+//!   19 µs on that guest.
 //!
 //! # The choices
-//! - Protocol: asymmetric when the heavy barrier is at most a quarter of the
-//!   sleep it precedes (`membarrier * 4 <= sleep_wake`), symmetric otherwise or
-//!   when `membarrier(2)` is unavailable. A barrier that small never makes a sleep
-//!   materially longer, and the fences it saves (one per publish, each one a
-//!   stall until the publishing store leaves the store buffer) are the fast path's
-//!   largest fixed cost. A barrier that is not small is paid by every waiter about
-//!   to sleep and interrupts every CPU running a peer, which is slowed in turn,
-//!   sleeps in turn, and interrupts back: the convoy seen on virtual machines,
-//!   where each such interrupt exits to the hypervisor.
+//! - Protocol: [`WakeProtocol::Adaptive`] where `membarrier(2)` works. Its
+//!   wakers start on the asymmetric side when the heavy barrier is at most a
+//!   quarter of the sleep it precedes (`membarrier * 4 <= sleep_wake`: it never
+//!   makes a sleep materially longer), else on the symmetric side, and then
+//!   weigh, every 4096 publishes or 64 sleeps, the fences their publishes cost
+//!   (or would) against the barriers their peer's sleeps cost (or would), priced
+//!   with these figures. A streaming producer, whose consumer rarely sleeps, ends
+//!   up without fences; one whose consumer sleeps on every batch ends up paying a
+//!   fence per publish so that the consumer pays no barrier.
 //! - Spin budget: `sleep_wake`, clamped to [`MIN_SPIN`]`..=`[`MAX_SPIN`]. A
 //!   waiter that spins as long as a sleep and wake would cost, and only then
 //!   sleeps, never pays more than twice the best choice made knowing when the peer
 //!   answers (the classic competitive bound of spin-then-block); a peer that
 //!   answers within [`MIN_SPIN`] is never slept on.
 //!
-//! In the environment, `SHMBATCH_WAKE=symmetric` or `SHMBATCH_WAKE=asymmetric`
-//! (the latter where `membarrier(2)` works) sets the protocol of the segments
-//! this process creates, whatever the figures say; `SHMBATCH_SYMMETRIC_WAKE=1`
-//! also skips the membarrier registration, so that even segments of the
-//! asymmetric protocol get a fence per publish from this process.
+//! In the environment, `SHMBATCH_WAKE=symmetric`, `asymmetric` or `adaptive`
+//! sets the protocol of the segments this process creates, whatever the figures
+//! say (`asymmetric` and `adaptive` only where `membarrier(2)` works);
+//! `SHMBATCH_SYMMETRIC_WAKE=1` also skips the membarrier registration, so that
+//! this process fences every publish in every segment.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -60,6 +64,9 @@ pub struct Calibration {
     /// A store followed by a `SeqCst` fence, on an uncontended line: what the
     /// symmetric protocol adds to each publish (at least).
     pub fence: Duration,
+    /// The same with another CPU reading the line: the publish of a queue whose
+    /// peer is polling, where the fence waits for the line to come back.
+    pub fence_contended: Duration,
     /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` while another CPU runs a
     /// thread of this process: what the asymmetric protocol adds to each sleep.
     /// `None` where the kernel refuses it.
@@ -67,10 +74,15 @@ pub struct Calibration {
     /// From a futex wake to the woken thread running, on another CPU where there
     /// is one: what one sleep costs a waiter that its peer answers.
     pub sleep_wake: Duration,
-    /// The protocol of the segments this process creates unless
+    /// The protocol of the SPSC segments this process creates unless
     /// [`Options::wake_protocol`](crate::Options::wake_protocol) says otherwise:
-    /// the measured choice, or what `SHMBATCH_WAKE` says (module docs).
+    /// [`WakeProtocol::Adaptive`] where `membarrier(2)` works, else
+    /// [`WakeProtocol::Symmetric`], or what `SHMBATCH_WAKE` says (module docs).
     pub protocol: WakeProtocol,
+    /// Whether an adaptive waker starts without fences (the asymmetric side):
+    /// when the heavy barrier is at most a quarter of a sleep and wake (module
+    /// docs). It then follows the traffic.
+    pub start_asymmetric: bool,
     /// How long a waiter under [`WaitPolicy::Adaptive`](crate::WaitPolicy)
     /// spins and yields before it sleeps.
     pub spin: Duration,
@@ -98,16 +110,18 @@ pub fn calibration() -> &'static Calibration {
     CALIBRATION.get_or_init(measure)
 }
 
-/// Whether the segments this process creates use the asymmetric wake protocol by
-/// default: publishing costs no fence, and a waiter about to sleep pays a
-/// `membarrier(2)` instead. Chosen from measured costs; see [`calibration`] for the
-/// figures and [`WakeProtocol`] for the protocols.
+/// Whether this process's wakers start on the asymmetric side: publishing costs
+/// no fence, and a waiter about to sleep pays a `membarrier(2)` instead. Chosen
+/// from measured costs (a heavy barrier at most a quarter of a sleep and wake);
+/// an adaptive waker ([`WakeProtocol::Adaptive`], the default) then moves to the
+/// side its traffic makes cheaper. See [`calibration`] for the figures.
 pub fn asymmetric_wake() -> bool {
-    calibration().protocol == WakeProtocol::Asymmetric
+    calibration().start_asymmetric
 }
 
 /// The protocol for a segment, given the costs.
 fn choose(registered: bool, membarrier: Option<Duration>, sleep_wake: Duration) -> WakeProtocol {
+    // The side an adaptive waker starts on.
     match membarrier {
         Some(m) if registered && m * 4 <= sleep_wake => WakeProtocol::Asymmetric,
         _ => WakeProtocol::Symmetric,
@@ -124,9 +138,11 @@ fn measure() -> Calibration {
     // protocol (wait.rs), and a short spin keeps models and runs small.
     Calibration {
         fence: Duration::ZERO,
+        fence_contended: Duration::ZERO,
         membarrier: None,
         sleep_wake: MIN_SPIN,
         protocol: WakeProtocol::Symmetric,
+        start_asymmetric: false,
         spin: MIN_SPIN,
         registered: false,
     }
@@ -142,18 +158,26 @@ fn measure() -> Calibration {
     // here, before any handle of this process exists.
     let registered = !forced && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
     let fence = time_fence();
-    let (membarrier, sleep_wake) = with_peer_thread(registered);
-    let measured = choose(registered, membarrier, sleep_wake);
+    let Figures {
+        membarrier,
+        sleep_wake,
+        fence_contended,
+    } = with_peer_thread(registered);
+    let start = choose(registered, membarrier, sleep_wake);
+    let can = registered && membarrier.is_some();
     let protocol = match std::env::var("SHMBATCH_WAKE").as_deref() {
         Ok("symmetric") => WakeProtocol::Symmetric,
-        Ok("asymmetric") if registered => WakeProtocol::Asymmetric,
-        _ => measured,
+        Ok("asymmetric") if can => WakeProtocol::Asymmetric,
+        _ if can => WakeProtocol::Adaptive,
+        _ => WakeProtocol::Symmetric,
     };
     Calibration {
         fence,
+        fence_contended,
         membarrier,
         sleep_wake,
         protocol,
+        start_asymmetric: start == WakeProtocol::Asymmetric,
         spin: spin_for(sleep_wake),
         registered,
     }
@@ -191,7 +215,7 @@ const ROUNDS: usize = 9;
 /// between CPUs at any time, and is not ours to pin). Falls back to [`MIN_SPIN`]
 /// for the sleep if no thread can be started.
 #[cfg(not(any(loom, miri)))]
-fn with_peer_thread(registered: bool) -> (Option<Duration>, Duration) {
+fn with_peer_thread(registered: bool) -> Figures {
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
     use std::sync::Arc;
 
@@ -224,6 +248,9 @@ fn with_peer_thread(registered: bool) -> (Option<Duration>, Duration) {
     let w = Arc::clone(&word);
     let running = Arc::new(AtomicU64::new(0));
     let r = Arc::clone(&running);
+    // A line the measurer writes and the peer reads, for the contended fence.
+    let line = Arc::new(AtomicU64::new(0));
+    let l = Arc::clone(&line);
     let pin2 = pin.clone();
     let peer = std::thread::Builder::new()
         .name("shmbatch-calibrate".into())
@@ -235,6 +262,7 @@ fn with_peer_thread(registered: bool) -> (Option<Duration>, Duration) {
             // that the measurer knows it ran.
             while w.load(Ordering::Acquire) == 1 {
                 r.fetch_add(1, Ordering::Relaxed);
+                std::hint::black_box(l.load(Ordering::Relaxed));
             }
             loop {
                 let v = w.load(Ordering::Acquire);
@@ -249,22 +277,27 @@ fn with_peer_thread(registered: bool) -> (Option<Duration>, Duration) {
                 }
             }
         });
+    let none = Figures {
+        membarrier: None,
+        sleep_wake: MIN_SPIN,
+        fence_contended: Duration::ZERO,
+    };
     let Ok(peer) = peer else {
-        return (None, MIN_SPIN);
+        return none;
     };
     let w = Arc::clone(&word);
     let measurer = std::thread::Builder::new()
         .name("shmbatch-calibrate".into())
         .spawn(move || {
             pin(0);
-            measure_with(&w, &running, registered)
+            measure_with(&w, &running, &line, registered)
         });
     let figures = measurer.ok().and_then(|m| m.join().ok());
     word.store(u32::MAX, Ordering::Release);
     let _ = futex::wake(&word, futex::Flags::PRIVATE, 1);
     // It returns within one futex timeout.
     let _ = peer.join();
-    figures.unwrap_or((None, MIN_SPIN))
+    figures.unwrap_or(none)
 }
 
 /// The measurer's side of [`with_peer_thread`].
@@ -272,8 +305,9 @@ fn with_peer_thread(registered: bool) -> (Option<Duration>, Duration) {
 fn measure_with(
     word: &std::sync::atomic::AtomicU32,
     running: &std::sync::atomic::AtomicU64,
+    line: &std::sync::atomic::AtomicU64,
     registered: bool,
-) -> (Option<Duration>, Duration) {
+) -> Figures {
     use std::sync::atomic::Ordering;
     use std::time::Instant;
 
@@ -290,6 +324,19 @@ fn measure_with(
     // Only the calls during which the peer was seen running count (on a busy
     // machine it may be off its CPU, which a barrier then skips); if too few
     // were, the dearest of all stands for them.
+    // A store and a fence on a line the peer keeps reading: the publish of a
+    // queue whose peer polls, where the fence waits for the line to come back.
+    let fence_contended = (0..3)
+        .map(|_| {
+            let s = Instant::now();
+            for i in 0..256 {
+                line.store(i, Ordering::Relaxed);
+                std::sync::atomic::fence(Ordering::SeqCst);
+            }
+            s.elapsed() / 256
+        })
+        .min()
+        .unwrap_or(Duration::ZERO);
     let membarrier = registered
         .then(|| {
             let (mut ran, mut all) = (Vec::new(), Vec::new());
@@ -319,6 +366,11 @@ fn measure_with(
     let mut trips = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS as u32 + 2 {
         let ping = 3 + 2 * i;
+        // Long enough for the peer to be asleep, not on its way there.
+        let idle = Instant::now();
+        while idle.elapsed() < Duration::from_micros(50) {
+            std::hint::spin_loop();
+        }
         let s = Instant::now();
         word.store(ping, Ordering::Release);
         let _ = futex::wake(word, futex::Flags::PRIVATE, 1);
@@ -334,7 +386,19 @@ fn measure_with(
             trips.push(s.elapsed());
         }
     }
-    (membarrier, median(trips) / 2)
+    Figures {
+        membarrier,
+        sleep_wake: median(trips) / 2,
+        fence_contended,
+    }
+}
+
+/// What the two threads measure.
+#[cfg(not(any(loom, miri)))]
+struct Figures {
+    membarrier: Option<Duration>,
+    sleep_wake: Duration,
+    fence_contended: Duration,
 }
 
 #[cfg(not(any(loom, miri)))]
@@ -367,9 +431,12 @@ mod tests {
         let c = calibration();
         assert!(c.spin >= MIN_SPIN && c.spin <= MAX_SPIN);
         assert!(c.sleep_wake < Duration::from_millis(100));
+        let start = choose(c.registered, c.membarrier, c.sleep_wake);
+        assert_eq!(c.start_asymmetric, start == WakeProtocol::Asymmetric);
+        assert_eq!(asymmetric_wake(), c.start_asymmetric);
         if std::env::var_os("SHMBATCH_WAKE").is_none() {
-            assert_eq!(c.protocol, choose(c.registered, c.membarrier, c.sleep_wake));
+            let can = c.registered && c.membarrier.is_some();
+            assert_eq!(c.protocol == WakeProtocol::Adaptive, can);
         }
-        assert_eq!(asymmetric_wake(), c.protocol == WakeProtocol::Asymmetric);
     }
 }

@@ -37,15 +37,39 @@
 //!   sees W1 or a later store (a waker's swap to 0, whose futex wake then finds us
 //!   or makes our futex call return at once). It costs one full fence per publish.
 //!
-//! The protocol is the segment's, in its header, not the process's: every handle
-//! of a segment follows it, whatever its process would choose for segments of its
-//! own. A process that could not register for `membarrier` fences in asymmetric
-//! segments too (always correct for a waker). If WB fails (a system-call filter),
-//! a lost wake-up would be found by the waiter's next look: the waiter then sleeps
-//! at most [`SHORT_SLICE`] at a time. Creators choose by measured cost
-//! ([`calibration`]): on bare metal a heavy barrier costs about a microsecond and
-//! the asymmetric protocol saves a fence per publish; under virtualization it
-//! costs tens of microseconds and makes waiters convoy, and the symmetric one wins.
+//! ## Switching
+//! Under the asymmetric protocol the waiter pays a barrier per sleep; under the
+//! symmetric one the waker pays a fence per publish. Which is cheaper depends on
+//! the machine (a heavy barrier costs about 1 µs on bare metal, 15 µs on a KVM
+//! guest) and on the traffic (a streaming producer publishes millions of times
+//! between sleeps; a slow one once per sleep). So in an SPSC segment each waker
+//! announces its mode in a word of its own (`WakeWords::light`), the waiter runs
+//! WB only while that word is 1, and a waker may switch at any time
+//! ([`WakeProtocol::Adaptive`] does, from counted publishes and sleeps; the two
+//! others stay put):
+//!
+//! - To fenceless: store 1 in the word (`SeqCst`), then stop fencing. A waiter
+//!   whose `SeqCst` load of the word, after its W1, reads 0 precedes that store in
+//!   the `SeqCst` order S, so W1 precedes it too, and the waker's K2 (a `SeqCst`
+//!   load) follows it: K2 sees W1. A waiter that reads 1 runs WB.
+//! - To fenced: start fencing, then store 0. A waiter that reads that 0 acquires
+//!   the store, so every fenceless K1 before it is visible to its W2; later
+//!   publishes fence.
+//!
+//! A waker that dies leaves its word as it was: waiters keep paying WB for it,
+//! which is always safe, until the next waker of that end attaches and stores its
+//! own mode. A process that could not register for `membarrier` never goes
+//! fenceless. If WB fails (a system-call filter), a lost wake-up would be found by
+//! the waiter's next look: the waiter then sleeps at most [`SHORT_SLICE`] at a time.
+//!
+//! ## MPMC: ordered by the claim
+//! An MPMC waker claimed its slot with a `SeqCst` CAS on the position before it
+//! publishes, and a waiter does not sleep while the other side's position differs
+//! from what an idle queue would show (a claim is in flight or done). With W1, W2
+//! (which loads that position) and K2 all `SeqCst` and the CAS sequenced before K2:
+//! if W2 precedes the CAS in S, then W1 does too and K2 sees W1; otherwise W2 sees
+//! the claim and the waiter does not sleep. No fence and no heavy barrier, in any
+//! protocol.
 //!
 //! ## Waiting
 //! Before a waiter sleeps it spins and yields for a time ([`WaitPolicy`]):
@@ -111,43 +135,53 @@ pub(crate) fn init() {
     calibration();
 }
 
-/// How the wakers and the sleepers of one segment make sure that no wake-up is
-/// lost (the module docs of `wait`): decided by the segment's creator, recorded
-/// in its header (bit 0 of `flags`), and followed by every process that opens it.
+/// How the wakers and the sleepers of an SPSC segment make sure that no wake-up
+/// is lost (the module docs of `wait`): decided by the segment's creator and
+/// recorded in its header (bits 0 and 1 of `flags`). MPMC queues need none: their
+/// claim CAS orders their wake-ups (module docs).
 ///
-/// By default a creator takes the one its process measured to be cheaper on the
-/// machine ([`calibration`]); [`Options::wake_protocol`](crate::Options::wake_protocol)
+/// By default a creator takes [`Adaptive`](Self::Adaptive) where `membarrier(2)`
+/// works ([`calibration`]); [`Options::wake_protocol`](crate::Options::wake_protocol)
 /// sets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WakeProtocol {
+    /// Each waker chooses, and keeps choosing, between the two others from what
+    /// they cost: its publishes (each one a fence under the symmetric protocol)
+    /// against its peer's sleeps (each one a `membarrier` under the asymmetric
+    /// one), counted as they happen and priced with [`calibration`].
+    Adaptive,
     /// Publishing costs no fence; a waiter about to sleep runs
     /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which interrupts every CPU
     /// running a thread of a process that uses shmbatch. Cheap on bare metal
-    /// (about 1 µs on AMD EPYC), expensive under virtualization (14 µs on a
+    /// (about 1 µs on AMD EPYC), expensive under virtualization (15 µs on a
     /// 2-vCPU KVM guest while the peer runs).
     Asymmetric,
-    /// Every publish ends with a full fence (a few ns, a stall until the store
-    /// leaves the store buffer); a waiter about to sleep pays nothing more.
+    /// Every publish ends with a full fence (7 ns, or 30 ns when the peer is
+    /// polling the line, on the KVM guest); a waiter about to sleep pays nothing
+    /// more.
     Symmetric,
 }
 
-/// Bit 0 of the header's `flags`: the segment's wakers follow the asymmetric
-/// protocol.
-pub(crate) const FLAG_ASYMMETRIC_WAKE: u32 = 1;
+/// Bits 0 and 1 of the header's `flags`: the segment's [`WakeProtocol`].
+pub(crate) const FLAGS_WAKE: u32 = 0b11;
 
 impl WakeProtocol {
     pub(crate) fn flags(self) -> u32 {
         match self {
-            WakeProtocol::Asymmetric => FLAG_ASYMMETRIC_WAKE,
             WakeProtocol::Symmetric => 0,
+            WakeProtocol::Asymmetric => 1,
+            WakeProtocol::Adaptive => 2,
         }
     }
 
-    pub(crate) fn from_flags(flags: u32) -> WakeProtocol {
-        if flags & FLAG_ASYMMETRIC_WAKE != 0 {
-            WakeProtocol::Asymmetric
-        } else {
-            WakeProtocol::Symmetric
+    /// `None` for the one code no creator writes.
+    pub(crate) fn from_flags(flags: u32) -> Option<WakeProtocol> {
+        match flags & FLAGS_WAKE {
+            0 => Some(WakeProtocol::Symmetric),
+            1 => Some(WakeProtocol::Asymmetric),
+            2 => Some(WakeProtocol::Adaptive),
+            _ => None,
         }
     }
 
@@ -157,21 +191,75 @@ impl WakeProtocol {
     }
 }
 
-/// One handle's side of its segment's [`WakeProtocol`]: what its publishes
-/// (`wake`) and its sleeps (`sleep`) do. Process-local, copied into each handle.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Wake {
-    protocol: WakeProtocol,
-    /// KB is a compiler fence only: the segment is asymmetric and this process is
-    /// registered, so every waiter's heavy barrier reaches our CPUs.
-    light: bool,
+/// The words of one direction of wake-ups in a segment: the futex word, the
+/// waker's mode, and the sleeper's count of sleeps.
+#[derive(Clone, Copy)]
+pub(crate) struct WakeWords<'a> {
+    /// 1 while the sleeper may be asleep (the futex word).
+    pub(crate) flag: &'a AtomicU32,
+    /// 1 while the waker publishes without a fence (so the sleeper must run the
+    /// heavy barrier before it sleeps); written by the waker only.
+    pub(crate) light: &'a AtomicU32,
+    /// Sleeps so far (wrapping), counted by the sleeper, read by an adaptive
+    /// waker. A report: a peer may write any value, which only steers the
+    /// waker's choice.
+    pub(crate) sleeps: &'a AtomicU32,
 }
 
-impl Wake {
-    pub(crate) fn new(protocol: WakeProtocol) -> Wake {
-        Wake {
-            protocol,
-            light: protocol == WakeProtocol::Asymmetric && calibration().registered,
+/// An adaptive waker looks at its costs again after this many publishes...
+const RECONSIDER_PUBLISHES: u32 = 4096;
+/// ... or as soon as its peer has slept this many times.
+const RECONSIDER_SLEEPS: u32 = 64;
+
+/// One waker's side of a segment's [`WakeProtocol`], for one direction:
+/// process-local, owned by the end that publishes (`&mut` on every publish).
+#[derive(Debug)]
+pub(crate) struct Waker {
+    /// KB is a compiler fence only (we announced it in `WakeWords::light`).
+    light: bool,
+    adaptive: bool,
+    /// Publishes since we last looked at the costs.
+    publishes: u32,
+    /// The sleeper's count when we last looked.
+    seen_sleeps: u32,
+}
+
+impl Waker {
+    /// Take up the waker's role in `w` under `protocol` (before our first
+    /// publish).
+    pub(crate) fn attach(protocol: WakeProtocol, w: WakeWords<'_>) -> Waker {
+        let c = calibration();
+        let can = c.registered && c.membarrier.is_some();
+        let light = can
+            && match protocol {
+                WakeProtocol::Asymmetric => true,
+                WakeProtocol::Symmetric => false,
+                WakeProtocol::Adaptive => c.start_asymmetric,
+            };
+        let mut waker = Waker {
+            light: false,
+            adaptive: can && protocol == WakeProtocol::Adaptive,
+            publishes: 0,
+            seen_sleeps: w.sleeps.load(Ordering::Relaxed),
+        };
+        // Whatever a predecessor (perhaps one that died) left there.
+        waker.set(light, w);
+        waker
+    }
+
+    /// Switch between fenceless (`light`) and fenced publishes. See the module
+    /// docs, "Switching".
+    fn set(&mut self, light: bool, w: WakeWords<'_>) {
+        if light {
+            // Announce first: a sleeper that does not see it will be seen by our
+            // next K2, which follows this store in the SeqCst order.
+            w.light.store(1, Ordering::SeqCst);
+            self.light = true;
+        } else {
+            // Fence first: a sleeper that sees the 0 also sees every fenceless K1
+            // before it (Release/Acquire through this word).
+            self.light = false;
+            w.light.store(0, Ordering::SeqCst);
         }
     }
 
@@ -188,37 +276,98 @@ impl Wake {
         }
     }
 
-    /// Sleep on `flag` unless `ready()` already holds; see the module docs.
-    /// `ready` must load what the wakers publish with `SeqCst` (the symmetric
-    /// protocol needs it).
-    pub(crate) fn sleep(&self, flag: &AtomicU32, ready: impl FnOnce() -> bool, max: Duration) {
-        // W1: announce the sleeper. Pairs with K2 in `wake`.
-        flag.swap(1, Ordering::SeqCst);
-        // WB, in asymmetric segments only: in symmetric ones every waker fences.
-        let max = if self.protocol == WakeProtocol::Symmetric || heavy_barrier() {
-            max
-        } else {
-            max.min(SHORT_SLICE)
-        };
-        // W2.
-        if ready() {
-            return;
+    /// Wake the sleeper of `w` if it may be asleep. Call right after publishing
+    /// with a Release store (K1): this is KB and K2 of the module docs.
+    #[inline]
+    pub(crate) fn wake(&mut self, w: WakeWords<'_>) {
+        self.barrier();
+        wake_if_flagged(w.flag);
+        if self.adaptive {
+            self.count(w);
         }
-        futex_wait(flag, 1, max);
     }
 
-    /// Wake everyone asleep on `flag`. Call right after publishing with a
-    /// Release store (K1): this is KB and K2 of the module docs.
     #[inline]
-    pub(crate) fn wake(&self, flag: &AtomicU32) {
-        self.barrier();
-        // K2: pairs with W1 in `sleep` (through the barriers).
-        // The swap only decides who makes the system call; the kernel re-checks
-        // the word under its lock, so Relaxed is enough.
-        if flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::Relaxed) != 0 {
-            futex_wake(flag);
+    fn count(&mut self, w: WakeWords<'_>) {
+        self.publishes += 1;
+        // The sleep count lies on the flag's line, which K2 just read.
+        let slept = w
+            .sleeps
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.seen_sleeps);
+        if self.publishes >= RECONSIDER_PUBLISHES || slept >= RECONSIDER_SLEEPS {
+            self.reconsider(slept, w);
         }
     }
+
+    /// Compare what the last publishes cost (or would have) in fences with what
+    /// the sleeper's sleeps cost (or would have) in heavy barriers, and take the
+    /// cheaper, with a factor of 2 either way against flapping.
+    #[cold]
+    fn reconsider(&mut self, slept: u32, w: WakeWords<'_>) {
+        let c = calibration();
+        let fences = f64::from(self.publishes) * c.fence_contended.as_secs_f64();
+        let barriers = f64::from(slept.min(RECONSIDER_PUBLISHES))
+            * c.membarrier.unwrap_or(MAX_BARRIER).as_secs_f64();
+        if self.light && barriers > 2.0 * fences {
+            self.set(false, w);
+        } else if !self.light && 2.0 * barriers < fences {
+            self.set(true, w);
+        }
+        self.publishes = 0;
+        self.seen_sleeps = self.seen_sleeps.wrapping_add(slept);
+    }
+}
+
+/// What a heavy barrier is taken to cost where none was measured.
+const MAX_BARRIER: Duration = Duration::from_millis(1);
+
+/// K2 and the wake-up: wake everyone asleep on `flag` if it says someone may be.
+#[inline(always)]
+fn wake_if_flagged(flag: &AtomicU32) {
+    // K2: pairs with W1 (through the barriers). SeqCst, a plain load on x86: the
+    // mode switches and the MPMC wake-ups order it after a SeqCst store or RMW
+    // (module docs). The swap only decides who makes the system call; the kernel
+    // re-checks the word under its lock, so Relaxed is enough.
+    if flag.load(Ordering::SeqCst) != 0 && flag.swap(0, Ordering::Relaxed) != 0 {
+        futex_wake(flag);
+    }
+}
+
+/// Sleep on `w.flag` unless `ready()` already holds; the W side of the module
+/// docs (SPSC). `ready` must load what the waker publishes with `SeqCst`.
+pub(crate) fn sleep(w: WakeWords<'_>, ready: impl FnOnce() -> bool, max: Duration) {
+    // W1: announce the sleeper. Pairs with K2.
+    w.flag.swap(1, Ordering::SeqCst);
+    w.sleeps.fetch_add(1, Ordering::Relaxed);
+    // WB, only while the waker publishes without a fence (module docs).
+    let max = if w.light.load(Ordering::SeqCst) == 0 || heavy_barrier() {
+        max
+    } else {
+        max.min(SHORT_SLICE)
+    };
+    // W2.
+    if ready() {
+        return;
+    }
+    futex_wait(w.flag, 1, max);
+}
+
+/// The MPMC wake: K2 only. The waker's claim CAS (SeqCst) is sequenced before it,
+/// and the sleeper does not sleep once it sees that claim (module docs).
+#[inline]
+pub(crate) fn wake_claimed(flag: &AtomicU32) {
+    wake_if_flagged(flag);
+}
+
+/// The MPMC sleep: W1, then W2 (which must look, with SeqCst, at the position the
+/// waker's claim CAS moves), then the futex.
+pub(crate) fn sleep_claimed(flag: &AtomicU32, ready: impl FnOnce() -> bool, max: Duration) {
+    flag.swap(1, Ordering::SeqCst);
+    if ready() {
+        return;
+    }
+    futex_wait(flag, 1, max);
 }
 
 /// WB: a full barrier on every CPU running a registered process. `false` if the
@@ -433,5 +582,90 @@ pub(crate) fn block<S, R, E>(
         if !backoff.snooze() {
             sleep(s, deadline.slice())?;
         }
+    }
+}
+
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    use super::*;
+
+    struct Words([AtomicU32; 3]);
+
+    impl Words {
+        fn new() -> Words {
+            Words([AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)])
+        }
+        fn get(&self) -> WakeWords<'_> {
+            WakeWords {
+                flag: &self.0[0],
+                light: &self.0[1],
+                sleeps: &self.0[2],
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_protocols_announce_their_mode_and_keep_it() {
+        let c = calibration();
+        let can = c.registered && c.membarrier.is_some();
+        let w = Words::new();
+        w.0[1].store(1, Ordering::Relaxed); // a dead predecessor's
+        let mut sym = Waker::attach(WakeProtocol::Symmetric, w.get());
+        assert_eq!(w.0[1].load(Ordering::Relaxed), 0);
+        for _ in 0..2 * RECONSIDER_PUBLISHES {
+            sym.wake(w.get());
+        }
+        assert_eq!(w.0[1].load(Ordering::Relaxed), 0);
+        let w = Words::new();
+        let mut asym = Waker::attach(WakeProtocol::Asymmetric, w.get());
+        assert_eq!(w.0[1].load(Ordering::Relaxed), u32::from(can));
+        w.0[2].store(10 * RECONSIDER_SLEEPS, Ordering::Relaxed);
+        asym.wake(w.get());
+        assert_eq!(w.0[1].load(Ordering::Relaxed), u32::from(can));
+    }
+
+    #[test]
+    fn an_adaptive_waker_follows_its_traffic() {
+        let c = calibration();
+        let w = Words::new();
+        let mut waker = Waker::attach(WakeProtocol::Adaptive, w.get());
+        let light = || w.0[1].load(Ordering::Relaxed) == 1;
+        if !(c.registered && c.membarrier.is_some()) {
+            assert!(!light());
+            return;
+        }
+        assert_eq!(light(), c.start_asymmetric);
+        // Streaming: publishes and no sleeps make fences the dearer side.
+        for _ in 0..RECONSIDER_PUBLISHES {
+            waker.wake(w.get());
+        }
+        assert!(light(), "{c:?}");
+        // A sleep per publish makes barriers the dearer side (a barrier costs
+        // more than a fence on every machine).
+        for _ in 0..RECONSIDER_SLEEPS {
+            w.0[2].fetch_add(1, Ordering::Relaxed);
+            waker.wake(w.get());
+        }
+        assert!(!light(), "{c:?}");
+        // And back.
+        for _ in 0..RECONSIDER_PUBLISHES {
+            waker.wake(w.get());
+        }
+        assert!(light());
+    }
+
+    #[test]
+    fn a_sleeper_that_is_ready_does_not_sleep_and_counts_its_sleep() {
+        let w = Words::new();
+        w.0[1].store(1, Ordering::Relaxed);
+        let t = Instant::now();
+        sleep(w.get(), || true, Duration::from_secs(5));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert_eq!(w.0[0].load(Ordering::Relaxed), 1);
+        assert_eq!(w.0[2].load(Ordering::Relaxed), 1);
+        // The waker's next publish clears the flag (and would wake).
+        let mut waker = Waker::attach(WakeProtocol::Symmetric, w.get());
+        waker.wake(w.get());
+        assert_eq!(w.0[0].load(Ordering::Relaxed), 0);
     }
 }
