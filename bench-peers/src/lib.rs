@@ -7,11 +7,17 @@
 //! [`child`] is that other end.
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod ringfire;
+mod shaq;
+
+pub use self::ringfire::ringfire;
+pub use self::shaq::shaq;
 
 /// The back-off shmbatch uses before it sleeps, from the library itself (16 looks
 /// one CPU pause apart, then 2, 4 .. 64 pauses between looks, then yield; see
@@ -136,6 +142,90 @@ fn spawn(exe: &Path, args: &[String]) -> std::io::Result<std::process::Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
+}
+
+/// Elements in a shmbatch ring of the bench for batches of `batch`: the larger of
+/// 4 batches and 16384 elements (as in the CLI's `ring_for`).
+fn ring_elements(batch: usize) -> usize {
+    (4 * batch).max(16384)
+}
+
+/// A fresh path for a shared memory file: in `/dev/shm` (the temporary directory
+/// where there is none), unique to this process and call.
+fn shm_path(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = Path::new("/dev/shm");
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join(format!("shmbatch-bench-{}-{n}-{tag}", std::process::id()))
+}
+
+/// A shared memory file and the peer process that uses it. Dropped, also on an
+/// error path, it gives the process `grace` to exit by itself, ends it if it has
+/// not, reaps it and removes the file.
+struct ShmPeer {
+    path: PathBuf,
+    child: Option<Child>,
+    grace: Duration,
+}
+
+impl ShmPeer {
+    /// The file at `path`, removed on drop: nothing has been started yet.
+    fn new(path: PathBuf) -> Self {
+        ShmPeer {
+            path,
+            child: None,
+            grace: Duration::ZERO,
+        }
+    }
+
+    /// Starts `exe bench-peer ARGS` as the peer; its standard output is piped.
+    fn spawn(&mut self, exe: &Path, args: &[String]) -> Result<&mut Child, Skipped> {
+        let child = spawn(exe, args).map_err(|e| format!("spawn {}: {e}", exe.display()))?;
+        Ok(self.child.insert(child))
+    }
+
+    /// Why the peer process has gone, or `None` while it runs.
+    fn exited(&mut self) -> Option<String> {
+        let c = self.child.as_mut()?;
+        match c.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(format!("the peer process exited early ({status})")),
+            Err(e) => Some(format!("the peer process: {e}")),
+        }
+    }
+}
+
+impl Drop for ShmPeer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let until = Instant::now() + self.grace;
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs `f` on a thread with a 64 MiB stack: ringfire moves its records by value,
+/// and a record of 65536 `f64` is 512 KiB.
+fn on_big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn_scoped(s, f)
+            .expect("spawn a thread");
+        h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 /// A pipe between two processes carrying the raw bytes of each batch.
@@ -380,8 +470,8 @@ mod iox {
 }
 
 /// The child end of the cross-process peers: `pipe BATCH`, `uds BATCH PATH`,
-/// `ipc-channel BATCH SERVER` or `iceoryx2 BATCH SERVICE`. Returns `false` for an
-/// unknown peer.
+/// `ipc-channel BATCH SERVER`, `ringfire-send BATCH PATH`, `shaq-send BATCH PATH`
+/// or `iceoryx2 BATCH SERVICE`. Returns `false` for an unknown peer.
 pub fn child(args: &[String]) -> bool {
     let batch = || args[1].parse::<usize>().expect("batch size");
     match args.first().map(String::as_str) {
@@ -399,6 +489,10 @@ pub fn child(args: &[String]) -> bool {
             let buf = vec![1u8; batch() * 8];
             while tx.send(&buf).is_ok() {}
         }
+        Some("ringfire-send") => {
+            exit_on_error("ringfire producer", ringfire::send(batch(), &args[2]))
+        }
+        Some("shaq-send") => exit_on_error("shaq producer", shaq::send(batch(), &args[2])),
         #[cfg(feature = "iceoryx2")]
         Some("iceoryx2") => {
             if let Err(e) = iox::publish(batch(), &args[2]) {
@@ -409,6 +503,14 @@ pub fn child(args: &[String]) -> bool {
         _ => return false,
     }
     true
+}
+
+/// A child's failure: printed, and the process exits with status 1.
+fn exit_on_error(what: &str, r: Result<(), String>) {
+    if let Err(e) = r {
+        eprintln!("{what}: {e}");
+        std::process::exit(1);
+    }
 }
 
 const PYTHON: &str = r#"
