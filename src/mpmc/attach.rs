@@ -172,6 +172,12 @@ impl End {
             Role::Sender => (&q.ctl().tail, &q.ctl().head, sub(seen.pos, q.dims.one_lap)),
             Role::Receiver => (&q.ctl().head, &q.ctl().tail, seen.pos),
         };
+        // A claim already in flight: no need to announce a sleep (which would make
+        // the claimer's publish pay a futex system call for nobody).
+        if PosWord(other.load(Ordering::SeqCst)).pos() != idle {
+            crate::sync::yield_now();
+            return;
+        }
         let mut claimed = false;
         wait::sleep_claimed(
             q.flag_waiting_for(peer),

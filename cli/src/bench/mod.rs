@@ -32,7 +32,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Leave out the other libraries (rtrb, crossbeam, pipe, socket, ipc-channel,
-    /// iceoryx2, Python).
+    /// ringfire, shaq, iceoryx2, Python).
     #[arg(long)]
     no_peers: bool,
 }
@@ -247,7 +247,7 @@ pub(crate) fn run(args: &Args) -> Result {
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
     let peers = !args.no_peers;
     let iceoryx2 = peers && shmbatch_bench_peers::ICEORYX2_BUILT;
-    let per_size = 4 + if peers { 5 } else { 0 } + usize::from(iceoryx2);
+    let per_size = 4 + if peers { 7 } else { 0 } + usize::from(iceoryx2);
     let per_run = SIZES.len() * per_size + 2 + 2 + 2 + if peers { 2 } else { 0 };
     let pb = ProgressBar::new((per_run * runs as usize) as u64);
     pb.set_style(
@@ -280,6 +280,8 @@ pub(crate) fn run(args: &Args) -> Result {
                 b.tput(PIPE, n, || Ok(p::pipe(&exe, n, dur)?));
                 b.tput(UDS, n, || Ok(p::unix_socket(&exe, n, dur)?));
                 b.tput(IPC_CHANNEL, n, || Ok(p::ipc_channel(&exe, n, dur)?));
+                b.tput(RINGFIRE, n, || Ok(p::ringfire(&exe, n, dur)?));
+                b.tput(SHAQ, n, || Ok(p::shaq(&exe, n, dur)?));
                 if iceoryx2 {
                     b.tput(ICEORYX2, n, || Ok(p::iceoryx2(&exe, n, dur)?));
                 }
