@@ -36,7 +36,7 @@
 //! | 24 | 4 | `elem_size` | `size_of::<T>()` in bytes, at least 1 |
 //! | 28 | 4 | `elem_align` | `align_of::<T>()`, a power of two, at most 128 |
 //! | 32 | 4 | `tag_len` | length of the type tag in bytes, 0 (untagged) to [`TAG_MAX`] |
-//! | 36 | 4 | `flags` | bits 0 and 1, SPSC only: the [`WakeProtocol`](crate::WakeProtocol), 0 symmetric, 1 asymmetric, 2 adaptive (3 is refused); other bits 0, and refused if set |
+//! | 36 | 4 | `flags` | bits 0 and 1, SPSC only: the [`WakeProtocol`], 0 symmetric, 1 asymmetric, 2 adaptive (3 is refused); other bits 0, and refused if set |
 //! | 40 | 8 | `capacity` | elements asked for at creation (SPSC: the ring is the `data_len` bytes of the data region), slots (MPMC), elements (array) |
 //! | 48 | 8 | `max_batch` | largest batch in elements (queues); 0 for arrays |
 //! | 56 | 8 | `stride` | slot size in bytes (MPMC); 0 otherwise |

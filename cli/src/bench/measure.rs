@@ -274,7 +274,7 @@ impl Bare {
     }
 
     fn word(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset + 8 <= self.len && offset % 8 == 0);
+        assert!(offset + 8 <= self.len && offset.is_multiple_of(8));
         // SAFETY: in bounds of the mapping (asserted), 8-aligned (page-aligned
         // base), and shared memory holds no Rust invariants besides those of the
         // atomic, which is valid for any bits.
