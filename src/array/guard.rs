@@ -10,6 +10,7 @@ use bytemuck::Pod;
 
 use super::lock::Held;
 use super::{try_take, Recovered, Scratch, SharedArray};
+use crate::wait::WaitPolicy;
 
 /// The cross-process lock of a [`SharedArray`], held, with a private working copy
 /// of the array: from [`SharedArray::lock`] and its `try_`/`_timeout`/`_deadline`
@@ -106,5 +107,21 @@ impl<T: Pod> fmt::Debug for WriteGuard<'_, T> {
             .field("len", &self.scratch.work.len())
             .field("recovered", &self.recovered())
             .finish_non_exhaustive()
+    }
+}
+
+/// How a handle waits for the lock.
+impl<T: Pod> SharedArray<T> {
+    /// How this handle waits for the lock (and retries a read that a write
+    /// overlapped): [`WaitPolicy`], what [`Options::wait_policy`] set,
+    /// [`WaitPolicy::Adaptive`] by default.
+    #[must_use]
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.core.policy
+    }
+
+    /// Change how this handle waits, from the next call on.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.core.policy = policy;
     }
 }

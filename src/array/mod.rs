@@ -136,7 +136,7 @@ use crate::error::{LockBusy, LockTimeout, Result};
 use crate::layout::{Shape, TypeInfo, ARRAY_DATA_OFFSET};
 use crate::options::Options;
 use crate::segment::{Create, Region};
-use crate::wait::{Deadline, WaitPolicy};
+use crate::wait::Deadline;
 
 mod elements;
 mod guard;
@@ -431,19 +431,6 @@ impl<T: Pod> SharedArray<T> {
             reads: Mutex::new(Vec::new()),
             _t: PhantomData,
         }
-    }
-
-    /// How this handle waits for the lock (and retries a read that a write
-    /// overlapped): [`WaitPolicy`], what [`Options::wait_policy`] set,
-    /// [`WaitPolicy::Adaptive`] by default.
-    #[must_use]
-    pub fn wait_policy(&self) -> WaitPolicy {
-        self.core.policy
-    }
-
-    /// Change how this handle waits, from the next call on.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.core.policy = policy;
     }
 
     /// Number of elements.

@@ -18,7 +18,7 @@ use super::ring::{Ring, SpscControl};
 use crate::layout::{Geometry, TypeInfo};
 use crate::options::Options;
 use crate::segment::{Create, ProcId, Region};
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Deadline, Liveness, WaitPolicy, WakeProtocol};
 use crate::{Error, Result, Role};
 
@@ -40,6 +40,37 @@ const fn owner_id(word: u64) -> ProcId {
     ProcId::unpack(word >> 8)
 }
 const _: () = assert!(crate::segment::PROC_BITS + 8 <= 64);
+
+/// Owner words and futex words: written rarely (attach, detach, going to sleep),
+/// read on every operation, so they share a line that stays cached.
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct Peers {
+    /// Producer's owner word: `ProcId::pack() << 8 | state`, the state in bits
+    /// 0..8 (0 never attached, `ATTACHED`, `LEFT`), the producer's pid in bits
+    /// 8..30 and its start time in bits 30..62; bits 62..64 are 0. Written by the
+    /// attaching/leaving producer (Acquire CAS / `SeqCst` store), and by a
+    /// consumer that found the producer's process dead (Acquire CAS ATTACHED ->
+    /// LEFT, keeping the `ProcId`); read with Acquire (`SeqCst` before sleeping).
+    /// See `link.rs`.
+    pub(super) producer: AtomicU64,
+    /// Consumer's owner word, likewise.
+    pub(super) consumer: AtomicU64,
+    /// Futex: 1 while the consumer may sleep waiting for data.
+    pub(super) data_ready: AtomicU32,
+    /// Futex: 1 while the producer may sleep waiting for space.
+    pub(super) space_ready: AtomicU32,
+    /// 1 while the producer publishes without a fence: a consumer about to sleep
+    /// runs the heavy barrier (wait.rs, "Switching"). Written by the producer.
+    pub(super) producer_light: AtomicU32,
+    /// Likewise for the consumer's releases and a sleeping producer.
+    pub(super) consumer_light: AtomicU32,
+    /// Consumer sleeps so far (wrapping; a report that steers an adaptive
+    /// producer's choice, nothing more).
+    pub(super) data_sleeps: AtomicU32,
+    /// Producer sleeps so far, likewise.
+    pub(super) space_sleeps: AtomicU32,
+}
 
 /// One attached end: the ring, which end we are, and when we last asked whether
 /// the peer's process lives.

@@ -205,6 +205,13 @@ fn time_fence() -> Duration {
         .map_or(Duration::ZERO, |t| t / N)
 }
 
+/// The longest futex sleep of a calibration thread (each re-checks after it).
+#[cfg(not(any(loom, miri)))]
+const TIMEOUT: rustix::thread::futex::Timespec = rustix::thread::futex::Timespec {
+    tv_sec: 0,
+    tv_nsec: 50_000_000,
+};
+
 /// Rounds of each measurement with the peer thread; the median is kept.
 #[cfg(not(any(loom, miri)))]
 const ROUNDS: usize = 9;
@@ -221,10 +228,6 @@ fn with_peer_thread(registered: bool) -> Figures {
 
     use rustix::thread::{futex, CpuSet};
 
-    const TIMEOUT: futex::Timespec = futex::Timespec {
-        tv_sec: 0,
-        tv_nsec: 50_000_000,
-    };
     // The first two CPUs this process may run on, if there are two.
     let cpus: Vec<usize> = rustix::thread::sched_getaffinity(None)
         .map(|set| {
@@ -313,10 +316,6 @@ fn measure_with(
 
     use rustix::thread::{futex, membarrier, MembarrierCommand};
 
-    const TIMEOUT: futex::Timespec = futex::Timespec {
-        tv_sec: 0,
-        tv_nsec: 50_000_000,
-    };
     let started = Instant::now();
     while word.load(Ordering::Acquire) == 0 && started.elapsed() < Duration::from_millis(50) {
         std::thread::yield_now();
