@@ -113,7 +113,7 @@ impl<T: Pod> fmt::Debug for WriteGuard<'_, T> {
 /// How a handle waits for the lock.
 impl<T: Pod> SharedArray<T> {
     /// How this handle waits for the lock (and retries a read that a write
-    /// overlapped): [`WaitPolicy`], what [`Options::wait_policy`] set,
+    /// overlapped): [`WaitPolicy`], what [`Options::wait_policy`](crate::Options::wait_policy) set,
     /// [`WaitPolicy::Adaptive`] by default.
     #[must_use]
     pub fn wait_policy(&self) -> WaitPolicy {
