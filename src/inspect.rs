@@ -68,6 +68,38 @@ pub struct Peer {
     pub process: Process,
 }
 
+/// What a broadcast segment's control block says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BroadcastInfo {
+    /// Whether the log is lossy (else lossless).
+    pub lossy: bool,
+    /// Lossless: the eviction timeout, if any.
+    pub evict_after: Option<std::time::Duration>,
+    /// Batches published so far.
+    pub published: u64,
+    /// Whether the publisher has dropped.
+    pub closed: bool,
+    /// The subscribers attached now (and evicted ones not yet gone).
+    pub subscribers: Vec<SubscriberInfo>,
+}
+
+/// One subscriber of a broadcast log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriberInfo {
+    /// Its entry in the subscriber table.
+    pub entry: usize,
+    /// Its process.
+    pub process: Process,
+    /// Evicted (lossless): it will receive nothing more.
+    pub evicted: bool,
+    /// Batches published that it has not received.
+    pub behind: u64,
+    /// Batches it was told it lost (lossy).
+    pub missed: u64,
+}
+
 /// How full a queue is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fill {
@@ -140,6 +172,8 @@ pub struct SegmentInfo {
     pub fill: Option<Fill>,
     /// Array: the sequence counter (odd while a write is being published).
     pub seq: Option<u64>,
+    /// Broadcast: the policy, the publisher's count and every subscriber.
+    pub broadcast: Option<BroadcastInfo>,
 }
 
 impl SegmentInfo {
@@ -276,6 +310,7 @@ fn control_size(kind: Kind) -> usize {
         Kind::Spsc => std::mem::size_of::<crate::spsc::SpscControl>(),
         Kind::Mpmc => std::mem::size_of::<crate::mpmc::MpmcControl>(),
         Kind::Array => std::mem::size_of::<crate::array::ArrayControl>(),
+        Kind::Broadcast => std::mem::size_of::<crate::broadcast::BroadcastControl>(),
     }
 }
 
@@ -341,6 +376,7 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
         peers: Vec::new(),
         fill: None,
         seq: None,
+        broadcast: None,
     };
     match g.kind {
         Kind::Spsc => {
@@ -370,6 +406,42 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
                 });
             }
             info.seq = Some(s.seq);
+        }
+        Kind::Broadcast => {
+            let s = crate::broadcast::stats(map.at(CONTROL_OFFSET));
+            if let Some(p) = s.publisher {
+                info.peers.push(Peer {
+                    role: Some(Role::Sender),
+                    process: Process::of(p),
+                });
+            }
+            let mut subscribers = Vec::new();
+            for e in &s.entries {
+                let process = Process::of(e.proc);
+                info.peers.push(Peer {
+                    role: Some(Role::Receiver),
+                    process,
+                });
+                subscribers.push(SubscriberInfo {
+                    entry: e.index,
+                    process,
+                    evicted: e.evicted,
+                    behind: s.published.saturating_sub(e.seq),
+                    missed: e.missed,
+                });
+            }
+            info.fill = Some(Fill {
+                used: s.used.min(g.data_len as u64),
+                total: g.data_len as u64,
+                unit: "bytes",
+            });
+            info.broadcast = Some(BroadcastInfo {
+                lossy: s.lossy,
+                evict_after: s.evict_after,
+                published: s.published,
+                closed: s.closed,
+                subscribers,
+            });
         }
         Kind::Mpmc => {
             let s = crate::mpmc::stats(map.at(CONTROL_OFFSET), g.capacity);

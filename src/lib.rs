@@ -139,6 +139,7 @@ compile_error!(
 mod verbs;
 
 pub mod array;
+pub mod broadcast;
 mod error;
 pub mod inspect;
 pub mod layout;
@@ -156,7 +157,7 @@ pub use error::{
     TrySendError,
 };
 pub use error::{IndexOutOfBounds, LockBusy, LockTimeout};
-pub use inspect::{inspect, list, SegmentInfo};
+pub use inspect::{inspect, list, BroadcastInfo, SegmentInfo, SubscriberInfo};
 pub use layout::{Kind, Role};
 pub use options::Options;
 pub use segment::{remove, remove_any, Mapped, MAX_NAME_LEN};

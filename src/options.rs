@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
+use crate::broadcast::{Policy, Start};
 use crate::error::{Error, Result};
 use crate::layout::TypeInfo;
 use crate::segment::files::DEFAULT_MODE;
@@ -62,6 +63,9 @@ pub struct Options {
     shape: Option<Vec<usize>>,
     wait_policy: WaitPolicy,
     wake_protocol: Option<WakeProtocol>,
+    broadcast_policy: Policy,
+    evict_after: Option<Duration>,
+    start: Start,
 }
 
 impl Default for Options {
@@ -76,6 +80,9 @@ impl Default for Options {
             shape: None,
             wait_policy: WaitPolicy::Adaptive,
             wake_protocol: None,
+            broadcast_policy: Policy::Lossless,
+            evict_after: None,
+            start: Start::Next,
         }
     }
 }
@@ -203,6 +210,55 @@ impl Options {
     pub fn wake_protocol(mut self, protocol: WakeProtocol) -> Options {
         self.wake_protocol = Some(protocol);
         self
+    }
+
+    /// Creating a broadcast log: [`Policy::Lossless`] (the default) or
+    /// [`Policy::Lossy`] ([`crate::broadcast`]). Queues and arrays ignore it.
+    pub fn broadcast_policy(mut self, policy: Policy) -> Options {
+        self.broadcast_policy = policy;
+        self
+    }
+
+    /// Creating a lossless broadcast log: evict a subscriber that holds the
+    /// publisher back this long without moving (at most a day). Unset, never.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use shmbatch::broadcast::{self, RecvError, Start};
+    /// use shmbatch::Options;
+    /// let opts = Options::new().evict_after(Duration::from_millis(20));
+    /// let (mut tx, mut stalled) = broadcast::channel_with::<f64>(64, &opts)?;
+    /// for i in 0..1000 {
+    ///     tx.send(&[i as f64])?; // waits 20 ms once, then evicts `stalled`
+    /// }
+    /// assert_eq!(stalled.recv_into(&mut Vec::new()), Err(RecvError::Evicted));
+    /// let mut again = tx.subscribe(Start::Oldest)?; // subscribe again
+    /// assert!(again.recv_into(&mut Vec::new())? > 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn evict_after(mut self, timeout: Duration) -> Options {
+        self.evict_after = Some(timeout);
+        self
+    }
+
+    /// Opening a broadcast subscriber: where it starts ([`Start::Next`] by
+    /// default).
+    pub fn start(mut self, start: Start) -> Options {
+        self.start = start;
+        self
+    }
+
+    pub(crate) fn broadcast_policy_of(&self) -> Policy {
+        self.broadcast_policy
+    }
+
+    pub(crate) fn broadcast_evict_after(&self) -> Option<Duration> {
+        self.evict_after
+    }
+
+    pub(crate) fn broadcast_start(&self) -> Start {
+        self.start
     }
 
     /// The wait policy asked for.

@@ -138,6 +138,8 @@ pub enum Kind {
     Mpmc,
     /// A shared array updated in place.
     Array,
+    /// A broadcast log: one publisher, many subscribers ([`crate::broadcast`]).
+    Broadcast,
 }
 
 impl Kind {
@@ -148,6 +150,7 @@ impl Kind {
             Kind::Spsc => 1,
             Kind::Mpmc => 2,
             Kind::Array => 3,
+            Kind::Broadcast => 4,
         }
     }
 
@@ -157,6 +160,7 @@ impl Kind {
             1 => Some(Kind::Spsc),
             2 => Some(Kind::Mpmc),
             3 => Some(Kind::Array),
+            4 => Some(Kind::Broadcast),
             _ => None,
         }
     }
@@ -167,6 +171,7 @@ impl Kind {
             Kind::Spsc => "spsc",
             Kind::Mpmc => "mpmc",
             Kind::Array => "array",
+            Kind::Broadcast => "broadcast",
         }
     }
 }
