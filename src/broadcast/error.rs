@@ -2,7 +2,7 @@
 //! ([`crate::TrySendError`] and the rest), where `Disconnected` never occurs: a
 //! publisher with no subscribers goes on publishing into the log.
 
-use super::log::Miss;
+use super::reader::Miss;
 
 /// Error of `try_recv` and `try_recv_into`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -102,8 +102,10 @@
 mod error;
 mod log;
 mod publisher;
+mod reader;
 mod subscriber;
 mod wire;
+mod writer;
 
 pub use error::{RecvError, RecvTimeoutError, TryRecvError};
 pub use log::Start;

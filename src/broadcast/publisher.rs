@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::log::{Blocker, Claim, ClaimMiss, Log, Pub, Start};
+use super::log::{Log, Start};
 use super::subscriber::Subscriber;
 use super::wire::{Config, Dims, MAX_EVICT};
+use super::writer::{Blocker, Claim, ClaimMiss, Pub};
 use super::{BroadcastControl, Policy};
 use crate::layout::TypeInfo;
 use crate::options::Options;
@@ -338,6 +339,10 @@ impl<T: Pod> Wait for Claiming<'_, T> {
 
     fn sleep(&mut self, slice: Duration) -> Result<(), TrySendError> {
         let tx = &mut *self.tx;
+        if tx.live.due(true) {
+            tx.live.ask(); // the next attempt checks the blocker's process
+            return Ok(());
+        }
         if let Some(b) = tx.blocker {
             // Wake in time to evict the blocker, if it comes to that.
             let slice = tx

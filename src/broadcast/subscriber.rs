@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::error::{RecvError, RecvTimeoutError, TryRecvError};
-use super::log::{Log, Miss, Peeked, Start, Sub};
+use super::log::{Log, Start};
+use super::reader::{Miss, Peeked, Sub};
 use super::wire::Dims;
 use super::{BroadcastControl, Policy};
 use crate::options::Options;

@@ -3,11 +3,13 @@
 //!
 //! # Wire format
 //! ```text
-//! control block (at CONTROL_OFFSET, 2 + MAX_SUBSCRIBERS lines of 128 bytes)
-//!   line 0   tail, seq, claim, oldest                      (the publisher)
-//!   line 1   policy, evict_after_ns, owner, closed,         (creator, then rarely)
-//!            futex and wake words of both directions
-//!   line 2+i subscriber entry i: owner, pos, seq, missed   (subscriber i; the
+//! control block (at CONTROL_OFFSET, 3 + MAX_SUBSCRIBERS lines of 128 bytes)
+//!   line 0   tail, seq              (the publisher, every batch; read rarely)
+//!   line 1   claim, oldest          (the publisher, now and then; read by
+//!                                    subscribers for every batch)
+//!   line 2   policy, evict_after_ns, owner, closed, subscribers, joins, used,
+//!            futex and wake words of both directions (creator, then rarely)
+//!   line 3+i subscriber entry i: owner, pos, seq, missed   (subscriber i; the
 //!            publisher only to reap or evict)
 //! data region: the log, `ring` bytes (a multiple of 2 * unit)
 //!   record   seq word: batch number + 1 (| PENDING at the publisher's frontier)
@@ -71,7 +73,8 @@ impl Owner {
     }
 }
 
-/// The words only the publisher writes (line 0).
+/// The words the publisher writes for every batch (line 0), which subscribers
+/// read only when they join.
 #[repr(C)]
 #[derive(Default)]
 pub(super) struct PublisherLine {
@@ -80,10 +83,19 @@ pub(super) struct PublisherLine {
     pub(super) tail: AtomicU64,
     /// Batches ever published (a report: subscribers' lag, `inspect`).
     pub(super) seq: AtomicU64,
+}
+
+/// The words the publisher writes now and then (line 1), which subscribers read
+/// for every batch.
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct ClaimLine {
     /// The end of the bytes the publisher may be writing: no byte at a position
     /// `>= claim` is written, so a record at `p` is intact while
-    /// `claim <= p + ring`. Lossy: the end of the record being written. Lossless:
-    /// the slowest active subscriber's position plus the ring.
+    /// `claim <= p + ring`. Lossy: past the end of the record being written, in
+    /// steps of [`Dims::chunk`] (so that subscribers find the line unchanged for
+    /// most batches), at most `tail + ring`. Lossless: the slowest active
+    /// subscriber's position plus the ring.
     pub(super) claim: AtomicU64,
     /// Position of the oldest record still intact (`<= tail`, `>= claim - ring`
     /// once the publisher stored both). Stored before `claim` grows.
@@ -105,6 +117,11 @@ pub(super) struct SharedLine {
     pub(super) closed: AtomicU64,
     /// Active subscribers (a report; the entries are the truth).
     pub(super) subscribers: AtomicU64,
+    /// Bumped by every subscriber once its entry is active (sync point "join").
+    pub(super) joins: AtomicU64,
+    /// One past the highest entry ever taken: the publisher scans `0..used`.
+    /// Untrusted: clamped to `MAX_SUBSCRIBERS`.
+    pub(super) used: AtomicU64,
     /// 1 while a subscriber may sleep waiting for a batch.
     pub(super) data_ready: AtomicU32,
     pub(super) data_light: AtomicU32,
@@ -134,6 +151,7 @@ pub(super) struct Entry {
 #[repr(C)]
 pub(crate) struct BroadcastControl {
     pub(super) publisher: Padded<PublisherLine>,
+    pub(super) claims: Padded<ClaimLine>,
     pub(super) shared: Padded<SharedLine>,
     pub(super) entries: [Padded<Entry>; MAX_SUBSCRIBERS],
 }
@@ -142,6 +160,7 @@ impl Default for BroadcastControl {
     fn default() -> Self {
         BroadcastControl {
             publisher: Padded::default(),
+            claims: Padded::default(),
             shared: Padded::default(),
             entries: std::array::from_fn(|_| Padded::default()),
         }
@@ -152,9 +171,10 @@ impl Default for BroadcastControl {
 const _: () = {
     use crate::layout::LINE;
     use std::mem::{offset_of, size_of};
-    assert!(size_of::<BroadcastControl>() == (2 + MAX_SUBSCRIBERS) * LINE);
-    assert!(offset_of!(BroadcastControl, shared) == LINE);
-    assert!(offset_of!(BroadcastControl, entries) == 2 * LINE);
+    assert!(size_of::<BroadcastControl>() == (3 + MAX_SUBSCRIBERS) * LINE);
+    assert!(offset_of!(BroadcastControl, claims) == LINE);
+    assert!(offset_of!(BroadcastControl, shared) == 2 * LINE);
+    assert!(offset_of!(BroadcastControl, entries) == 3 * LINE);
 };
 
 // SAFETY: all-zero is a valid initial state (policy lossless, no publisher, no
@@ -266,6 +286,12 @@ impl Dims {
             return Err(bad("log length does not match the capacity"));
         }
         Ok(d)
+    }
+
+    /// Lossy: the step of the announced claim, a sixteenth of the log (at least
+    /// a unit): a lapped subscriber may be told so up to that much early.
+    pub(super) fn chunk(&self) -> u64 {
+        (self.ring / 16).next_multiple_of(self.unit) as u64
     }
 
     /// Bytes of a record of `len <= max_batch` elements.
