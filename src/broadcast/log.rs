@@ -148,6 +148,61 @@ impl Log {
         }
     }
 
+    /// Whether a subscriber's read may race with the publisher's overwrite: lossy
+    /// logs, and lossless logs that evict. Their elements are written and copied
+    /// as 8-byte `Relaxed` atomic words ([`store_words`](Self::store_words),
+    /// [`load_words`](Self::load_words)), so that a lapped or evicted reader's
+    /// copy races with nothing in the memory model's terms, and the seqlock
+    /// argument of sync point "claim" holds as stated.
+    pub(super) fn racy(&self) -> bool {
+        self.config.lossy || self.config.evict_after.is_some()
+    }
+
+    fn word(&self, off: usize) -> &AtomicU64 {
+        // SAFETY: callers pass 8-aligned offsets of words inside a record inside
+        // the log (see store_words); racy logs access the elements only through
+        // these atomics.
+        unsafe { crate::sync::region_word(self.region.shadow(), self.data.as_ptr(), off) }
+    }
+
+    /// Racy logs: write `bytes` bytes from `src` as the elements of the record at
+    /// `off` (validated: `off + record(len) <= ring` with `bytes <= len * elem`),
+    /// word by word. The last word is padded with zeros, inside the record's
+    /// padding (records are a multiple of `unit >= 16`).
+    ///
+    /// # Safety
+    /// `src` must be valid for `bytes` bytes of reads.
+    pub(super) unsafe fn store_words(&self, off: usize, src: *const u8, bytes: usize) {
+        let base = off + self.dims.unit;
+        let mut i = 0;
+        while i < bytes {
+            let n = (bytes - i).min(8);
+            let mut w = [0u8; 8];
+            // SAFETY: i + n <= bytes (caller: readable).
+            unsafe { std::ptr::copy_nonoverlapping(src.add(i), w.as_mut_ptr(), n) };
+            self.word(base + i)
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            i += 8;
+        }
+    }
+
+    /// Racy logs: read `bytes` bytes of the elements of the record at `off` into
+    /// `dst`, word by word (the inverse of `store_words`).
+    ///
+    /// # Safety
+    /// `dst` must be valid for `bytes` bytes of writes.
+    pub(super) unsafe fn load_words(&self, off: usize, dst: *mut u8, bytes: usize) {
+        let base = off + self.dims.unit;
+        let mut i = 0;
+        while i < bytes {
+            let n = (bytes - i).min(8);
+            let w = self.word(base + i).load(Ordering::Relaxed).to_ne_bytes();
+            // SAFETY: i + n <= bytes (caller: writable).
+            unsafe { std::ptr::copy_nonoverlapping(w.as_ptr(), dst.add(i), n) };
+            i += 8;
+        }
+    }
+
     /// The elements of a record whose header is at `off` (validated by callers to
     /// lie inside the log).
     #[inline]

@@ -30,7 +30,37 @@ pub struct Publisher<T: Pod = f64> {
     /// The blocker of the last full attempt.
     blocker: Option<Blocker>,
     policy: WaitPolicy,
+    /// Racy logs: where a reservation is filled before it is copied in.
+    stage: Vec<T>,
     _elem: PhantomData<fn(T) -> T>,
+}
+
+/// Write `batch` as the elements of the record at `claim`: word by word into a
+/// racy log (see `Log::racy`), else with a plain copy.
+fn write_elems<T: Pod>(log: &Log, claim: Claim, batch: &[T]) {
+    if log.racy() {
+        // SAFETY: `batch` is readable for its bytes; the record holds
+        // max_batch >= batch.len() elements (checked in `try_claim`).
+        unsafe {
+            log.store_words(
+                claim.off(),
+                batch.as_ptr().cast(),
+                std::mem::size_of_val(batch),
+            )
+        };
+    } else {
+        // SAFETY: the claim gives us the record's elements, max_batch >=
+        // batch.len() (checked in `try_claim`), which no subscriber reads until
+        // we publish (a lossless log that does not evict). `batch` is caller
+        // memory.
+        unsafe {
+            crate::verbs::copy_elems(
+                batch.as_ptr(),
+                log.payload::<T>(claim.off()).as_ptr(),
+                batch.len(),
+            )
+        };
+    }
 }
 
 impl<T: Pod> fmt::Debug for Publisher<T> {
@@ -112,6 +142,7 @@ impl<T: Pod> Publisher<T> {
             checked: None,
             blocker: None,
             policy,
+            stage: Vec::new(),
             _elem: PhantomData,
         })
     }
@@ -208,18 +239,22 @@ impl<T: Pod> Publisher<T> {
     }
 
     fn copy_in(&mut self, batch: &[T], claim: Claim) {
-        // SAFETY: the claim gives us the record's elements, max_batch >=
-        // batch.len() (checked in `try_claim`), which no subscriber reads as a
-        // batch until we publish; a lapped lossy reader's copy is discarded (the
-        // log's module docs, sync point "claim"). `batch` is caller memory.
-        unsafe {
-            crate::verbs::copy_elems(
-                batch.as_ptr(),
-                self.log.payload::<T>(claim.off()).as_ptr(),
-                batch.len(),
-            )
-        };
+        write_elems(&self.log, claim, batch);
         self.state.publish(&self.log, claim, batch.len());
+    }
+
+    /// A reservation of `len` elements at `claim`: in the log, or (racy logs,
+    /// see `Log::racy`) in our staging buffer, copied in at commit.
+    fn reservation(&mut self, claim: Claim, len: usize) -> Reservation<'_, T> {
+        if self.log.racy() {
+            self.stage.clear();
+            self.stage.resize(len, T::zeroed());
+        }
+        Reservation {
+            tx: self,
+            claim,
+            len,
+        }
     }
 
     /// Publish a copy of `batch`, waiting while a lossless log is full.
@@ -279,11 +314,7 @@ impl<T: Pod> Publisher<T> {
         let claim = self
             .claim_until(len, Deadline::never())
             .map_err(SendTimeoutError::without_deadline)?;
-        Ok(Reservation {
-            tx: self,
-            claim,
-            len,
-        })
+        Ok(self.reservation(claim, len))
     }
 
     /// [`reserve`](Self::reserve) if there is room now.
@@ -292,11 +323,7 @@ impl<T: Pod> Publisher<T> {
     /// As [`try_send`](Self::try_send).
     pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_, T>, TrySendError> {
         let claim = self.try_claim(len)?;
-        Ok(Reservation {
-            tx: self,
-            claim,
-            len,
-        })
+        Ok(self.reservation(claim, len))
     }
 
     /// [`reserve`](Self::reserve), waiting at most `timeout`.
@@ -309,11 +336,7 @@ impl<T: Pod> Publisher<T> {
         timeout: Duration,
     ) -> Result<Reservation<'_, T>, SendTimeoutError> {
         let claim = self.claim_until(len, Deadline::after(timeout))?;
-        Ok(Reservation {
-            tx: self,
-            claim,
-            len,
-        })
+        Ok(self.reservation(claim, len))
     }
 }
 
@@ -378,15 +401,23 @@ impl<T: Pod> Reservation<'_, T> {
     /// Publish the batch to every subscriber.
     pub fn commit(self) {
         let (claim, len) = (self.claim, self.len);
-        self.tx.state.publish(&self.tx.log, claim, len);
+        let tx = self.tx;
+        if tx.log.racy() {
+            write_elems(&tx.log, claim, &tx.stage[..len]);
+        }
+        tx.state.publish(&tx.log, claim, len);
     }
 }
 
 impl<T: Pod> Deref for Reservation<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
+        if self.tx.log.racy() {
+            return &self.tx.stage[..self.len];
+        }
         // SAFETY: the claimed record holds `len <= max_batch` elements, aligned,
-        // inside the log; only this publisher writes it until it is published.
+        // inside the log; only this publisher writes it until it is published,
+        // and no subscriber reads it (a lossless log that does not evict).
         unsafe {
             std::slice::from_raw_parts(
                 self.tx.log.payload::<T>(self.claim.off()).as_ptr(),
@@ -398,6 +429,10 @@ impl<T: Pod> Deref for Reservation<'_, T> {
 
 impl<T: Pod> DerefMut for Reservation<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
+        if self.tx.log.racy() {
+            let len = self.len;
+            return &mut self.tx.stage[..len];
+        }
         // SAFETY: as in `deref`, and `&mut self` makes this the only view.
         unsafe {
             std::slice::from_raw_parts_mut(

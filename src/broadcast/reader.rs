@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::log::{Log, Start};
-use super::wire::{Owner, ACTIVE, EVICTED, FREE, MAX_SUBSCRIBERS, PENDING, WRAP};
+use super::wire::{Owner, ACTIVE, EVICTED, FREE, MAX_SUBSCRIBERS, PENDING, READING, WRAP};
 use crate::segment::ProcId;
 use crate::sync::{fence, Ordering};
 use crate::wait::{self, WakeProtocol, Waker};
@@ -153,7 +153,7 @@ impl Sub {
     /// active.
     fn free_entry(&self, log: &Log) -> bool {
         let e = log.entry(self.index);
-        for state in [ACTIVE, EVICTED] {
+        for state in [ACTIVE, READING, EVICTED] {
             let from = self.owner.with_state(state);
             if e.owner
                 .compare_exchange(
@@ -164,7 +164,7 @@ impl Sub {
                 )
                 .is_ok()
             {
-                return state == ACTIVE;
+                return state != EVICTED;
             }
         }
         false
@@ -172,7 +172,8 @@ impl Sub {
 
     /// Our entry's owner word still names us (not evicted, not freed).
     fn still_mine(&self, log: &Log) -> bool {
-        log.entry(self.index).owner.load(Ordering::Acquire) == self.owner.0
+        let w = log.entry(self.index).owner.load(Ordering::Acquire);
+        w == self.owner.0 || w == self.owner.with_state(READING).0
     }
 
     /// The batch at our position, if one is published. Lossy: a lapped subscriber
@@ -215,7 +216,7 @@ impl Sub {
         if off + rec > d.ring {
             return Err(self.damaged(log, "batch extends past the end of the log"));
         }
-        if !log.config.lossy {
+        if !log.racy() {
             log.region.shadow().read(off, rec);
         }
         Ok(Peeked {
@@ -278,6 +279,34 @@ impl Sub {
             return Ok(());
         }
         Err(self.overrun(log, "broadcast publisher overwrote a subscriber's batch"))
+    }
+
+    /// Lossless logs that evict: mark our entry as reading an in-place batch,
+    /// which the publisher does not evict; `false` if we were evicted first.
+    pub(super) fn start_reading(&mut self, log: &Log) -> bool {
+        let e = log.entry(self.index);
+        let ok = e
+            .owner
+            .compare_exchange(
+                self.owner.0,
+                self.owner.with_state(READING).0,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if !ok {
+            self.evicted = true;
+        }
+        ok
+    }
+
+    /// The end of `start_reading`.
+    pub(super) fn stop_reading(&self, log: &Log) {
+        // Only we change a READING word (the publisher reaps it only if our
+        // process is dead).
+        log.entry(self.index)
+            .owner
+            .store(self.owner.0, Ordering::SeqCst);
     }
 
     /// Whether `p` is intact so far, without acting on it.

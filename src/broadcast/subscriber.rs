@@ -28,6 +28,8 @@ pub struct Subscriber<T: Pod = f64> {
     /// What the next call reports before anything else: the verdict on an
     /// in-place batch that was overwritten while it was read.
     pending: Option<TryRecvError>,
+    /// Lossy: where `recv` copies a batch before it hands it over.
+    buf: Vec<T>,
     policy: WaitPolicy,
     _elem: PhantomData<fn(T) -> T>,
 }
@@ -77,6 +79,7 @@ impl<T: Pod> Subscriber<T> {
             state,
             live: Liveness::new(),
             pending: None,
+            buf: Vec::new(),
             policy,
             _elem: PhantomData,
         })
@@ -169,13 +172,7 @@ impl<T: Pod> Subscriber<T> {
 
     /// Copy the batch `p` into `out`, and keep it if it was intact.
     fn take_into(&mut self, p: Peeked, out: &mut Vec<T>) -> Result<usize, TryRecvError> {
-        // SAFETY: `look` validated the record to lie inside the log with `p.len`
-        // aligned elements. Lossless: the publisher does not write it until we
-        // release it. Lossy: it may be overwriting it, and the copy is checked
-        // below and discarded if so (sync point "claim" of the log).
-        let batch =
-            unsafe { std::slice::from_raw_parts(self.log.payload::<T>(p.off).as_ptr(), p.len) };
-        crate::verbs::fill(out, batch);
+        copy_out(&self.log, &p, out);
         match self.state.intact(&self.log, &p) {
             Ok(()) => {
                 self.state.release(&self.log, &p);
@@ -207,7 +204,29 @@ impl<T: Pod> Subscriber<T> {
         let p = self
             .look_until(Deadline::never())
             .map_err(RecvTimeoutError::without_deadline)?;
-        Ok(Batch { rx: self, p })
+        self.batch(p)
+            .map_err(|e| wait::AttemptError::waiting(e).without_deadline())
+    }
+
+    /// The guard over the batch `p`: in place, or (lossy) a checked copy.
+    fn batch(&mut self, p: Peeked) -> Result<Batch<'_, T>, TryRecvError> {
+        if self.log.config.lossy {
+            let mut buf = std::mem::take(&mut self.buf);
+            let r = self.take_into(p, &mut buf);
+            self.buf = buf;
+            r?;
+            return Ok(Batch {
+                rx: self,
+                view: View::Copied,
+            });
+        }
+        if self.log.config.evict_after.is_some() && !self.state.start_reading(&self.log) {
+            return Err(TryRecvError::Evicted);
+        }
+        Ok(Batch {
+            rx: self,
+            view: View::InPlace(p),
+        })
     }
 
     /// [`recv`](Self::recv) if a batch is there now.
@@ -216,7 +235,7 @@ impl<T: Pod> Subscriber<T> {
     /// [`TryRecvError::Empty`], otherwise as [`recv`](Self::recv).
     pub fn try_recv(&mut self) -> Result<Batch<'_, T>, TryRecvError> {
         let p = self.try_look()?;
-        Ok(Batch { rx: self, p })
+        self.batch(p)
     }
 
     /// [`recv`](Self::recv), waiting at most `timeout`.
@@ -225,7 +244,7 @@ impl<T: Pod> Subscriber<T> {
     /// [`RecvTimeoutError::Timeout`], otherwise as [`recv`](Self::recv).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Batch<'_, T>, RecvTimeoutError> {
         let p = self.look_until(Deadline::after(timeout))?;
-        Ok(Batch { rx: self, p })
+        self.batch(p).map_err(wait::AttemptError::waiting)
     }
 
     /// [`recv`](Self::recv), waiting until `deadline` at the latest.
@@ -234,7 +253,7 @@ impl<T: Pod> Subscriber<T> {
     /// As [`recv_timeout`](Self::recv_timeout).
     pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Batch<'_, T>, RecvTimeoutError> {
         let p = self.look_until(Deadline::at(deadline))?;
-        Ok(Batch { rx: self, p })
+        self.batch(p).map_err(wait::AttemptError::waiting)
     }
 
     /// Receive the next batch into `out` (replacing its contents), waiting for
@@ -341,36 +360,86 @@ impl<T: Pod> Wait for Looking<'_, T> {
     }
 }
 
-/// A batch received in place ([`Subscriber::recv`]): derefs to `&[T]`.
+/// Copy the elements of `p` into `out`: word by word from a racy log (see
+/// `Log::racy`), else with a plain copy.
+fn copy_out<T: Pod>(log: &Log, p: &Peeked, out: &mut Vec<T>) {
+    out.clear();
+    if log.racy() {
+        out.reserve(p.len);
+        // SAFETY: `look` validated the record to lie inside the log with `p.len`
+        // elements; `out` has room for them, and any bytes are a valid `T: Pod`.
+        unsafe {
+            log.load_words(
+                p.off,
+                out.as_mut_ptr().cast(),
+                p.len * std::mem::size_of::<T>(),
+            );
+            out.set_len(p.len);
+        }
+    } else {
+        // SAFETY: validated by `look` as above; a lossless log that does not
+        // evict is not written there until we release the batch.
+        let batch = unsafe { std::slice::from_raw_parts(log.payload::<T>(p.off).as_ptr(), p.len) };
+        out.extend_from_slice(batch);
+    }
+}
+
+/// What a [`Batch`] shows.
+#[derive(Debug)]
+enum View {
+    /// The record in the log (lossless).
+    InPlace(Peeked),
+    /// The subscriber's copy, checked (lossy).
+    Copied,
+}
+
+/// A batch received with [`Subscriber::recv`]: derefs to `&[T]`. Lossless: the
+/// record in the log, in place (read-only: other subscribers read it too).
+/// Lossy: a copy checked to be intact, in a buffer the subscriber keeps.
 pub struct Batch<'a, T: Pod = f64> {
     rx: &'a mut Subscriber<T>,
-    p: Peeked,
+    view: View,
 }
 
 impl<T: Pod> Batch<'_, T> {
-    /// Whether the publisher has not overwritten the batch so far (always, in a
-    /// lossless log, unless this subscriber was evicted).
+    /// Whether the batch is intact: always, unless the log was damaged (a
+    /// lossless log does not overwrite a batch while its guard lives, even one
+    /// that evicts; a lossy one hands over a checked copy).
     pub fn is_intact(&self) -> bool {
-        self.rx.state.peek_intact(&self.rx.log, &self.p)
+        match &self.view {
+            View::InPlace(p) => self.rx.state.peek_intact(&self.rx.log, p),
+            View::Copied => true,
+        }
     }
 }
 
 impl<T: Pod> Deref for Batch<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: validated by `look` to lie inside the log with `len` aligned
-        // elements; see `Subscriber::recv` for what a lossy overwrite means.
-        unsafe {
-            std::slice::from_raw_parts(self.rx.log.payload::<T>(self.p.off).as_ptr(), self.p.len)
+        match &self.view {
+            // SAFETY: validated by `look` to lie inside the log with `len`
+            // aligned elements, which the publisher does not write while the
+            // guard lives (lossless; in a log that evicts, the entry says
+            // READING, which the publisher does not evict).
+            View::InPlace(p) => unsafe {
+                std::slice::from_raw_parts(self.rx.log.payload::<T>(p.off).as_ptr(), p.len)
+            },
+            View::Copied => &self.rx.buf,
         }
     }
 }
 
 impl<T: Pod> Drop for Batch<'_, T> {
     fn drop(&mut self) {
+        let View::InPlace(p) = self.view else {
+            return; // a copy: released when it was made
+        };
         let rx = &mut *self.rx;
-        match rx.state.intact(&rx.log, &self.p) {
-            Ok(()) => rx.state.release(&rx.log, &self.p),
+        if rx.log.config.evict_after.is_some() {
+            rx.state.stop_reading(&rx.log);
+        }
+        match rx.state.intact(&rx.log, &p) {
+            Ok(()) => rx.state.release(&rx.log, &p),
             Err(m) => rx.pending = Some(TryRecvError::of(m)),
         }
     }

@@ -42,6 +42,9 @@ pub(super) const WRAP: u64 = u64::MAX;
 pub(super) const FREE: u64 = 0;
 pub(super) const ACTIVE: u64 = 1;
 pub(super) const EVICTED: u64 = 2;
+/// Active and holding an in-place batch (lossless logs that evict): the
+/// publisher evicts only from [`ACTIVE`], so never while the batch is read.
+pub(super) const READING: u64 = 3;
 const STATE_MASK: u64 = 0b11;
 const GEN_SHIFT: u32 = 2;
 const GEN_MASK: u64 = 0xff;
@@ -70,6 +73,10 @@ impl Owner {
     /// The same attachment in another state.
     pub(super) fn with_state(self, state: u64) -> Owner {
         Owner(self.0 & !STATE_MASK | state)
+    }
+    /// Active, reading or not: a subscriber the lossless publisher waits for.
+    pub(super) fn is_active(self) -> bool {
+        matches!(self.state(), ACTIVE | READING)
     }
 }
 
@@ -373,13 +380,13 @@ pub(crate) fn stats(ctl: &BroadcastControl) -> BroadcastStats {
             continue;
         }
         let pos = e.pos.load(Relaxed);
-        if owner.state() == ACTIVE {
+        if owner.is_active() {
             min = min.min(pos);
         }
         entries.push(EntryStats {
             index,
             proc: owner.proc(),
-            evicted: owner.state() != ACTIVE,
+            evicted: !owner.is_active(),
             seq: e.seq.load(Relaxed),
             missed: e.missed.load(Relaxed),
         });

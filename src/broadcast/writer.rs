@@ -101,13 +101,19 @@ impl Pub {
                 self.announce(log, end)?;
             } else {
                 self.make_room(log, end)?;
+                if log.racy() {
+                    // Sync point "claim", for readers evicted meanwhile.
+                    fence(Ordering::Release);
+                }
             }
         }
-        let shadow = log.region.shadow();
-        if let Some(w) = wrap_at {
-            shadow.write(w, d.unit);
+        if !log.racy() {
+            let shadow = log.region.shadow();
+            if let Some(w) = wrap_at {
+                shadow.write(w, d.unit);
+            }
+            shadow.write(off, d.record(len));
         }
-        shadow.write(off, d.record(len));
         Ok(Claim { off, wrap_at })
     }
 
@@ -222,7 +228,7 @@ impl Pub {
         for i in 0..used {
             let e = log.entry(i);
             let owner = e.owner.load(Ordering::SeqCst);
-            if Owner(owner).state() != ACTIVE {
+            if !Owner(owner).is_active() {
                 continue;
             }
             // Sync point "free space": SeqCst (so Acquire) pairs with the
@@ -275,10 +281,16 @@ impl Pub {
         let Some(after) = log.config.evict_after else {
             return false;
         };
+        if owner.state() != ACTIVE {
+            // Reading an in-place batch: never evicted meanwhile.
+            return false;
+        }
         let now = Instant::now();
         match self.blocked {
             Some((b, since)) if b == blocker => {
-                if now.duration_since(since) < after {
+                // Loom models must be deterministic: there the second sight of
+                // the same blocker counts as the timeout.
+                if !cfg!(loom) && now.duration_since(since) < after {
                     return false;
                 }
                 self.blocked = None;
@@ -326,7 +338,10 @@ impl Pub {
             claim.off + rec
         };
         let n = self.seq + 1; // the seq word of this batch
-        log.region.shadow().write(next, d.unit);
+        if !log.racy() {
+            // The header word is payload in other laps (see `Log::header`).
+            log.region.shadow().write(next, d.unit);
+        }
         // The frontier: "batch n + 1 comes here". Ours: the claim included it.
         log.header(next)
             .seq
