@@ -85,6 +85,16 @@ impl<T: Pod> Subscriber<T> {
         })
     }
 
+    /// Another subscriber of the same log, in this process, starting at `start`
+    /// (an evicted subscriber subscribes again this way).
+    ///
+    /// # Errors
+    /// [`crate::Error::TooManyAttached`] if [`super::MAX_SUBSCRIBERS`] are
+    /// subscribed.
+    pub fn subscribe(&self, start: Start) -> Result<Subscriber<T>> {
+        Self::join(Arc::clone(&self.log), start, self.policy)
+    }
+
     /// Whether the log drops batches for slow subscribers.
     pub fn policy(&self) -> Policy {
         if self.log.config.lossy {

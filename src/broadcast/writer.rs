@@ -189,7 +189,8 @@ impl Pub {
         let ring = log.dims.ring as u64;
         let joins = &log.ctl().shared.joins;
         let before = joins.load(Ordering::SeqCst);
-        let (min, blocker) = self.scan(log)?;
+        let old = self.claim;
+        let (min, blocker) = self.scan(log, old)?;
         let limit = min
             .map_or_else(|| self.reach(log, end), |m| m + ring)
             .max(self.claim);
@@ -198,12 +199,11 @@ impl Pub {
                 blocker.expect("a limit below end has a blocker"),
             ));
         }
-        let old = self.claim;
         self.publish_limit(log, limit)?;
         // Sync point "join": a subscriber that became active while we scanned
         // bumped `joins` after it did; look again, and take back what it needs.
         if joins.load(Ordering::SeqCst) != before {
-            let (again, blocker) = self.scan(log)?;
+            let (again, blocker) = self.scan(log, old)?;
             let safe = again.map_or(limit, |m| (m + ring).min(limit)).max(old);
             if safe < limit {
                 self.claim = safe;
@@ -219,8 +219,14 @@ impl Pub {
         Ok(())
     }
 
-    /// The smallest position of an active subscriber, and who has it.
-    fn scan(&self, log: &Log) -> Result<(Option<u64>, Option<Blocker>), ClaimMiss> {
+    /// The smallest position of an active subscriber, and who has it. `claimed`
+    /// is the claim in force before this attempt: a subscriber more than a ring
+    /// behind it is a joiner that will move on.
+    fn scan(
+        &self,
+        log: &Log,
+        claimed: u64,
+    ) -> Result<(Option<u64>, Option<Blocker>), ClaimMiss> {
         let ring = log.dims.ring as u64;
         let used = log.ctl().shared.used.load(Ordering::SeqCst);
         let used = usize::try_from(used).map_or(MAX_SUBSCRIBERS, |u| u.min(MAX_SUBSCRIBERS));
@@ -240,7 +246,7 @@ impl Pub {
                     "a subscriber position is ahead of the publisher",
                 ));
             }
-            if pos + ring < self.claim {
+            if pos + ring < claimed {
                 // Being overwritten already: a joiner about to move on (sync
                 // point "join"), which holds nothing back.
                 continue;
