@@ -4,7 +4,9 @@
 //! Every function moves batches of `batch` `f64` for about `dur` and returns the
 //! rate in elements per second, or why the peer was skipped. Cross-process peers
 //! spawn `exe bench-peer <what> ...` (the `shmbatch` binary) as the other end;
-//! [`child`] is that other end.
+//! [`child`] is that other end. The broadcast peers (`*_broadcast`) publish
+//! batches of [`broadcast::BATCH`] from this process to several subscriber
+//! processes, and [`broadcast`] is how the CLI measures shmbatch's the same way.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -13,11 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod broadcast;
+#[cfg(feature = "iceoryx2")]
+mod iox_broadcast;
 mod ringfire;
 mod shaq;
 
-pub use self::ringfire::ringfire;
-pub use self::shaq::shaq;
+pub use self::ringfire::{ringfire, ringfire_broadcast};
+pub use self::shaq::{shaq, shaq_broadcast};
 
 /// The back-off shmbatch uses before it sleeps, from the library itself (16 looks
 /// one CPU pause apart, then 2, 4 .. 64 pauses between looks, then yield; see
@@ -323,6 +328,19 @@ pub fn iceoryx2(exe: &Path, batch: usize, dur: Duration) -> Result<f64, Skipped>
     }
 }
 
+/// iceoryx2 publish-subscribe from this process to `subs` subscriber processes,
+/// batches of [`broadcast::BATCH`] (see `iox_broadcast`). Needs the cargo
+/// feature `iceoryx2`; without it, always skipped.
+pub fn iceoryx2_broadcast(exe: &Path, subs: usize, dur: Duration) -> Result<f64, Skipped> {
+    #[cfg(feature = "iceoryx2")]
+    return iox_broadcast::publish(exe, subs, dur);
+    #[cfg(not(feature = "iceoryx2"))]
+    {
+        let _ = (exe, subs, dur);
+        Err("not built in (cargo feature `iceoryx2`)".into())
+    }
+}
+
 /// Batches a shmbatch ring of the bench holds: its capacity is the larger of 4
 /// batches and 16384 elements (as in the CLI's `ring_for`).
 #[cfg(feature = "iceoryx2")]
@@ -365,7 +383,7 @@ mod iox {
         }
     }
 
-    fn node() -> Result<Node<Service>, String> {
+    pub(super) fn node() -> Result<Node<Service>, String> {
         set_log_level(LogLevel::Error);
         NodeBuilder::new()
             .signal_handling_mode(SignalHandlingMode::Disabled)
@@ -470,8 +488,9 @@ mod iox {
 }
 
 /// The child end of the cross-process peers: `pipe BATCH`, `uds BATCH PATH`,
-/// `ipc-channel BATCH SERVER`, `ringfire-send BATCH PATH`, `shaq-send BATCH PATH`
-/// or `iceoryx2 BATCH SERVICE`. Returns `false` for an unknown peer.
+/// `ipc-channel BATCH SERVER`, `ringfire-send BATCH PATH`, `shaq-send BATCH PATH`,
+/// `iceoryx2 BATCH SERVICE`, and the broadcast subscribers `ringfire-sub PATH`,
+/// `shaq-sub PATH` and `iceoryx2-sub SUBS SERVICE`. Returns `false` for an unknown peer.
 pub fn child(args: &[String]) -> bool {
     let batch = || args[1].parse::<usize>().expect("batch size");
     match args.first().map(String::as_str) {
@@ -493,6 +512,13 @@ pub fn child(args: &[String]) -> bool {
             exit_on_error("ringfire producer", ringfire::send(batch(), &args[2]))
         }
         Some("shaq-send") => exit_on_error("shaq producer", shaq::send(batch(), &args[2])),
+        Some("ringfire-sub") => exit_on_error("ringfire reader", ringfire::subscribe(&args[1])),
+        Some("shaq-sub") => exit_on_error("shaq consumer", shaq::subscribe(&args[1])),
+        #[cfg(feature = "iceoryx2")]
+        Some("iceoryx2-sub") => exit_on_error(
+            "iceoryx2 subscriber",
+            iox_broadcast::subscribe(args[1].parse().expect("subscriber count"), &args[2]),
+        ),
         #[cfg(feature = "iceoryx2")]
         Some("iceoryx2") => {
             if let Err(e) = iox::publish(batch(), &args[2]) {

@@ -1,4 +1,5 @@
-//! The ringfire peer: its SPMC ring between two processes, lossless.
+//! The ringfire peer: its SPMC ring between two processes, lossless; and the
+//! same ring from one producer to several consumer processes (broadcast).
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
@@ -10,6 +11,7 @@ use ::ringfire::{FlowControl, FutexWait, RingConsumer, RingProducer, RingProduce
 use ::ringfire::{RingfireError, WaitStrategy};
 use memmap2::MmapMut;
 
+use super::broadcast::{self, Subscribers, BATCH};
 use super::{on_big_stack, ring_elements, shm_path, Backoff, ShmPeer, Skipped};
 
 /// The batch sizes compiled in: a ringfire record is a fixed-size `T`, here
@@ -201,4 +203,69 @@ fn produce<const N: usize>(path: &str) -> Result<(), String> {
             return Ok(()); // dropping `tx` removes the file
         }
     }
+}
+
+/// ringfire 0.5.2 as a broadcast (see [`crate::broadcast`]): this process
+/// creates the SPMC ring (`FlowControl::LosslessBackpressure`, `subs` reader
+/// slots, records of [`BATCH`] `f64`, as many elements as shmbatch's ring: 64
+/// records) and pushes records numbered in element 0; each of `subs` child
+/// processes attaches a `RingConsumer` from the oldest record before the first
+/// push and copies every record out with `recv_batch`, waiting with
+/// `FutexWait` as in [`ringfire`]. Every reader sees every record: ringfire's
+/// ring is single-producer, multi-consumer with a cursor per reader, and
+/// lossless flow control holds the producer back for the slowest. Elements per
+/// second per reader.
+pub fn ringfire_broadcast(exe: &Path, subs: usize, dur: Duration) -> Result<f64, Skipped> {
+    let path = shm_path("ringfire-bcast");
+    let mut readers = Subscribers::new(Some(path.clone()));
+    let mut tx: RingProducer<[f64; BATCH]> = RingProducerBuilder::new(slots(BATCH))
+        .flow_control(FlowControl::LosslessBackpressure)
+        .max_readers(subs)
+        .build(&path)
+        .map_err(|e| err("create the ring", e))?;
+    let args = ["ringfire-sub".into(), path.to_string_lossy().into_owned()];
+    readers.spawn(exe, subs, &args)?;
+    let mut src = record::<BATCH>();
+    broadcast::publish(&mut readers, dur, |x, _: &mut Subscribers| {
+        src[0] = x;
+        // Waits for the slowest reader (ringfire's back-off, which also drops
+        // the slots of readers whose process has gone).
+        tx.push(&src);
+        Ok::<(), String>(())
+    })
+}
+
+/// The child end of [`ringfire_broadcast`], `ringfire-sub PATH`: attaches to
+/// the ring at `PATH` from its oldest record and reads until the end mark.
+pub(super) fn subscribe(path: &str) -> Result<(), String> {
+    let mut rx = RingConsumer::<[f64; BATCH]>::builder()
+        .start_from_oldest()
+        .attach(path)
+        .map_err(|e| err("attach", e))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("open {path}: {e}"))?;
+    // SAFETY: as in `receive`: the ring `attach` validated, at full size until
+    // its producer (the parent, which waits for this process) drops it.
+    let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| format!("map the ring: {e}"))?;
+    drop(file);
+    // SAFETY: as in `receive`.
+    let header: &RingHeader = unsafe { &*map.as_ptr().cast::<RingHeader>() };
+    let parent = std::os::unix::process::parent_id();
+    let mut wait = FutexWait::default();
+    let mut out = record::<BATCH>();
+    let mut waits = 0u32;
+    broadcast::subscribe(|| {
+        while rx.recv_batch(std::slice::from_mut(&mut *out)) == 0 {
+            waits = waits.wrapping_add(1);
+            if waits.is_multiple_of(64) && std::os::unix::process::parent_id() != parent {
+                return Err("the producer has gone".into());
+            }
+            wait.wait(header, rx.cursor());
+        }
+        wait.reset();
+        Ok(out[0])
+    })
 }

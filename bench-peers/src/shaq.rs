@@ -1,13 +1,16 @@
-//! The shaq peer: its SPSC FIFO between two processes.
+//! The shaq peer: its SPSC FIFO between two processes, and its broadcast queue
+//! from one producer to several consumer processes.
 
 use std::fs::{File, OpenOptions};
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ::shaq::broadcast::{self as shaq_bcast, BroadcastConfig, ProducerId};
 use ::shaq::error::WaitError;
 use ::shaq::spsc::{minimum_file_size, Consumer, Producer};
 
+use super::broadcast::{self, Subscribers, BATCH};
 use super::{ring_elements, shm_path, Backoff, ShmPeer, Skipped};
 
 /// How long one wait for data lasts before this process looks whether the
@@ -139,4 +142,95 @@ pub(super) fn send(batch: usize, path: &str) -> Result<(), String> {
         }
         k += 1;
     }
+}
+
+/// shaq 4.3.0's broadcast queue (`shaq::broadcast`, lossless: a producer
+/// cannot overwrite a cell every consumer has not read) as a broadcast (see
+/// [`crate::broadcast`]): this process creates it in a file in `/dev/shm`
+/// (one producer lane of as many `f64` as shmbatch's ring, `subs` consumer
+/// slots) and joins as its producer; each of `subs` child processes joins as a
+/// consumer before the first write. A batch is [`BATCH`] consecutive `f64`
+/// items, written with `try_write_slice` (all of it or none, retried with the
+/// `Backoff` while the slowest consumer holds the room: shaq has no wait for
+/// room) and read as in [`shaq`], `reserve_read_batch_timeout` (shaq's futex
+/// wait) copied out as slices until the batch is complete. Elements per second
+/// per consumer.
+pub fn shaq_broadcast(exe: &Path, subs: usize, dur: Duration) -> Result<f64, Skipped> {
+    let path = shm_path("shaq-bcast");
+    let mut consumers = Subscribers::new(Some(path.clone()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("create {}: {e}", path.display()))?;
+    let config = BroadcastConfig {
+        capacity: ring_elements(BATCH),
+        producer_slots: 1,
+        consumer_slots: subs,
+    };
+    // SAFETY: the file was just created by this process, which initialises it
+    // once, here; the consumers are the children, which join it after this
+    // returns with the same `T` (`f64`, valid for any bits, no drop).
+    let mut tx = unsafe { shaq_bcast::Producer::<f64>::create(&file, config, ProducerId::new(1)) }
+        .map_err(|e| format!("create the queue: {e}"))?;
+    drop(file); // the mapping stays
+    let args = ["shaq-sub".into(), path.to_string_lossy().into_owned()];
+    consumers.spawn(exe, subs, &args)?;
+    let mut src = vec![1.0f64; BATCH];
+    let mut full = 0u32;
+    broadcast::publish(&mut consumers, dur, |x, consumers: &mut Subscribers| {
+        src[0] = x;
+        let mut b = Backoff::default();
+        while !tx.try_write_slice(&src) {
+            full = full.wrapping_add(1);
+            // A consumer whose process died holds its cells for ever.
+            if full.is_multiple_of(1024) {
+                if let Some(e) = consumers.exited() {
+                    return Err(e);
+                }
+            }
+            b.snooze();
+        }
+        Ok(())
+    })
+}
+
+/// The child end of [`shaq_broadcast`], `shaq-sub PATH`: joins the queue at
+/// `PATH` as a consumer and reads until the end mark.
+pub(super) fn subscribe(path: &str) -> Result<(), String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("open {path}: {e}"))?;
+    // SAFETY: the parent created and initialised the queue before starting this
+    // process, with the same `T` (`f64`); this process owns the consumer slot
+    // it is given.
+    let mut rx =
+        unsafe { shaq_bcast::Consumer::<f64>::join(&file) }.map_err(|e| format!("join: {e}"))?;
+    drop(file);
+    let parent = std::os::unix::process::parent_id();
+    let mut out = vec![0.0f64; BATCH];
+    broadcast::subscribe(|| {
+        let mut filled = 0;
+        while filled < BATCH {
+            let max = NonZeroUsize::new(BATCH - filled).expect("filled < BATCH");
+            match rx.reserve_read_batch_timeout(max, WAIT) {
+                Ok(r) => {
+                    let (a, b) = r.as_slices();
+                    out[filled..filled + a.len()].copy_from_slice(a);
+                    filled += a.len();
+                    out[filled..filled + b.len()].copy_from_slice(b);
+                    filled += b.len();
+                }
+                Err(WaitError::Timeout) => {
+                    if std::os::unix::process::parent_id() != parent {
+                        return Err("the producer has gone".into());
+                    }
+                }
+            }
+        }
+        Ok(out[0])
+    })
 }

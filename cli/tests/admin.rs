@@ -290,8 +290,33 @@ fn bench_quick_writes_json_and_svg_and_leaves_nothing() {
         }
     }
     let lat = v["latency"].as_array().unwrap();
-    assert_eq!(lat.len(), 2);
+    assert_eq!(lat.len(), 3);
     assert!(lat.iter().all(|l| l["runs"].as_array().unwrap().len() == 2));
+    assert!(lat.iter().any(
+        |l| l["name"] == "shmbatch broadcast+spsc ping-pong" && l["p50_ns"].as_u64() > Some(0)
+    ));
+    // The broadcast rows: shmbatch's own (no peers here), each a positive rate.
+    let rates = v["rates"].as_array().unwrap();
+    for subs in ["1 sub", "2 subs", "4 subs"] {
+        let name = format!("shmbatch broadcast 256 f64, {subs} (per sub)");
+        let r = rates
+            .iter()
+            .find(|r| r["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(r["per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(
+            r["spread_per_s"]["runs"].as_array().unwrap().len(),
+            2,
+            "{r}"
+        );
+    }
+    assert!(
+        out.contains("Broadcast, lossless, batches of 256 f64"),
+        "{out}"
+    );
+    assert!(!rates
+        .iter()
+        .any(|r| r["name"].as_str().unwrap().starts_with("ringfire")));
     let target = v["targets"]
         .as_array()
         .unwrap()
@@ -321,6 +346,28 @@ fn bench_ipc_channel_peer_moves_batches_between_processes() {
     for batch in [1, 4096] {
         let r = shmbatch_bench_peers::ipc_channel(exe, batch, std::time::Duration::from_millis(30));
         assert!(r.unwrap() > 0.0);
+    }
+}
+
+#[cfg(feature = "bench")]
+#[test]
+fn bench_broadcast_peers_reach_every_subscriber() {
+    // Plumbing only: every subscriber process receives every batch, in order,
+    // and says how many (a lost or reordered batch, or a wrong count, is an error).
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_shmbatch"));
+    let d = std::time::Duration::from_millis(30);
+    for subs in [1, 2] {
+        let r = shmbatch_bench_peers::ringfire_broadcast(exe, subs, d);
+        assert!(r.unwrap() > 0.0);
+        let r = shmbatch_bench_peers::shaq_broadcast(exe, subs, d);
+        assert!(r.unwrap() > 0.0);
+        let r = shmbatch_bench_peers::iceoryx2_broadcast(exe, subs, d);
+        if shmbatch_bench_peers::ICEORYX2_BUILT {
+            assert!(r.unwrap() > 0.0);
+        } else {
+            let e = r.unwrap_err();
+            assert!(e.contains("feature `iceoryx2`"), "{e}");
+        }
     }
 }
 

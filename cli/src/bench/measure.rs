@@ -16,7 +16,7 @@ use shmbatch_bench_peers::Backoff;
 use crate::Result;
 
 /// A unique segment name for one measurement.
-fn seg(tag: &str) -> String {
+pub(super) fn seg(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     format!("shmbatch-bench-{}-{n}-{tag}", std::process::id())
@@ -40,7 +40,7 @@ fn child_output(c: Child) -> Result<String> {
 }
 
 /// Ring capacity in elements for batches of `batch`.
-fn ring_for(batch: usize) -> usize {
+pub(super) fn ring_for(batch: usize) -> usize {
     (4 * batch).max(16384)
 }
 
@@ -92,7 +92,7 @@ pub(crate) struct Latency {
 }
 
 impl Latency {
-    fn of(h: &Histogram<u64>) -> Latency {
+    pub(super) fn of(h: &Histogram<u64>) -> Latency {
         Latency {
             p50: h.value_at_quantile(0.5),
             p99: h.value_at_quantile(0.99),
@@ -104,7 +104,7 @@ impl Latency {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
 
@@ -513,6 +513,9 @@ pub(crate) fn child(args: &[String]) -> Result {
             }
         }
         _ => {
+            if let Some(r) = super::broadcast::child(args) {
+                return r;
+            }
             if !shmbatch_bench_peers::child(args) {
                 return Err(format!("unknown bench peer {:?}", a(0)).into());
             }

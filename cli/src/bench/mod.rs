@@ -1,6 +1,7 @@
 //! `shmbatch bench`: shmbatch between real processes, next to this machine's
 //! limits and the alternatives, in one run.
 
+mod broadcast;
 mod measure;
 mod plot;
 
@@ -248,7 +249,12 @@ pub(crate) fn run(args: &Args) -> Result {
     let peers = !args.no_peers;
     let iceoryx2 = peers && shmbatch_bench_peers::ICEORYX2_BUILT;
     let per_size = 4 + if peers { 7 } else { 0 } + usize::from(iceoryx2);
-    let per_run = SIZES.len() * per_size + 2 + 2 + 2 + if peers { 2 } else { 0 };
+    let per_run = SIZES.len() * per_size
+        + 2
+        + 2
+        + 2
+        + if peers { 2 } else { 0 }
+        + broadcast::steps(peers, iceoryx2);
     let pb = ProgressBar::new((per_run * runs as usize) as u64);
     pb.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -269,6 +275,7 @@ pub(crate) fn run(args: &Args) -> Result {
     for _ in 0..runs {
         b.lat(BARE, || measure::bare_pingpong(dur * 2))?;
         b.lat(PINGPONG, || measure::spsc_pingpong(dur * 2))?;
+        b.lat(broadcast::PINGPONG, || broadcast::pingpong(dur * 2))?;
         for &n in &SIZES {
             b.tput(MEMCPY, n, || Ok(measure::memcpy(n, dur)));
             b.tput(HANDOFF, n, || measure::handoff(n, dur));
@@ -300,6 +307,7 @@ pub(crate) fn run(args: &Args) -> Result {
         }
         b.rate(LOCKED, || measure::array_rate(true, dur));
         b.rate(FETCH_ADD, || measure::array_rate(false, dur));
+        broadcast::measure(&mut b, &exe, peers, iceoryx2);
     }
     b.pb.finish_and_clear();
     if peers && !iceoryx2 {
@@ -484,6 +492,7 @@ fn to_json(b: &Bench, quick: bool) -> Value {
         r.map(|r| r >= 1.0),
         json!({}),
     );
+    broadcast::targets(b, &mut target);
     json!({
         "machine": machine(),
         "settings": { "quick": quick, "run_ms": b.dur.as_millis() as u64, "runs": b.runs,
@@ -590,7 +599,7 @@ fn print_table(b: &Bench, result: &Value) {
     }
     println!("Round trip of one f64 between two processes (ns)");
     println!(
-        "{:<32} {:>8} {:>8} {:>8} {:>8} {:>10}  mean vs limit (lower is better)",
+        "{:<34} {:>8} {:>8} {:>8} {:>8} {:>10}  mean vs limit (lower is better)",
         "", "p50", "p99", "p99.9", "mean", "max"
     );
     let bare = b.get_lat(BARE).map(|l| l.mean);
@@ -601,7 +610,7 @@ fn print_table(b: &Bench, result: &Value) {
             _ => String::new(),
         };
         println!(
-            "{n:<32} {:>8} {:>8} {:>8} {:>8.0} {:>10}  {ratio}",
+            "{n:<34} {:>8} {:>8} {:>8} {:>8.0} {:>10}  {ratio}",
             l.p50, l.p99, l.p999, l.mean, l.max
         );
     }
@@ -639,12 +648,13 @@ fn print_table(b: &Bench, result: &Value) {
         }
     }
     println!("\nMPMC (batches of one f64) and SharedArray, per second");
-    for (n, r) in &b.rates {
+    for (n, r) in b.rates.iter().filter(|(n, _)| !broadcast::is_row(n)) {
         match r.median() {
             Ok(v) => println!("{n:<42} {:>12}", si(v)),
             Err(e) => println!("{n:<42} skipped: {e}"),
         }
     }
+    broadcast::print_table(b);
     println!("\nTargets");
     for t in result["targets"].as_array().into_iter().flatten() {
         let v = t["value"]

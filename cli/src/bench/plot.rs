@@ -1,6 +1,8 @@
 //! A hand-written SVG of a benchmark result (the JSON of `bench --json`): SPSC
 //! throughput against batch size (log-log) with its legend beside the plot, the
-//! round-trip latency percentiles, and the MPMC and SharedArray rates as bars.
+//! round-trip latency percentiles, and the MPMC and SharedArray rates as bars
+//! (the broadcast rates, elements per second per subscriber, in bars of their
+//! own below them).
 //! Every figure has a whisker from the smallest to the largest of its runs.
 //!
 //! Any key may be missing or null (a file from an older version, a skipped
@@ -488,7 +490,11 @@ fn legend_col(names: &[String]) -> f64 {
 pub(crate) fn svg(r: &Value) -> String {
     let tput = throughput(r);
     let lats = latency(r);
-    let rates = rates(r);
+    // The broadcast rows (`... (per sub)`) are many times the MPMC rates: on one
+    // linear axis those would not show.
+    let (bcast, rates): (Vec<_>, Vec<_>) = rates(r)
+        .into_iter()
+        .partition(|x| x.name.ends_with("(per sub)"));
 
     // The throughput legend beside its plot, in as many columns as it takes.
     let (pt, ph) = (TOP1 + 24.0, TPUT_H);
@@ -507,9 +513,10 @@ pub(crate) fn svg(r: &Value) -> String {
     let lat_w = ((groups.len() * (lats.len() + 1)) as f64 * 12.0).max(340.0);
     let rate_label_w = rates
         .iter()
+        .chain(&bcast)
         .map(|x| width_of(&clip(x.name, 48)))
         .fold(0.0, f64::max);
-    let rates_w = if rates.is_empty() {
+    let rates_w = if rates.is_empty() && bcast.is_empty() {
         0.0
     } else {
         rate_label_w + 10.0 + 300.0
@@ -526,9 +533,17 @@ pub(crate) fn svg(r: &Value) -> String {
     let top2 = pt + ph + 70.0;
     let lx1 = LEFT + lat_w;
     let mut bottom = latency_panel(&mut b, &lats, &groups, (LEFT, lx1, top2));
+    let mut rtop = top2;
     if !rates.is_empty() {
-        let area = (lx1 + 60.0, w - M, top2);
-        bottom = bottom.max(rates_panel(&mut b, &rates, area, rate_label_w));
+        let area = (lx1 + 60.0, w - M, rtop);
+        let title = "MPMC (batches of one f64) and SharedArray, per second";
+        rtop = rates_panel(&mut b, &rates, area, rate_label_w, title) + 10.0;
+        bottom = bottom.max(rtop);
+    }
+    if !bcast.is_empty() {
+        let area = (lx1 + 60.0, w - M, rtop);
+        let title = "Broadcast (lossless, batches of 256 f64), per subscriber";
+        bottom = bottom.max(rates_panel(&mut b, &bcast, area, rate_label_w, title));
     }
     let h = (footer(&mut b, r, w, bottom + 20.0) + M).ceil();
 
@@ -909,7 +924,7 @@ fn latency_panel(
     bottom
 }
 
-/// The rates as horizontal bars between `x0` and `x1` under a title at `top2`,
+/// The rates as horizontal bars between `x0` and `x1` under `title` at `top2`,
 /// their names (`label_w` wide) left of the bars. Returns the bottom of what it
 /// drew.
 fn rates_panel(
@@ -917,6 +932,7 @@ fn rates_panel(
     rates: &[Rate],
     (x0, x1, top2): (f64, f64, f64),
     label_w: f64,
+    title: &str,
 ) -> f64 {
     let (lt, lh) = (top2 + 24.0, LAT_H);
     let rx_label = x0 + label_w;
@@ -931,7 +947,7 @@ fn rates_panel(
         (x0 + x1) / 2.0,
         top2 + 12.0,
         r#" text-anchor="middle" font-size="14""#,
-        "MPMC (batches of one f64) and SharedArray, per second",
+        title,
     );
     // The axis reaches far enough for every value label to fit inside.
     let bw = bx1 - bx0;

@@ -193,6 +193,37 @@ fn legends_are_off_the_data() {
 }
 
 #[test]
+fn broadcast_rates_get_their_own_panel() {
+    let mut r = full();
+    let rates = r["rates"].as_array_mut().unwrap();
+    for (name, v) in [
+        ("shmbatch broadcast 256 f64, 2 subs (per sub)", 4e8),
+        ("ringfire spmc 256 f64, 2 subs (per sub)", 1e8),
+    ] {
+        rates.push(json!({ "name": name, "per_s": v, "spread_per_s": spread(v) }));
+    }
+    let s = svg(&r);
+    well_formed(&s).unwrap();
+    for label in [
+        "MPMC (batches of one f64) and SharedArray, per second",
+        "Broadcast (lossless, batches of 256 f64), per subscriber",
+        "ringfire spmc 256 f64, 2 subs (per sub)",
+        "400 M/s",
+        "30 M/s",
+    ] {
+        assert!(s.contains(label), "no {label:?} in\n{s}");
+    }
+    assert_eq!(s.matches(r#"class="whisker""#).count(), FULL_WHISKERS + 2);
+    // The broadcast panel is below the MPMC one, not over it.
+    let frames = boxes(&s, "frame");
+    assert_eq!(frames.len(), 4);
+    let (mpmc, bcast) = (frames[2], frames[3]);
+    assert!(bcast.1 > mpmc.3, "{mpmc:?} {bcast:?}");
+    let height = attr_of(&s, "<svg ", "height")[0];
+    assert!(bcast.3 < height, "{bcast:?} past the bottom {height}");
+}
+
+#[test]
 fn old_or_partial_json() {
     // No commit, no mean, a skipped peer, null spreads, a rate not measured,
     // one run, and values of the wrong type.
