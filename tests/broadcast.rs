@@ -307,3 +307,27 @@ fn named_segment_between_handles() {
     drop(tx);
     assert!(a.recv().unwrap_err().is_disconnected());
 }
+
+#[test]
+fn a_held_in_place_batch_is_never_evicted() {
+    let opts = Options::new().evict_after(Duration::from_millis(5));
+    let (mut tx, mut rx) = broadcast::channel_with::<f64>(16, &opts).unwrap();
+    while tx.try_send(&[1.0]).is_ok() {}
+    {
+        let b = rx.recv().unwrap();
+        // Far past the eviction timeout: the publisher must keep waiting,
+        // because this batch is being read in place.
+        assert!(tx
+            .send_timeout(&[2.0], Duration::from_millis(40))
+            .unwrap_err()
+            .is_timeout());
+        assert!(b.is_intact());
+        assert_eq!(&*b, &[1.0]);
+    }
+    // Released one: room for one more, then the stall evicts it.
+    tx.send(&[2.0]).unwrap();
+    for _ in 0..100 {
+        tx.send(&[3.0]).unwrap();
+    }
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Evicted);
+}

@@ -87,9 +87,8 @@ impl Sub {
                     return Ok(sub);
                 }
                 Err(e) => {
-                    if sub.free_entry(log) {
-                        let _ = log.ctl().shared.subscribers.fetch_sub(1, Ordering::Relaxed);
-                    }
+                    // Not counted yet: only give the entry back.
+                    sub.free_entry(log);
                     return Err(e);
                 }
             }

@@ -222,11 +222,7 @@ impl Pub {
     /// The smallest position of an active subscriber, and who has it. `claimed`
     /// is the claim in force before this attempt: a subscriber more than a ring
     /// behind it is a joiner that will move on.
-    fn scan(
-        &self,
-        log: &Log,
-        claimed: u64,
-    ) -> Result<(Option<u64>, Option<Blocker>), ClaimMiss> {
+    fn scan(&self, log: &Log, claimed: u64) -> Result<(Option<u64>, Option<Blocker>), ClaimMiss> {
         let ring = log.dims.ring as u64;
         let used = log.ctl().shared.used.load(Ordering::SeqCst);
         let used = usize::try_from(used).map_or(MAX_SUBSCRIBERS, |u| u.min(MAX_SUBSCRIBERS));
