@@ -211,7 +211,7 @@ fn produce<const N: usize>(path: &str) -> Result<(), String> {
 /// records) and pushes records numbered in element 0; each of `subs` child
 /// processes attaches a `RingConsumer` from the oldest record before the first
 /// push and copies every record out with `recv_batch`, waiting with
-/// `FutexWait` as in [`ringfire`]. Every reader sees every record: ringfire's
+/// `FutexWait` as in [`ringfire()`]. Every reader sees every record: ringfire's
 /// ring is single-producer, multi-consumer with a cursor per reader, and
 /// lossless flow control holds the producer back for the slowest. Elements per
 /// second per reader.

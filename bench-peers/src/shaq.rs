@@ -152,7 +152,7 @@ pub(super) fn send(batch: usize, path: &str) -> Result<(), String> {
 /// consumer before the first write. A batch is [`BATCH`] consecutive `f64`
 /// items, written with `try_write_slice` (all of it or none, retried with the
 /// `Backoff` while the slowest consumer holds the room: shaq has no wait for
-/// room) and read as in [`shaq`], `reserve_read_batch_timeout` (shaq's futex
+/// room) and read as in [`shaq()`], `reserve_read_batch_timeout` (shaq's futex
 /// wait) copied out as slices until the batch is complete. Elements per second
 /// per consumer.
 pub fn shaq_broadcast(exe: &Path, subs: usize, dur: Duration) -> Result<f64, Skipped> {
