@@ -368,7 +368,7 @@ fn inspect_file(name: &Name, file: impl AsFd, stat: &rustix::fs::Stat) -> Result
         data_offset: g.data_offset,
         shape: g.shape.dims().to_vec(),
         data_len: g.data_len,
-        wake_protocol: (g.kind == Kind::Spsc).then_some(g.wake),
+        wake_protocol: matches!(g.kind, Kind::Spsc | Kind::Broadcast).then_some(g.wake),
         segment_len: g.segment_len,
         file_len,
         allocated: stat.st_blocks as u64 * 512,

@@ -48,8 +48,13 @@
 //!   subscriber sees the new claim and joins further on (`Sub::settle`).
 
 //! # Wake-ups
-//! Both directions use the symmetric wake protocol (wait.rs): a fence per publish
-//! and per lossless release, then a look at the futex word.
+//! Publisher to subscribers: the segment's [`crate::WakeProtocol`] (the header's
+//! flags, as for SPSC; adaptive by default), with the publisher as the one
+//! waker of the `data` words and every subscriber a sleeper on them: while the
+//! publisher publishes without fences it says so in `data_light`, and a
+//! subscriber runs the heavy barrier before it sleeps (wait.rs). Subscribers to
+//! the publisher (lossless): the symmetric protocol, a fence per release, since
+//! the `light` word has room for one waker only.
 
 use std::ptr::NonNull;
 

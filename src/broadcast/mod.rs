@@ -51,8 +51,10 @@
 //! # Waiting
 //! The verbs are those of the queues: blocking, `try_`, `_timeout` and
 //! `_deadline` forms, with the [`WaitPolicy`](crate::WaitPolicy) of the options.
-//! Wake-ups use the symmetric protocol (a fence per publish and per lossless
-//! release; see [`crate::WakeProtocol`]).
+//! The publisher wakes sleeping subscribers with the segment's
+//! [`WakeProtocol`](crate::WakeProtocol) ([`Options::wake_protocol`]; adaptive
+//! by default: no fence per publish while no subscriber sleeps); lossless
+//! subscribers wake a waiting publisher with a fence per release.
 //!
 //! # Example
 //! ```

@@ -113,7 +113,8 @@ impl<T: Pod> Publisher<T> {
         let ty = opts.type_info::<T>()?;
         let cfg = config(opts)?;
         let dims = Dims::for_capacity(&ty, capacity, opts.spsc_max_batch())?;
-        let g = dims.geometry(&ty)?;
+        let mut g = dims.geometry(&ty)?;
+        g.wake = opts.protocol();
         let make = |how: &Create| {
             Region::create_shm::<BroadcastControl>(name, g, &ty, how, |r| Log::init(r, cfg))
         };
@@ -126,7 +127,8 @@ impl<T: Pod> Publisher<T> {
         let ty: TypeInfo = opts.type_info::<T>()?;
         let cfg = config(opts)?;
         let dims = Dims::for_capacity(&ty, capacity, opts.spsc_max_batch())?;
-        let g = dims.geometry(&ty)?;
+        let mut g = dims.geometry(&ty)?;
+        g.wake = opts.protocol();
         let region = Region::heap::<BroadcastControl>(g, &ty, |r| Log::init(r, cfg));
         Self::from_region(region, opts.policy())
     }

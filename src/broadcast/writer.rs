@@ -7,7 +7,7 @@ use super::log::Log;
 use super::wire::{Dims, Owner, ACTIVE, EVICTED, FREE, MAX_SUBSCRIBERS, PENDING, WRAP};
 use crate::segment::ProcId;
 use crate::sync::{fence, Ordering};
-use crate::wait::{self, WakeProtocol, Waker};
+use crate::wait::{self, Waker};
 
 /// Where a claimed record goes.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,7 @@ impl Pub {
             claim: 0,
             oldest: 0,
             blocked: None,
-            waker: Waker::attach(WakeProtocol::Symmetric, log.data_words()),
+            waker: Waker::attach(log.region.geometry().wake, log.data_words()),
         }
     }
 
