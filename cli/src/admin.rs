@@ -1,8 +1,8 @@
 //! `ls`, `stat`, `rm`.
 
 use serde_json::{json, Value};
-use shmbatch::inspect::{HalfMade, Listed, Peer, SegmentInfo};
-use shmbatch::Kind;
+use shmbatch::inspect::{BroadcastInfo, HalfMade, Listed, Peer, SegmentInfo};
+use shmbatch::{Kind, Role};
 
 use crate::Result;
 
@@ -35,6 +35,33 @@ fn role(p: &Peer) -> String {
         .map_or_else(|| "lock holder".to_owned(), |r| r.to_string())
 }
 
+/// A peer's role as its segment's kind names it: a broadcast log has a publisher
+/// and subscribers.
+fn role_in(i: &SegmentInfo, p: &Peer) -> String {
+    match (i.kind, p.role) {
+        (Kind::Broadcast, Some(Role::Sender)) => "publisher".to_owned(),
+        (Kind::Broadcast, Some(Role::Receiver)) => "subscriber".to_owned(),
+        _ => role(p),
+    }
+}
+
+/// A broadcast log's policy: `lossy`, `lossless`, or `lossless, evict after 20ms`.
+fn policy(b: &BroadcastInfo) -> String {
+    match (b.lossy, b.evict_after) {
+        (true, _) => "lossy".to_owned(),
+        (false, None) => "lossless".to_owned(),
+        (false, Some(d)) => format!("lossless, evict after {d:?}"),
+    }
+}
+
+/// The kind for `ls`, with a broadcast log's policy.
+fn kind(i: &SegmentInfo) -> String {
+    match &i.broadcast {
+        Some(b) => format!("{} ({})", i.kind, policy(b)),
+        None => i.kind.to_string(),
+    }
+}
+
 fn capacity(i: &SegmentInfo) -> String {
     match i.kind {
         Kind::Mpmc => format!("{} slots x {}", i.capacity, i.max_batch),
@@ -50,7 +77,12 @@ fn fill(i: &SegmentInfo) -> String {
 fn peers(i: &SegmentInfo) -> String {
     let mut s = format!("creator {} {}", i.creator.pid, alive(i.creator.alive));
     for p in &i.peers {
-        s += &format!(", {} {} {}", role(p), p.process.pid, alive(p.process.alive));
+        s += &format!(
+            ", {} {} {}",
+            role_in(i, p),
+            p.process.pid,
+            alive(p.process.alive)
+        );
     }
     s
 }
@@ -67,7 +99,7 @@ fn live_users(i: &SegmentInfo) -> Vec<String> {
             i.peers
                 .iter()
                 .filter(|p| p.process.alive)
-                .map(|p| format!("{} pid {}", role(p), p.process.pid)),
+                .map(|p| format!("{} pid {}", role_in(i, p), p.process.pid)),
         )
         .collect()
 }
@@ -108,12 +140,26 @@ fn to_json(i: &SegmentInfo) -> Value {
         "allocated": i.allocated,
         "creator": { "pid": i.creator.pid, "alive": i.creator.alive },
         "peers": i.peers.iter().map(|p| json!({
-            "role": role(p), "pid": p.process.pid, "alive": p.process.alive,
+            "role": role_in(i, p), "pid": p.process.pid, "alive": p.process.alive,
         })).collect::<Vec<_>>(),
         "fill": i.fill.map(|f| json!({
             "used": f.used, "total": f.total, "unit": f.unit, "ratio": f.ratio(),
         })),
         "seq": i.seq,
+        "broadcast": i.broadcast.as_ref().map(|b| json!({
+            "policy": if b.lossy { "lossy" } else { "lossless" },
+            "evict_after_ns": b.evict_after.map(|d| d.as_nanos() as u64),
+            "published": b.published,
+            "closed": b.closed,
+            "subscribers": b.subscribers.iter().map(|s| json!({
+                "entry": s.entry,
+                "pid": s.process.pid,
+                "alive": s.process.alive,
+                "evicted": s.evicted,
+                "behind": s.behind,
+                "missed": s.missed,
+            })).collect::<Vec<_>>(),
+        })),
         "stale": i.is_stale(),
     })
 }
@@ -163,7 +209,7 @@ pub(crate) fn ls(as_json: bool) -> Result {
                 ],
                 (None, Ok(i)) => [
                     name.clone(),
-                    i.kind.to_string(),
+                    kind(i),
                     elem_type(i),
                     capacity(i),
                     fill(i),
@@ -267,20 +313,48 @@ pub(crate) fn stat(name: &str, as_json: bool) -> Result {
         println!("attached        nobody");
     }
     for p in &i.peers {
+        if i.broadcast.is_some() && p.role == Some(Role::Receiver) {
+            continue; // each on a subscriber line below
+        }
         println!(
             "attached        {} pid {} ({})",
-            role(p),
+            role_in(&i, p),
             p.process.pid,
             alive(p.process.alive)
         );
     }
+    if let Some(b) = &i.broadcast {
+        println!("policy          {}", policy(b));
+        println!(
+            "published       {} batches{}",
+            b.published,
+            if b.closed { " (publisher gone)" } else { "" }
+        );
+        println!("subscribers     {}", b.subscribers.len());
+        for s in &b.subscribers {
+            println!(
+                "subscriber      entry {} pid {} ({}), behind {}, missed {}{}",
+                s.entry,
+                s.process.pid,
+                alive(s.process.alive),
+                s.behind,
+                s.missed,
+                if s.evicted { ", evicted" } else { "" }
+            );
+        }
+    }
     if let Some(f) = i.fill {
         println!(
-            "fill            {} of {} {} ({:.1}%)",
+            "fill            {} of {} {} ({:.1}%){}",
             f.used,
             f.total,
             f.unit,
-            f.ratio() * 100.0
+            f.ratio() * 100.0,
+            if i.broadcast.is_some() {
+                ", from the slowest subscriber to the publisher"
+            } else {
+                ""
+            }
         );
     }
     if let Some(s) = i.seq {

@@ -98,6 +98,116 @@ fn ls_and_stat_show_an_mpmc_queue_fill_and_its_peers() {
 }
 
 #[test]
+fn ls_and_stat_show_a_broadcast_log_its_policy_and_subscribers() {
+    use shmbatch::broadcast::{Policy, Publisher, Subscriber, TryRecvError};
+    use shmbatch::Options;
+    use std::time::Duration;
+    let pid = std::process::id();
+
+    // Lossless with eviction: one subscriber that has received 1 of 3 batches.
+    let name = unique("bcast");
+    let opts = Options::new().evict_after(Duration::from_millis(20));
+    let mut tx = Publisher::<f64>::create_with(&name, 64, &opts).unwrap();
+    let mut rx = Subscriber::<f64>::open(&name).unwrap();
+    for k in 0..3 {
+        tx.send(&[k as f64; 4]).unwrap();
+    }
+    assert_eq!(rx.recv().unwrap().len(), 4);
+
+    let out = stdout(&shmbatch(&["ls"]));
+    let line = out.lines().find(|l| l.starts_with(&name)).expect(&out);
+    assert!(
+        line.contains("broadcast (lossless, evict after 20ms)"),
+        "{line}"
+    );
+    assert!(line.contains(&format!("publisher {pid} alive")), "{line}");
+    assert!(line.contains(&format!("subscriber {pid} alive")), "{line}");
+
+    let o = shmbatch(&["stat", &name]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    for want in [
+        "kind            broadcast".to_owned(),
+        "policy          lossless, evict after 20ms".to_owned(),
+        "published       3 batches".to_owned(),
+        "subscribers     1".to_owned(),
+        format!("attached        publisher pid {pid} (alive)"),
+        format!("subscriber      entry 0 pid {pid} (alive), behind 2, missed 0"),
+        // Two records of 16 + 4 * 8 bytes not yet received by the subscriber.
+        "fill            96 of ".to_owned(),
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&want)),
+            "{want:?} in\n{out}"
+        );
+    }
+    assert!(!out.contains("attached        subscriber"), "{out}");
+
+    let o = shmbatch(&["stat", &name, "--json"]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let b = &v["broadcast"];
+    assert_eq!(b["policy"], "lossless", "{v}");
+    assert_eq!(b["evict_after_ns"], 20_000_000, "{v}");
+    assert_eq!(b["published"], 3, "{v}");
+    assert_eq!(b["closed"], false, "{v}");
+    let subs = b["subscribers"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "{v}");
+    assert_eq!(subs[0]["entry"], 0, "{v}");
+    assert_eq!(subs[0]["pid"], pid, "{v}");
+    assert_eq!(subs[0]["alive"], true, "{v}");
+    assert_eq!(subs[0]["evicted"], false, "{v}");
+    assert_eq!(subs[0]["behind"], 2, "{v}");
+    assert_eq!(subs[0]["missed"], 0, "{v}");
+    assert_eq!(v["fill"]["used"], 96, "{v}");
+    assert_eq!(v["fill"]["unit"], "bytes", "{v}");
+    assert_eq!(v["fill"]["total"], v["data_len"], "{v}");
+    let roles: Vec<_> = v["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["role"])
+        .collect();
+    assert_eq!(roles, ["publisher", "subscriber"], "{v}");
+    drop((rx, tx));
+
+    // Lossy: a subscriber lapped, told what it missed.
+    let name = unique("bcast-lossy");
+    let opts = Options::new().broadcast_policy(Policy::Lossy);
+    let mut tx = Publisher::<f64>::create_with(&name, 16, &opts).unwrap();
+    let mut rx = Subscriber::<f64>::open(&name).unwrap();
+    for k in 0..100 {
+        tx.send(&[k as f64]).unwrap();
+    }
+    let Err(TryRecvError::Lagged { missed }) = rx.try_recv_into(&mut Vec::new()) else {
+        panic!("not lapped")
+    };
+    let out = stdout(&shmbatch(&["ls"]));
+    let line = out.lines().find(|l| l.starts_with(&name)).expect(&out);
+    assert!(line.contains("broadcast (lossy)"), "{line}");
+    let out = stdout(&shmbatch(&["stat", &name]));
+    assert!(out.contains("policy          lossy\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "subscriber      entry 0 pid {pid} (alive), behind {}, missed {missed}",
+            100 - missed
+        )),
+        "{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&shmbatch(&["stat", &name, "--json"]).stdout).unwrap();
+    assert_eq!(v["broadcast"]["policy"], "lossy", "{v}");
+    assert_eq!(
+        v["broadcast"]["evict_after_ns"],
+        serde_json::Value::Null,
+        "{v}"
+    );
+    assert_eq!(v["broadcast"]["subscribers"][0]["missed"], missed, "{v}");
+    assert_eq!(v["broadcast"]["published"], 100, "{v}");
+    drop((rx, tx));
+}
+
+#[test]
 fn stat_reports_the_data_offset_for_raw_attach() {
     let name = unique("stat");
     let a = shmbatch::SharedArray::<f64>::create(&name, 1000).unwrap();
@@ -115,6 +225,7 @@ fn stat_reports_the_data_offset_for_raw_attach() {
     assert_eq!(v["data_offset"], shmbatch::layout::ARRAY_DATA_OFFSET);
     assert_eq!(v["creator"]["pid"], std::process::id());
     assert_eq!(v["creator"]["alive"], true);
+    assert_eq!(v["broadcast"], serde_json::Value::Null);
 
     let o = shmbatch(&["stat", &name]);
     assert!(stdout(&o).contains(&format!("data offset     {}", a.data_offset())));
