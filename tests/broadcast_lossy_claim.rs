@@ -1,17 +1,13 @@
 //! Lossy broadcast: a reservation that was filled and then dropped or truncated
 //! must not let the publisher's `claim` move back below the bytes it wrote.
 //!
-//! `Pub::announce` (src/broadcast/log.rs) stores `claim = end` for every claim,
-//! also when `end` is below the previous claim: after a reservation is dropped or
-//! truncated, the next (shorter) claim lowers `claim` under bytes the reservation
-//! wrote. A subscriber whose record lies in between then passes the seqlock check
-//! (`claim <= pos + ring`) on overwritten bytes: it is handed the reservation's
-//! elements as an intact batch, or `Corrupted` for a header the reservation
-//! overwrote, where it must get `Lagged`. The same shrink makes `Batch::is_intact`
-//! go from false back to true while the guard is held.
-//!
-//! These tests fail until that is fixed (for instance by keeping the largest
-//! claim: `self.claim = self.claim.max(end)` and storing that).
+//! Found by the proptest model (`tests/model_broadcast.rs`) against an earlier
+//! publisher that stored every claim's end, also one below the previous claim:
+//! after a filled reservation was dropped or truncated, the next shorter claim
+//! lowered `claim` under bytes the reservation wrote, and a subscriber whose
+//! record lay in between passed the seqlock check on overwritten bytes. The
+//! claim now only grows (`Pub::announce`, src/broadcast/writer.rs), and a lossy
+//! reservation is staged and copied in only at commit.
 
 use shmbatch::broadcast::{self, Policy, Start, TryRecvError};
 use shmbatch::Options;

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::log::{Log, Start};
-use super::wire::{Owner, ACTIVE, EVICTED, FREE, MAX_SUBSCRIBERS, PENDING, READING, WRAP};
+use super::wire::{
+    Owner, ACTIVE, EVICTED, FREE, MAX_POSITION, MAX_SUBSCRIBERS, PENDING, READING, WRAP,
+};
 use crate::segment::ProcId;
 use crate::sync::{fence, Ordering};
 use crate::wait::{self, WakeProtocol, Waker};
@@ -116,7 +118,7 @@ impl Sub {
                 Start::Oldest => c.oldest.load(Ordering::SeqCst),
             };
             let tail = p.tail.load(Ordering::SeqCst);
-            if pos > tail || pos % log.dims.unit as u64 != 0 {
+            if pos > tail || tail > MAX_POSITION || pos % log.dims.unit as u64 != 0 {
                 return Err(Error::corrupted("broadcast positions are inconsistent"));
             }
             if tail - pos > ring {
@@ -320,7 +322,11 @@ impl Sub {
             // Sync point "oldest".
             let oldest = log.ctl().claims.oldest.load(Ordering::Acquire);
             let tail = p.tail.load(Ordering::Acquire);
-            if oldest > tail || oldest % log.dims.unit as u64 != 0 || oldest < self.pos {
+            if oldest > tail
+                || tail > MAX_POSITION
+                || oldest % log.dims.unit as u64 != 0
+                || oldest < self.pos
+            {
                 return Miss::Corrupted("broadcast oldest position is inconsistent");
             }
             let word = log.header(log.offset(oldest)).seq.load(Ordering::Acquire);

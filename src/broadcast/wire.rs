@@ -38,6 +38,11 @@ pub(super) const PENDING: u64 = 1 << 63;
 /// The len word of a wrap marker: the batch it stands for starts at offset 0.
 pub(super) const WRAP: u64 = u64::MAX;
 
+/// Largest position a subscriber accepts from the segment (`tail`, `oldest`):
+/// 2^62 bytes is ~146 years at 1 TB/s, so a larger one is damage, and the bound
+/// keeps position arithmetic (`pos + ring`) far from overflow.
+pub(super) const MAX_POSITION: u64 = 1 << 62;
+
 /// Subscriber entry states (low 2 bits of the owner word).
 pub(super) const FREE: u64 = 0;
 pub(super) const ACTIVE: u64 = 1;
