@@ -53,8 +53,9 @@
 //! waker of the `data` words and every subscriber a sleeper on them: while the
 //! publisher publishes without fences it says so in `data_light`, and a
 //! subscriber runs the heavy barrier before it sleeps (wait.rs). Subscribers to
-//! the publisher (lossless): the symmetric protocol, a fence per release, since
-//! the `light` word has room for one waker only.
+//! the publisher (lossless): each entry has its own space words, whose one
+//! waker is its subscriber, with the same protocol; the publisher sleeps on the
+//! words of the subscriber that holds it back.
 
 use std::ptr::NonNull;
 
@@ -234,9 +235,10 @@ impl Log {
         }
     }
 
-    /// The words of wake-ups from subscribers to a sleeping publisher.
-    pub(super) fn space_words(&self) -> WakeWords<'_> {
-        let s = &self.ctl().shared;
+    /// The words of wake-ups from subscriber `index` to a publisher sleeping
+    /// until it frees room.
+    pub(super) fn space_words(&self, index: usize) -> WakeWords<'_> {
+        let s = self.entry(index);
         WakeWords {
             flag: &s.space_ready,
             light: &s.space_light,

@@ -9,7 +9,7 @@ use super::wire::{
 };
 use crate::segment::ProcId;
 use crate::sync::{fence, Ordering};
-use crate::wait::{self, WakeProtocol, Waker};
+use crate::wait::{self, Waker};
 use crate::{Error, Result};
 
 /// A batch found by `Sub::look`.
@@ -81,7 +81,7 @@ impl Sub {
                 seq: 0,
                 missed: 0,
                 evicted: false,
-                waker: Waker::attach(WakeProtocol::Symmetric, log.space_words()),
+                waker: Waker::attach(log.region.geometry().wake, log.space_words(index)),
             };
             match sub.settle(log, start, parked) {
                 Ok(()) => {
@@ -276,7 +276,10 @@ impl Sub {
     /// evicted.
     #[inline]
     pub(super) fn intact(&mut self, log: &Log, p: &Peeked) -> Result<(), Miss> {
-        if self.claim_ok(log, p.pos) {
+        // A lossless log that does not evict never writes over an active
+        // subscriber's batch (sync points "free space" and "join"): no look at
+        // the claim's line, which the publisher rewrites whenever it is held back.
+        if !log.racy() || self.claim_ok(log, p.pos) {
             return Ok(());
         }
         Err(self.overrun(log, "broadcast publisher overwrote a subscriber's batch"))
@@ -359,7 +362,7 @@ impl Sub {
         e.pos.store(self.pos, Ordering::Release);
         e.seq.store(self.seq, Ordering::Relaxed);
         if !log.config.lossy {
-            self.waker.wake(log.space_words());
+            self.waker.wake(log.space_words(self.index));
         }
     }
 
@@ -398,7 +401,7 @@ impl Sub {
             let _ = log.ctl().shared.subscribers.fetch_sub(1, Ordering::Relaxed);
         }
         if !log.config.lossy {
-            wait::wake_always(&log.ctl().shared.space_ready);
+            wait::wake_always(&log.entry(self.index).space_ready);
         }
     }
 }

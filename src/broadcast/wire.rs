@@ -8,9 +8,10 @@
 //!   line 1   claim, oldest          (the publisher, now and then; read by
 //!                                    subscribers for every batch)
 //!   line 2   policy, evict_after_ns, owner, closed, subscribers, joins, used,
-//!            futex and wake words of both directions (creator, then rarely)
-//!   line 3+i subscriber entry i: owner, pos, seq, missed   (subscriber i; the
-//!            publisher only to reap or evict)
+//!            the data futex and wake words (creator, then rarely)
+//!   line 3+i subscriber entry i: owner, pos, seq, missed, then its space futex
+//!            and wake words (subscriber i; the publisher only to reap, evict
+//!            or sleep)
 //! data region: the log, `ring` bytes (a multiple of 2 * unit)
 //!   record   seq word: batch number + 1 (| PENDING at the publisher's frontier)
 //!            len word: elements, or WRAP for a wrap marker
@@ -138,10 +139,6 @@ pub(super) struct SharedLine {
     pub(super) data_ready: AtomicU32,
     pub(super) data_light: AtomicU32,
     pub(super) data_sleeps: AtomicU32,
-    /// 1 while the publisher may sleep waiting for room.
-    pub(super) space_ready: AtomicU32,
-    pub(super) space_light: AtomicU32,
-    pub(super) space_sleeps: AtomicU32,
 }
 
 /// One subscriber's line.
@@ -157,6 +154,12 @@ pub(super) struct Entry {
     pub(super) seq: AtomicU64,
     /// Batches it was told it missed (a report).
     pub(super) missed: AtomicU64,
+    /// 1 while the publisher may sleep waiting for this subscriber to free room:
+    /// each entry has its own wake words, so that each has one waker (the
+    /// subscriber) and may use the segment's wake protocol.
+    pub(super) space_ready: AtomicU32,
+    pub(super) space_light: AtomicU32,
+    pub(super) space_sleeps: AtomicU32,
 }
 
 /// The broadcast control block at `CONTROL_OFFSET`.

@@ -377,7 +377,7 @@ impl Pub {
     pub(super) fn sleep(&self, log: &Log, blocker: Blocker, slice: Duration) {
         let e = log.entry(blocker.index);
         wait::sleep(
-            log.space_words(),
+            log.space_words(blocker.index),
             // W2: pairs with a subscriber's release (K1, then its fence and K2)
             // or its detach.
             || {
