@@ -24,7 +24,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, Padded, TypeInfo, MAX_SEGMENT_LEN};
+use crate::layout::{Geometry, Padded, TypeInfo};
 use crate::segment::{Control, ProcId};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::Kind;
@@ -199,20 +199,6 @@ unsafe impl Control for BroadcastControl {
     const KIND: Kind = Kind::Broadcast;
 }
 
-/// Ring bytes and the longest batch for `capacity` elements of `size` bytes
-/// aligned to `align`: as the SPSC ring (two records of the longest batch), with
-/// a unit of `max(16, align)`, which holds the two header words.
-fn ring_for(size: usize, align: usize, capacity: usize) -> Option<(usize, usize)> {
-    let unit = align.max(16);
-    let half_payload = capacity
-        .div_ceil(2)
-        .checked_mul(size)
-        .filter(|&b| b <= MAX_SEGMENT_LEN / 2)?
-        .next_multiple_of(unit);
-    let ring = 2 * (unit + half_payload);
-    (ring <= MAX_SEGMENT_LEN - 4096).then_some((ring, half_payload / size.max(1)))
-}
-
 /// Sizes and configuration of a log, fixed at creation and validated on open.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Dims {
@@ -234,33 +220,8 @@ impl Dims {
         capacity: usize,
         max_batch: Option<usize>,
     ) -> Result<Dims> {
-        if capacity == 0 {
-            return Err(Error::InvalidSize {
-                what: "capacity",
-                value: 0,
-                reason: "must be at least 1 element".into(),
-            });
-        }
-        let (ring, most) =
-            ring_for(ty.size, ty.align, capacity).ok_or_else(|| Error::InvalidSize {
-                what: "capacity",
-                value: capacity,
-                reason: format!("the log would exceed {MAX_SEGMENT_LEN} bytes"),
-            })?;
-        let max_batch = match max_batch {
-            None => most,
-            Some(m) if (1..=most).contains(&m) => m,
-            Some(m) => {
-                return Err(Error::InvalidSize {
-                    what: "max_batch",
-                    value: m,
-                    reason: format!(
-                        "must be in 1..={most} for a capacity of {capacity} elements (a batch \
-                         takes at most half the log)"
-                    ),
-                })
-            }
-        };
+        // The SPSC ring's formula, with a unit that holds the two header words.
+        let (ring, max_batch) = crate::spsc::dims::sizes(ty, 16, capacity, max_batch)?;
         Ok(Dims {
             capacity,
             ring,

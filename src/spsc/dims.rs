@@ -7,21 +7,66 @@ use crate::layout::{Geometry, TypeInfo, MAX_SEGMENT_LEN};
 use crate::{Error, Kind, Result};
 
 /// Ring bytes and the longest batch (in elements) for a queue of `capacity`
-/// elements of `size` bytes aligned to `align`; `None` if the ring would exceed
-/// the largest segment. The one formula of the SPSC geometry: the ring is the
+/// elements of `size` bytes aligned to `align`, with records padded to
+/// `unit = max(min_unit, align)`; `None` if the ring would exceed the largest
+/// segment. The one formula of the record rings (SPSC with a `min_unit` of 8,
+/// the broadcast log with 16, which holds its two header words): the ring is the
 /// size of two records of the longest batch,
-/// `2 * (U + round_up(ceil(capacity / 2) * size, U))` bytes with
-/// `U = max(8, align)`, so that an empty ring takes such a record wherever its
-/// write offset stands.
-fn ring_for(size: usize, align: usize, capacity: usize) -> Option<(usize, usize)> {
-    let unit = align.max(8);
+/// `2 * (U + round_up(ceil(capacity / 2) * size, U))` bytes, so that an empty
+/// ring takes such a record wherever its write offset stands.
+pub(crate) fn ring_for(
+    size: usize,
+    align: usize,
+    min_unit: usize,
+    capacity: usize,
+) -> Option<(usize, usize)> {
+    let unit = align.max(min_unit);
     let half_payload = capacity
         .div_ceil(2)
         .checked_mul(size)
         .filter(|&b| b <= MAX_SEGMENT_LEN / 2)?
         .next_multiple_of(unit);
     let ring = 2 * (unit + half_payload);
-    (ring <= MAX_SEGMENT_LEN - 4096).then_some((ring, half_payload / size))
+    (ring <= MAX_SEGMENT_LEN - 4096).then_some((ring, half_payload / size.max(1)))
+}
+
+/// Ring bytes and the longest batch for a new record ring of `capacity`
+/// elements of `ty` ([`ring_for`]), with `max_batch` checked against what it
+/// allows (by default the most): the errors a caller's bad sizes get.
+pub(crate) fn sizes(
+    ty: &TypeInfo,
+    min_unit: usize,
+    capacity: usize,
+    max_batch: Option<usize>,
+) -> Result<(usize, usize)> {
+    if capacity == 0 {
+        return Err(Error::InvalidSize {
+            what: "capacity",
+            value: 0,
+            reason: "must be at least 1 element".into(),
+        });
+    }
+    let (ring, most) =
+        ring_for(ty.size, ty.align, min_unit, capacity).ok_or_else(|| Error::InvalidSize {
+            what: "capacity",
+            value: capacity,
+            reason: format!("the ring would exceed {MAX_SEGMENT_LEN} bytes"),
+        })?;
+    let max_batch = match max_batch {
+        None => most,
+        Some(m) if (1..=most).contains(&m) => m,
+        Some(m) => {
+            return Err(Error::InvalidSize {
+                what: "max_batch",
+                value: m,
+                reason: format!(
+                    "must be in 1..={most} for a capacity of {capacity} elements (a batch \
+                     takes at most half the ring)"
+                ),
+            })
+        }
+    };
+    Ok((ring, max_batch))
 }
 
 /// Sizes of the ring, fixed at creation and validated on open.
@@ -48,33 +93,7 @@ impl Dims {
         capacity: usize,
         max_batch: Option<usize>,
     ) -> Result<Dims> {
-        if capacity == 0 {
-            return Err(Error::InvalidSize {
-                what: "capacity",
-                value: 0,
-                reason: "must be at least 1 element".into(),
-            });
-        }
-        let (ring, most) =
-            ring_for(ty.size, ty.align, capacity).ok_or_else(|| Error::InvalidSize {
-                what: "capacity",
-                value: capacity,
-                reason: format!("the ring would exceed {MAX_SEGMENT_LEN} bytes"),
-            })?;
-        let max_batch = match max_batch {
-            None => most,
-            Some(m) if (1..=most).contains(&m) => m,
-            Some(m) => {
-                return Err(Error::InvalidSize {
-                    what: "max_batch",
-                    value: m,
-                    reason: format!(
-                        "must be in 1..={most} for a capacity of {capacity} elements (a batch \
-                         takes at most half the ring)"
-                    ),
-                })
-            }
-        };
+        let (ring, max_batch) = sizes(ty, 8, capacity, max_batch)?;
         Ok(Dims {
             capacity,
             ring,
@@ -102,7 +121,7 @@ impl Dims {
             }
         }
         let capacity = usize::try_from(g.capacity).unwrap_or(0);
-        match ring_for(g.elem_size, g.elem_align, capacity) {
+        match ring_for(g.elem_size, g.elem_align, 8, capacity) {
             Some((r, most)) if capacity > 0 && r == ring && max_batch <= most => Ok(Dims {
                 capacity,
                 ring,

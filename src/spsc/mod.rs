@@ -102,7 +102,7 @@ use crate::wait::{Deadline, WaitPolicy};
 use crate::{Error, TryRecvError};
 use crate::{Result, SendError, SendTimeoutError, TrySendError};
 
-mod dims;
+pub(crate) mod dims;
 mod guard;
 mod link;
 mod ops;
