@@ -303,6 +303,27 @@ impl<T: Pod> Sender<T> {
         self.prod.len(&self.link.ring)
     }
 
+    /// How many batches have been committed to this queue since it was created, by
+    /// this sender and every sender before it: the number the next batch sent will
+    /// have, counting from 0. Exact even after a sender was killed mid-send (an
+    /// attaching sender recounts from the ring's records). A queue's batch numbers
+    /// are what lets `shmbatch-zenoh` tell across a restart which batches a dead
+    /// process had already committed.
+    ///
+    /// # Examples
+    /// ```
+    /// let (mut tx, mut rx) = shmbatch::spsc::channel::<f64>(64)?;
+    /// tx.send(&[1.0])?;
+    /// tx.send(&[2.0])?;
+    /// drop(rx.recv()?);
+    /// assert_eq!((tx.sent(), rx.received()), (2, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn sent(&self) -> u64 {
+        self.prod.sent()
+    }
+
     /// Whether the receiver has released every batch sent so far (read from its
     /// position, so exact even where [`len`](Self::len) is one off).
     #[must_use]

@@ -146,6 +146,17 @@ impl<T: Pod> Receiver<T> {
         self.cons.len(&self.link.ring)
     }
 
+    /// How many batches have been released from this queue since it was created,
+    /// by this receiver and every receiver before it: the number (counting from 0)
+    /// of the batch the next `recv` returns. A batch is counted when its guard
+    /// drops, so a batch a killed receiver was holding is delivered again under
+    /// the same number. Exact after a receiver was killed mid-release (an
+    /// attaching receiver recounts from the ring). See [`Sender::sent`].
+    #[must_use]
+    pub fn received(&self) -> u64 {
+        self.cons.received()
+    }
+
     /// Whether no batch is waiting right now (what `try_recv` would see; read from
     /// the ring itself, so exact even where [`len`](Self::len) is one off).
     #[must_use]

@@ -469,6 +469,11 @@ impl Producer {
     }
 
     /// Batches published and not yet released (module docs, "Batch counts").
+    /// Batches published on this ring since it was created (by every producer).
+    pub(super) fn sent(&self) -> u64 {
+        self.sent
+    }
+
     pub(super) fn len(&self, ring: &Ring) -> usize {
         // Acquire pairs with the consumer's Release store in `Consumer::release`.
         let received = ring.ctl().consumer.received.load(Ordering::Acquire);
@@ -652,6 +657,11 @@ impl Consumer {
     }
 
     /// Batches published and not yet released (module docs, "Batch counts").
+    /// Batches released on this ring since it was created (by every consumer).
+    pub(super) fn received(&self) -> u64 {
+        self.received
+    }
+
     pub(super) fn len(&self, ring: &Ring) -> usize {
         // Acquire pairs with the producer's Release store in `Producer::publish`.
         let sent = ring.ctl().producer.sent.load(Ordering::Acquire);
