@@ -46,9 +46,10 @@ pub trait Source: sealed::Sealed {
     /// The queue's segment name, if it has one.
     fn segment(&self) -> Option<&str>;
 
-    /// Whether [`poll`](Self::poll) numbers batches, so that a restarted exporter
-    /// continues the same stream.
-    fn numbers_batches(&self) -> bool;
+    /// The number the next batch will have, for a queue that numbers its
+    /// batches (so that a restarted exporter continues the same stream): SPSC.
+    /// `None` for the others.
+    fn next_number(&self) -> Option<u64>;
 }
 
 impl<T: Pod> sealed::Sealed for spsc::Receiver<T> {}
@@ -78,8 +79,8 @@ impl<T: Pod> Source for spsc::Receiver<T> {
         self.name()
     }
 
-    fn numbers_batches(&self) -> bool {
-        true
+    fn next_number(&self) -> Option<u64> {
+        Some(self.received())
     }
 }
 
@@ -107,8 +108,8 @@ impl<T: Pod> Source for mpmc::Receiver<T> {
         self.name()
     }
 
-    fn numbers_batches(&self) -> bool {
-        false
+    fn next_number(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -138,8 +139,8 @@ impl<T: Pod> Source for broadcast::Subscriber<T> {
         self.name()
     }
 
-    fn numbers_batches(&self) -> bool {
-        false
+    fn next_number(&self) -> Option<u64> {
+        None
     }
 }
 

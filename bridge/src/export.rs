@@ -88,7 +88,7 @@ impl<S: Source> Exporter<S> {
         opts: &ExportOptions,
     ) -> Result<Self, Error> {
         let ty = stream_type_of::<S::Elem>(source.segment())?;
-        let stream = stream_id(source.segment(), source.numbers_batches());
+        let stream = stream_id(source.segment(), source.next_number().is_some());
         let publisher = session
             .declare_publisher(key.to_owned())
             .congestion_control(if opts.lossy {
@@ -202,7 +202,7 @@ impl<S: Source> Exporter<S> {
             stats,
             ..
         } = self;
-        let numbered = source.numbers_batches();
+        let numbered = source.next_number().is_some();
         let polled = source.poll(self.opts.poll, &mut |seq, batch| {
             let seq = if numbered {
                 seq.unwrap_or(*next_local)
@@ -237,10 +237,12 @@ impl<S: Source> Exporter<S> {
 
     /// Tell importers the stream ended.
     fn end(&mut self) -> Result<(), Error> {
+        // The number the next batch would have had: the importer counts what
+        // never reached it before the end.
         let h = Header {
             flags: wire::END,
             stream: self.stream,
-            seq: self.next_local,
+            seq: self.source.next_number().unwrap_or(self.next_local),
             sent_ns: now_ns(),
         };
         let mut sample = Vec::new();

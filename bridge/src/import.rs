@@ -221,6 +221,24 @@ impl<K: Sink> Importer<K> {
         }
         let h = s.header;
         if h.flags & wire::END != 0 {
+            // The end carries the number the next batch would have had: a gap
+            // before it is batches lost at the end of the stream.
+            if let Some((stream, next)) = self.expect {
+                if stream == h.stream && h.seq > next {
+                    let mut counts = self.counts;
+                    counts.gaps += 1;
+                    counts.lost += h.seq - next;
+                    self.settle(
+                        counts,
+                        Slot {
+                            stream,
+                            next: h.seq,
+                            counts,
+                            ..Slot::default()
+                        },
+                    );
+                }
+            }
             self.stats.set_ended(true);
             return Ok(Step::Ended);
         }

@@ -33,8 +33,11 @@ impl Endpoints {
         // Keep trying to reach the peer: it may start later, or restart.
         set(&mut c, "connect/timeout_ms", "-1".into())?;
         set(&mut c, "connect/exit_on_failure", "false".into())?;
-        set(&mut c, "connect/retry/period_init_ms", "50".into())?;
-        set(&mut c, "connect/retry/period_max_ms", "500".into())?;
+        set(
+            &mut c,
+            "connect/retry",
+            r#"{"period_init_ms": 50, "period_max_ms": 500, "period_increase_factor": 2}"#.into(),
+        )?;
         Ok(c)
     }
 
