@@ -27,6 +27,10 @@ pub enum Polled {
     Ended,
 }
 
+/// What a [`Source`] hands each batch to: the queue's number for it, if any,
+/// and the batch in place.
+pub type Each<'a, T> = &'a mut dyn FnMut(Option<u64>, &[T]) -> Result<(), Error>;
+
 /// A local queue an exporter receives from: [`spsc::Receiver`],
 /// [`mpmc::Receiver`] or [`broadcast::Subscriber`].
 pub trait Source: sealed::Sealed {
@@ -37,11 +41,7 @@ pub trait Source: sealed::Sealed {
     /// queue's own number for it where the queue keeps one (SPSC: the count of
     /// batches received before it). The batch is released only after `f` returns,
     /// so a process killed inside `f` leaves it in the queue for the next receiver.
-    fn poll(
-        &mut self,
-        poll: Duration,
-        f: &mut dyn FnMut(Option<u64>, &[Self::Elem]) -> Result<(), Error>,
-    ) -> Result<Polled, Error>;
+    fn poll(&mut self, poll: Duration, f: Each<'_, Self::Elem>) -> Result<Polled, Error>;
 
     /// The queue's segment name, if it has one.
     fn segment(&self) -> Option<&str>;
@@ -56,11 +56,7 @@ impl<T: Pod> sealed::Sealed for spsc::Receiver<T> {}
 impl<T: Pod> Source for spsc::Receiver<T> {
     type Elem = T;
 
-    fn poll(
-        &mut self,
-        poll: Duration,
-        f: &mut dyn FnMut(Option<u64>, &[T]) -> Result<(), Error>,
-    ) -> Result<Polled, Error> {
+    fn poll(&mut self, poll: Duration, f: Each<'_, T>) -> Result<Polled, Error> {
         // The batch's number is the count of batches released before it; it
         // counts up when the guard drops.
         let seq = self.received();
@@ -88,11 +84,7 @@ impl<T: Pod> sealed::Sealed for mpmc::Receiver<T> {}
 impl<T: Pod> Source for mpmc::Receiver<T> {
     type Elem = T;
 
-    fn poll(
-        &mut self,
-        poll: Duration,
-        f: &mut dyn FnMut(Option<u64>, &[T]) -> Result<(), Error>,
-    ) -> Result<Polled, Error> {
+    fn poll(&mut self, poll: Duration, f: Each<'_, T>) -> Result<Polled, Error> {
         match self.recv_timeout(poll) {
             Ok(batch) => {
                 f(None, &batch)?;
@@ -117,11 +109,7 @@ impl<T: Pod> sealed::Sealed for broadcast::Subscriber<T> {}
 impl<T: Pod> Source for broadcast::Subscriber<T> {
     type Elem = T;
 
-    fn poll(
-        &mut self,
-        poll: Duration,
-        f: &mut dyn FnMut(Option<u64>, &[T]) -> Result<(), Error>,
-    ) -> Result<Polled, Error> {
+    fn poll(&mut self, poll: Duration, f: Each<'_, T>) -> Result<Polled, Error> {
         use broadcast::RecvTimeoutError as E;
         match self.recv_timeout(poll) {
             Ok(batch) => {

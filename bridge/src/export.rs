@@ -1,14 +1,15 @@
 //! The exporter: receives every batch of a local queue and publishes it on a zenoh
 //! key, numbered, with the element type.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
 use crate::endpoint::{Polled, Source};
+use crate::replay::{self, Window};
 use crate::stats::{now_ns, Snapshot, Stats};
 use crate::wire::{self, Header, StreamType};
 use crate::{stream_type_of, Error, Stop};
@@ -28,6 +29,14 @@ pub struct ExportOptions {
     /// How long one wait on the local queue lasts before the stop flag is checked.
     /// Default 50 ms.
     pub poll: Duration,
+    /// After the source ends, how long [`Exporter::run`] stays to tell the end
+    /// to importers that subscribe again (an importer restarted just then would
+    /// otherwise never learn it). Default 2 s.
+    pub linger: Duration,
+    /// Bytes of the most recent samples kept to repair an importer's gap (see
+    /// the crate docs, "Repairing gaps"); 0 keeps none. Default 64 MiB. Not used
+    /// when lossy.
+    pub replay_bytes: usize,
 }
 
 impl Default for ExportOptions {
@@ -36,6 +45,8 @@ impl Default for ExportOptions {
             lossy: false,
             express: false,
             poll: Duration::from_millis(50),
+            linger: Duration::from_secs(2),
+            replay_bytes: 64 << 20,
         }
     }
 }
@@ -53,6 +64,12 @@ pub struct Exporter<S: Source> {
     /// Kept alive: it sets `matched` as importers come and go.
     _matching: zenoh::matching::MatchingListener<()>,
     matched: Arc<AtomicBool>,
+    /// How many times an importer started matching the key.
+    arrivals: Arc<AtomicU64>,
+    /// The most recent samples, for importers that ask to repair a gap.
+    window: Arc<Mutex<Window>>,
+    /// Kept alive: answers those requests.
+    _resume: zenoh::query::Queryable<()>,
     key: String,
     ty: StreamType,
     stream: u64,
@@ -100,21 +117,54 @@ impl<S: Source> Exporter<S> {
             .wait()
             .map_err(|e| Error::Zenoh(format!("declaring a publisher on {key:?}: {e}")))?;
         let matched = Arc::new(AtomicBool::new(false));
-        let flag = matched.clone();
+        let arrivals = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (matched.clone(), arrivals.clone());
         let matching = publisher
             .matching_listener()
-            .callback(move |status| flag.store(status.matching(), Ordering::Release))
+            .callback(move |status| {
+                flag.store(status.matching(), Ordering::Release);
+                if status.matching() {
+                    count.fetch_add(1, Ordering::AcqRel);
+                }
+            })
             .wait()
             .map_err(|e| Error::Zenoh(format!("watching for importers of {key:?}: {e}")))?;
         // The listener reports changes only: start from the status now.
         if let Ok(status) = publisher.matching_status().wait() {
             matched.fetch_or(status.matching(), Ordering::AcqRel);
         }
+        let cap = if opts.lossy { 0 } else { opts.replay_bytes };
+        let window = Arc::new(Mutex::new(Window::new(cap)));
+        let w = window.clone();
+        let resume = session
+            .declare_queryable(replay::resume_key(key))
+            .callback(move |query| {
+                let Some((asked_stream, next)) = query
+                    .payload()
+                    .and_then(|p| replay::parse_request(&p.to_bytes()))
+                else {
+                    return;
+                };
+                let status = if asked_stream == stream {
+                    lock(&w).ask(next)
+                } else {
+                    replay::OTHER_STREAM
+                };
+                // An importer that does not get the answer counts the gap.
+                let _ = query
+                    .reply(query.key_expr().clone(), replay::answer(status, stream))
+                    .wait();
+            })
+            .wait()
+            .map_err(|e| Error::Zenoh(format!("declaring the resume queryable of {key:?}: {e}")))?;
         Ok(Exporter {
             source,
+            window,
+            _resume: resume,
             publisher,
             _matching: matching,
             matched,
+            arrivals,
             key: key.to_owned(),
             ty,
             stream,
@@ -168,7 +218,10 @@ impl<S: Source> Exporter<S> {
     pub fn run(&mut self) -> Result<Snapshot, Error> {
         loop {
             match self.step()? {
-                Polled::Ended => return Ok(self.stats.snapshot()),
+                Polled::Ended => {
+                    self.linger()?;
+                    return Ok(self.stats.snapshot());
+                }
                 _ if self.stop.is_stopped() => return Ok(self.stats.snapshot()),
                 _ => {}
             }
@@ -193,9 +246,11 @@ impl<S: Source> Exporter<S> {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+        self.replay()?;
         let Exporter {
             source,
             publisher,
+            window,
             ty,
             stream,
             next_local,
@@ -219,6 +274,8 @@ impl<S: Source> Exporter<S> {
             let mut sample = Vec::with_capacity(wire::FIXED + ty.tag.len() + bytes.len());
             wire::encode_header(&mut sample, ty, &h);
             sample.extend_from_slice(bytes);
+            let sample = zenoh::bytes::ZBytes::from(sample);
+            lock(window).push(seq, sample.clone());
             publisher
                 .put(sample)
                 .wait()
@@ -235,8 +292,50 @@ impl<S: Source> Exporter<S> {
         Ok(polled)
     }
 
-    /// Tell importers the stream ended.
+    /// After the end: tell it again to every importer that subscribes within
+    /// [`ExportOptions::linger`].
+    fn linger(&mut self) -> Result<(), Error> {
+        let mut until = std::time::Instant::now() + self.opts.linger;
+        let mut seen = self.arrivals.load(Ordering::Acquire);
+        while std::time::Instant::now() < until && !self.stop.is_stopped() {
+            std::thread::sleep(Duration::from_millis(5));
+            let now = self.arrivals.load(Ordering::Acquire);
+            // An importer asked to repair a gap before the end: replay, then
+            // tell the end again.
+            let replayed = self.replay()?;
+            if now != seen || replayed {
+                seen = now;
+                self.end()?;
+                until = std::time::Instant::now() + self.opts.linger;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publish again what an importer asked for, if it did; whether it did.
+    fn replay(&mut self) -> Result<bool, Error> {
+        let again = lock(&self.window).take_replay();
+        for sample in &again {
+            self.publisher
+                .put(sample.clone())
+                .wait()
+                .map_err(|e| Error::Zenoh(format!("publishing a replay: {e}")))?;
+            self.stats.replayed();
+        }
+        Ok(!again.is_empty())
+    }
+
+    /// Tell importers the stream ended (in lossless mode, once one matches).
     fn end(&mut self) -> Result<(), Error> {
+        if !self.opts.lossy {
+            let until = std::time::Instant::now() + self.opts.linger;
+            while !self.has_importer() && std::time::Instant::now() < until {
+                if self.stop.is_stopped() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         // The number the next batch would have had: the importer counts what
         // never reached it before the end.
         let h = Header {
@@ -254,6 +353,12 @@ impl<S: Source> Exporter<S> {
         self.stats.set_ended(true);
         Ok(())
     }
+}
+
+/// The window, whoever panicked while holding it (its state is a queue of
+/// samples, whole at every step).
+fn lock(w: &Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
+    w.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A stream id: for a source that numbers its batches, a hash of what identifies

@@ -53,6 +53,10 @@ impl Default for ImportOptions {
     }
 }
 
+/// How long an importer waits for an answer to a replay request, and then for
+/// the replay, before it counts the gap as lost.
+const REPLAY_WAIT: Duration = Duration::from_secs(2);
+
 /// What one [`Importer::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -71,6 +75,10 @@ pub enum Step {
 pub struct Importer<K: Sink> {
     sink: K,
     subscriber: zenoh::pubsub::Subscriber<FifoChannelHandler<ZSample>>,
+    /// For asking the exporter to repair a gap.
+    session: zenoh::Session,
+    /// Since when a replay the exporter promised is awaited.
+    awaiting_replay: Option<std::time::Instant>,
     key: String,
     ty: StreamType,
     state: Option<State>,
@@ -135,6 +143,8 @@ impl<K: Sink> Importer<K> {
         Ok(Importer {
             sink,
             subscriber,
+            session: session.clone(),
+            awaiting_replay: None,
             key: key.to_owned(),
             ty,
             state,
@@ -225,6 +235,17 @@ impl<K: Sink> Importer<K> {
             // before it is batches lost at the end of the stream.
             if let Some((stream, next)) = self.expect {
                 if stream == h.stream && h.seq > next {
+                    let waiting = self
+                        .awaiting_replay
+                        .is_some_and(|since| since.elapsed() < REPLAY_WAIT);
+                    if waiting || self.ask_replay(stream, next) {
+                        // The replay comes first, then the end again.
+                        if !waiting {
+                            self.awaiting_replay = Some(std::time::Instant::now());
+                        }
+                        return Ok(Step::Skipped);
+                    }
+                    self.awaiting_replay = None;
                     let mut counts = self.counts;
                     counts.gaps += 1;
                     counts.lost += h.seq - next;
@@ -262,8 +283,21 @@ impl<K: Sink> Importer<K> {
                     return Ok(Step::Skipped);
                 }
                 if h.seq > next {
+                    if let Some(since) = self.awaiting_replay {
+                        if since.elapsed() < REPLAY_WAIT {
+                            // Batches after the gap, sent before the replay:
+                            // the replay brings them again.
+                            return Ok(Step::Skipped);
+                        }
+                        self.awaiting_replay = None;
+                    } else if self.ask_replay(stream, next) {
+                        self.awaiting_replay = Some(std::time::Instant::now());
+                        return Ok(Step::Skipped);
+                    }
                     counts.gaps += 1;
                     counts.lost += h.seq - next;
+                } else if self.awaiting_replay.take().is_some() {
+                    counts.repaired += 1;
                 }
             }
             _ => counts.streams += 1,
@@ -316,6 +350,30 @@ impl<K: Sink> Importer<K> {
                 Err(e)
             }
         }
+    }
+
+    /// Ask the exporter to publish again from batch `next` of `stream`; whether
+    /// it will.
+    fn ask_replay(&self, stream: u64, next: u64) -> bool {
+        let replies = match self
+            .session
+            .get(crate::replay::resume_key(&self.key))
+            .payload(crate::replay::request(stream, next))
+            .timeout(REPLAY_WAIT)
+            .wait()
+        {
+            Ok(r) => r,
+            Err(_) => return false,
+        };
+        while let Ok(reply) = replies.recv() {
+            if let Ok(sample) = reply.result() {
+                let status = crate::replay::parse_answer(&sample.payload().to_bytes(), stream);
+                if status == Some(crate::replay::WILL) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Make `slot` (no commit pending) where the importer stands: in the state,

@@ -82,6 +82,7 @@
 mod endpoint;
 mod export;
 mod import;
+mod replay;
 mod resume;
 mod session;
 mod stats;
@@ -90,12 +91,14 @@ mod wire;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use endpoint::{Offered, Polled, Sink, Source};
+pub use endpoint::{Each, Offered, Polled, Sink, Source};
 pub use export::{ExportOptions, Exporter};
 pub use import::{ImportOptions, Importer, Step};
 pub use session::Endpoints;
 pub use stats::{Snapshot, Stats};
 pub use wire::{StreamType, WireError};
+/// The zenoh this crate is built with, for programs that open their own session.
+pub use zenoh;
 
 /// Errors of a bridge.
 #[derive(Debug, thiserror::Error)]

@@ -36,7 +36,7 @@ use crate::Error;
 /// First word of a state array: `"SBZRES01"`.
 const MAGIC: u64 = u64::from_le_bytes(*b"SBZRES01");
 /// Words of [`Counts`].
-const COUNTS: usize = 8;
+const COUNTS: usize = 9;
 /// Words in a slot.
 const SLOT: usize = 5 + COUNTS;
 /// Words in the array.
@@ -53,6 +53,7 @@ pub(crate) struct Counts {
     pub uncertain: u64,
     pub streams: u64,
     pub dropped: u64,
+    pub repaired: u64,
 }
 
 /// What the last importer recorded.
@@ -83,11 +84,12 @@ impl Slot {
             c.uncertain,
             c.streams,
             c.dropped,
+            c.repaired,
         ]
     }
 
     fn from_words(w: [u64; SLOT]) -> Slot {
-        let [stream, next, pending, committed_before, pending_elements, delivered, elements, gaps, lost, duplicates, uncertain, streams, dropped] =
+        let [stream, next, pending, committed_before, pending_elements, delivered, elements, gaps, lost, duplicates, uncertain, streams, dropped, repaired] =
             w;
         Slot {
             stream,
@@ -104,6 +106,7 @@ impl Slot {
                 uncertain,
                 streams,
                 dropped,
+                repaired,
             },
         }
     }

@@ -22,6 +22,8 @@ pub struct Stats {
     dropped: AtomicU64,
     missed_at_source: AtomicU64,
     waits_for_peer: AtomicU64,
+    replayed: AtomicU64,
+    repaired: AtomicU64,
     lag_ns: AtomicU64,
     lag_max_ns: AtomicU64,
     next_seq: AtomicU64,
@@ -60,6 +62,10 @@ pub struct Snapshot {
     pub missed_at_source: u64,
     /// Exporter: times it waited for an importer to appear (lossless mode).
     pub waits_for_peer: u64,
+    /// Exporter: samples published again to repair an importer's gap.
+    pub replayed: u64,
+    /// Importer: gaps repaired from the exporter's replay window (not lost).
+    pub repaired: u64,
     /// Importer: exporter-send to local-commit time of the last batch (wall
     /// clocks of two hosts: as good as their synchronisation).
     pub lag: Duration,
@@ -93,6 +99,8 @@ impl Stats {
             dropped: self.dropped.load(Relaxed),
             missed_at_source: self.missed_at_source.load(Relaxed),
             waits_for_peer: self.waits_for_peer.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
+            repaired: self.repaired.load(Relaxed),
             lag: Duration::from_nanos(self.lag_ns.load(Relaxed)),
             lag_max: Duration::from_nanos(self.lag_max_ns.load(Relaxed)),
             next_seq: self.next_seq.load(Relaxed),
@@ -124,6 +132,7 @@ impl Stats {
         self.uncertain.store(c.uncertain, Relaxed);
         self.streams.store(c.streams, Relaxed);
         self.dropped.store(c.dropped, Relaxed);
+        self.repaired.store(c.repaired, Relaxed);
         if let Some(next) = next {
             self.next_seq.store(next, Relaxed);
         }
@@ -131,6 +140,10 @@ impl Stats {
 
     pub(crate) fn missed_at_source(&self, n: u64) {
         self.missed_at_source.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn replayed(&self) {
+        self.replayed.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn waited_for_peer(&self) {

@@ -193,7 +193,7 @@ pub(crate) fn decode(b: &[u8]) -> Result<Sample<'_>, WireError> {
         return Err(WireError::Field("type tag is not printable ASCII"));
     }
     let payload = &b[FIXED + tag_len..];
-    if payload.len() % size as usize != 0 {
+    if !payload.len().is_multiple_of(size as usize) {
         return Err(WireError::Ragged {
             bytes: payload.len(),
             size,

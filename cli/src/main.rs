@@ -10,6 +10,8 @@
 mod admin;
 #[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bridge")]
+mod bridge;
 
 use std::process::ExitCode;
 
@@ -71,6 +73,18 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Carry a local queue to or from other hosts over zenoh.
+    #[cfg(feature = "bridge")]
+    #[command(subcommand)]
+    Bridge(bridge::Command),
+    /// Not in this build: says how to get a build with the bridge.
+    #[cfg(not(feature = "bridge"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Bridge {
+        /// Whatever options were given (ignored).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Internal: the peer process of a benchmark.
     #[cfg(feature = "bench")]
     #[command(hide = true)]
@@ -111,6 +125,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         #[cfg(not(feature = "bench"))]
         Command::Bench { .. } => Err(NO_BENCH.into()),
+        #[cfg(feature = "bridge")]
+        Command::Bridge(cmd) => bridge::run(&cmd),
+        #[cfg(not(feature = "bridge"))]
+        Command::Bridge { .. } => Err(NO_BRIDGE.into()),
         #[cfg(feature = "bench")]
         Command::BenchPeer { args } => bench::peer(&args),
         Command::CreatePersistent { kind, name } => admin::create_persistent(&kind, &name),
@@ -130,6 +148,11 @@ fn main() -> ExitCode {
 #[cfg(not(feature = "bench"))]
 const NO_BENCH: &str = "this shmbatch was built without the benchmark (feature `bench`); \
      build it with the default features: cargo install --locked --path cli";
+
+/// What `shmbatch bridge` says in a build without the `bridge` feature.
+#[cfg(not(feature = "bridge"))]
+const NO_BRIDGE: &str = "this shmbatch was built without the zenoh bridge (feature `bridge`); \
+     build it with: cargo install --locked --path cli --features bridge";
 
 /// Errors of the command: a message for the user.
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
