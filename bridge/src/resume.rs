@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_state_survives_its_handle_and_refuses_a_foreign_array() {
-        let name = format!("sbz-state-test-{}", std::process::id());
+        let name = format!("shmbatch-test-bridge-state-{}", std::process::id());
         let (mut st, before) = State::open(&name).unwrap();
         assert_eq!(before, None);
         let slot = Slot::from_words(std::array::from_fn(|i| i as u64 + 1));
@@ -265,7 +265,7 @@ mod tests {
         assert_eq!(again, Some(Slot { next: 99, ..slot }));
         shmbatch::remove(&name).unwrap();
 
-        let foreign = format!("sbz-state-foreign-{}", std::process::id());
+        let foreign = format!("shmbatch-test-bridge-foreign-{}", std::process::id());
         let a = SharedArray::<u64>::create_from(&foreign, &[9; WORDS]).unwrap();
         let e = State::open(&foreign).unwrap_err();
         assert!(

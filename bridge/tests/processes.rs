@@ -225,8 +225,8 @@ struct Seen {
 fn stream(tag: &str, batches: u64, victim: Option<&str>, kills: u32) -> Result<(), Failed> {
     let pid = std::process::id();
     let (src, dst) = (
-        format!("sbz-t-{tag}-src-{pid}"),
-        format!("sbz-t-{tag}-dst-{pid}"),
+        format!("shmbatch-test-bridge-{tag}-src-{pid}"),
+        format!("shmbatch-test-bridge-{tag}-dst-{pid}"),
     );
     let seed = mix(u64::from(pid) ^ 0x5eed);
     let port = free_port();
