@@ -36,7 +36,7 @@ fn export_and_import_carry_a_queue_and_report_counters() {
     let state = format!("{dst}.bridge-import");
     let ep = format!("tcp/127.0.0.1:{}", port());
     let key = format!("shmbatch/test/cli/{pid}");
-    let mut tx = Sender::<f64>::create(&src, 1 << 14).unwrap();
+    let mut tx = Sender::<f64>::create(&src, 1 << 16).unwrap(); // holds all 500
     tx.persist();
     for i in 0..500u32 {
         let b: Vec<f64> = (0..=i % 97)
