@@ -386,6 +386,7 @@ fn main() {
             stream("kill-export", 4000, Some("export"), 3)
         }),
         Trial::test("type_mismatch_is_refused", type_mismatch),
+        Trial::test("lossy_drops_are_counted", lossy_drops_are_counted),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -437,5 +438,75 @@ fn type_mismatch() -> Result<(), Failed> {
         out.try_recv().is_err(),
         "a batch of the wrong type was delivered"
     );
+    Ok(())
+}
+
+/// Lossy on both sides: an importer whose queue is full drops batches instead of
+/// waiting, and counts them; what it delivers is in order.
+fn lossy_drops_are_counted() -> Result<(), Failed> {
+    let pid = std::process::id();
+    let port = free_port();
+    let key = format!("shmbatch/test/lossy/{pid}");
+    let (mut tx, rx) = shmbatch::spsc::channel::<f64>(1 << 16)?;
+    let listen = Endpoints {
+        listen: vec![format!("tcp/127.0.0.1:{port}")],
+        ..Endpoints::default()
+    }
+    .open()?;
+    let connect = Endpoints {
+        connect: vec![format!("tcp/127.0.0.1:{port}")],
+        ..Endpoints::default()
+    }
+    .open()?;
+    // Room for a few batches of 16: nobody reads it while the stream runs.
+    let (sink, mut out) = shmbatch::spsc::channel::<f64>(64)?;
+    let im_opts = ImportOptions {
+        lossy: true,
+        ..ImportOptions::default()
+    };
+    let mut im = Importer::new(&connect, &key, sink, &im_opts)?;
+    let ex_opts = ExportOptions {
+        lossy: true,
+        ..ExportOptions::default()
+    };
+    let mut ex = Exporter::new(&listen, &key, rx, &ex_opts)?;
+    let until = Instant::now() + Duration::from_secs(20);
+    while !ex.has_importer() {
+        if Instant::now() > until {
+            return Err("the exporter never saw the importer".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    const N: u64 = 200;
+    for i in 0..N {
+        tx.send(&[i as f64; 16])?;
+    }
+    drop(tx);
+    let exporter = std::thread::spawn(move || ex.run().map_err(|e| e.to_string()));
+    loop {
+        match im.step()? {
+            shmbatch_zenoh::Step::Ended => break,
+            _ if Instant::now() > until => return Err("the end never came".into()),
+            _ => {}
+        }
+    }
+    let ex_stats = exporter.join().unwrap()?;
+    let s = im.stats().snapshot();
+    let mut got = Vec::new();
+    while let Ok(b) = out.try_recv() {
+        got.push(b[0] as u64);
+    }
+    eprintln!(
+        "  lossy: delivered {} dropped {} lost {} of {N}",
+        s.batches, s.dropped, s.lost
+    );
+    assert_eq!(ex_stats.batches, N);
+    assert_eq!(s.batches, got.len() as u64);
+    assert_eq!(s.batches + s.dropped + s.lost, N, "{s:?}");
+    assert!(
+        s.dropped > 0,
+        "a queue of 64 elements took all 200 batches: {s:?}"
+    );
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order: {got:?}");
     Ok(())
 }
