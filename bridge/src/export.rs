@@ -280,8 +280,10 @@ impl<S: Source> Exporter<S> {
                 .put(sample)
                 .wait()
                 .map_err(|e| Error::Zenoh(format!("publishing batch {seq}: {e}")))?;
-            *next_local = seq + 1;
-            stats.carried(batch.len(), bytes.len(), seq + 1);
+            // A hostile source count near u64::MAX: the importer refuses
+            // numbers from 2^63 on, and nothing here may overflow.
+            *next_local = seq.saturating_add(1);
+            stats.carried(batch.len(), bytes.len(), *next_local);
             Ok(())
         })?;
         match polled {

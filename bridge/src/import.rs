@@ -248,7 +248,7 @@ impl<K: Sink> Importer<K> {
                     self.awaiting_replay = None;
                     let mut counts = self.counts;
                     counts.gaps += 1;
-                    counts.lost += h.seq - next;
+                    counts.lost = counts.lost.saturating_add(h.seq - next);
                     self.settle(
                         counts,
                         Slot {
@@ -295,7 +295,7 @@ impl<K: Sink> Importer<K> {
                         return Ok(Step::Skipped);
                     }
                     counts.gaps += 1;
-                    counts.lost += h.seq - next;
+                    counts.lost = counts.lost.saturating_add(h.seq - next);
                 } else if self.awaiting_replay.take().is_some() {
                     counts.repaired += 1;
                 }

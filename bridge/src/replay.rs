@@ -85,11 +85,15 @@ impl Window {
 
     /// Keep sample `seq` (the most recent), dropping the oldest past the cap.
     pub fn push(&mut self, seq: u64, sample: ZBytes) {
-        self.head = seq + 1;
+        self.head = seq.saturating_add(1);
         if self.cap == 0 {
             return;
         }
-        if self.samples.back().is_some_and(|(s, _)| *s + 1 != seq) {
+        if self
+            .samples
+            .back()
+            .is_some_and(|(s, _)| s.checked_add(1) != Some(seq))
+        {
             // Numbering jumped (a source that lost batches): the window only
             // holds a run of consecutive numbers.
             self.samples.clear();

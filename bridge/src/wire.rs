@@ -12,7 +12,7 @@
 //! | 8 | 4 | element size in bytes (not zero) |
 //! | 12 | 4 | element alignment in bytes (a power of two) |
 //! | 16 | 8 | stream id |
-//! | 24 | 8 | sequence number of the batch in its stream |
+//! | 24 | 8 | sequence number of the batch in its stream, below 2^63 |
 //! | 32 | 8 | when the exporter sent it: ns since the Unix epoch |
 //! | 40 | `tag_len` | type tag: printable ASCII, the numpy dtype string for built-ins |
 //! | 40 + `tag_len` | rest | the batch: a whole number of elements, native byte order |
@@ -31,6 +31,9 @@ pub(crate) const VERSION: u8 = 1;
 pub(crate) const END: u8 = 1;
 /// Bytes before the tag.
 pub(crate) const FIXED: usize = 40;
+/// Sequence numbers are below this (2^63): far beyond any stream, and it leaves
+/// the importer's `seq + 1` and sums of gaps without overflow.
+pub(crate) const MAX_SEQ: u64 = 1 << 63;
 
 /// The element type of a stream, as it travels: what a queue's segment records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,11 +205,15 @@ pub(crate) fn decode(b: &[u8]) -> Result<Sample<'_>, WireError> {
     if flags & END != 0 && !payload.is_empty() {
         return Err(WireError::Field("end-of-stream sample carries a batch"));
     }
+    let seq = u64_at(b, 24);
+    if seq >= MAX_SEQ {
+        return Err(WireError::Field("sequence number out of range"));
+    }
     Ok(Sample {
         header: Header {
             flags,
             stream: u64_at(b, 16),
-            seq: u64_at(b, 24),
+            seq,
             sent_ns: u64_at(b, 32),
         },
         tag,
@@ -233,7 +240,7 @@ mod tests {
         let h = Header {
             flags: 0,
             stream: 0xdead_beef_0123_4567,
-            seq: u64::MAX - 1,
+            seq: MAX_SEQ - 1,
             sent_ns: 42,
         };
         let xs = [f64::from_bits(0x7ff8_dead_beef_0001), -0.0, 1.5];
@@ -289,6 +296,10 @@ mod tests {
             WireError::Field("type tag is not printable ASCII")
         );
         assert_eq!(decode(&good[..39]).unwrap_err(), WireError::Short(39));
+        assert_eq!(
+            with(31, 0x80),
+            WireError::Field("sequence number out of range")
+        );
         assert!(matches!(
             decode(&good[..good.len() - 1]),
             Err(WireError::Ragged { .. })

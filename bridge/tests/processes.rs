@@ -391,23 +391,36 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// An importer whose queue holds `f32` refuses a stream of `f64`, and delivers
-/// nothing of it.
-fn type_mismatch() -> Result<(), Failed> {
-    let pid = std::process::id();
-    let port = free_port();
-    let key = format!("shmbatch/test/mismatch/{pid}");
-    let (mut tx, rx) = shmbatch::spsc::channel::<f64>(1024)?;
+/// Two zenoh sessions in this process, one listening and one connecting to it
+/// over TCP on 127.0.0.1.
+fn session_pair() -> Result<
+    (
+        shmbatch_zenoh::zenoh::Session,
+        shmbatch_zenoh::zenoh::Session,
+    ),
+    Failed,
+> {
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
     let listen = Endpoints {
-        listen: vec![format!("tcp/127.0.0.1:{port}")],
+        listen: vec![ep.clone()],
         ..Endpoints::default()
     }
     .open()?;
     let connect = Endpoints {
-        connect: vec![format!("tcp/127.0.0.1:{port}")],
+        connect: vec![ep],
         ..Endpoints::default()
     }
     .open()?;
+    Ok((listen, connect))
+}
+
+/// An importer whose queue holds `f32` refuses a stream of `f64`, and delivers
+/// nothing of it.
+fn type_mismatch() -> Result<(), Failed> {
+    let pid = std::process::id();
+    let key = format!("shmbatch/test/mismatch/{pid}");
+    let (mut tx, rx) = shmbatch::spsc::channel::<f64>(1024)?;
+    let (listen, connect) = session_pair()?;
     let (sink, mut out) = shmbatch::spsc::channel::<f32>(1024)?;
     let mut im = Importer::new(&connect, &key, sink, &ImportOptions::default())?;
     let mut ex = Exporter::new(&listen, &key, rx, &ExportOptions::default())?;
@@ -445,19 +458,9 @@ fn type_mismatch() -> Result<(), Failed> {
 /// waiting, and counts them; what it delivers is in order.
 fn lossy_drops_are_counted() -> Result<(), Failed> {
     let pid = std::process::id();
-    let port = free_port();
     let key = format!("shmbatch/test/lossy/{pid}");
     let (mut tx, rx) = shmbatch::spsc::channel::<f64>(1 << 16)?;
-    let listen = Endpoints {
-        listen: vec![format!("tcp/127.0.0.1:{port}")],
-        ..Endpoints::default()
-    }
-    .open()?;
-    let connect = Endpoints {
-        connect: vec![format!("tcp/127.0.0.1:{port}")],
-        ..Endpoints::default()
-    }
-    .open()?;
+    let (listen, connect) = session_pair()?;
     // Room for a few batches of 16: nobody reads it while the stream runs.
     let (sink, mut out) = shmbatch::spsc::channel::<f64>(64)?;
     let im_opts = ImportOptions {
