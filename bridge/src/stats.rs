@@ -60,7 +60,9 @@ pub struct Snapshot {
     /// Exporter: batches its source lost before the bridge saw them (a lossy
     /// broadcast subscriber that was lapped).
     pub missed_at_source: u64,
-    /// Exporter: times it waited for an importer to appear (lossless mode).
+    /// Exporter, lossless mode: steps that found no importer subscribed and
+    /// waited (each up to [`ExportOptions::poll`](crate::ExportOptions::poll))
+    /// for one to appear; 0 when one was always there.
     pub waits_for_peer: u64,
     /// Exporter: samples published again to repair an importer's gap.
     pub replayed: u64,
