@@ -30,8 +30,11 @@ pub struct Stats {
     ended: AtomicU64,
 }
 
-/// The counters at one moment. An exporter fills the first block and
-/// `missed_at_source`, `waits_for_peer`; an importer all but those two.
+/// The counters at one moment. Both sides fill `batches`, `elements`, `bytes`,
+/// `next_seq` and `ended`; an exporter also `missed_at_source`,
+/// `waits_for_peer` and `replayed`; an importer the rest (`gaps`, `lost`,
+/// `duplicates`, `uncertain`, `streams`, `dropped`, `repaired`, `lag`,
+/// `lag_max`). A field a side does not fill stays 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Snapshot {
     /// Batches carried (exporter: published on the key; importer: committed to
